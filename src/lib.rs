@@ -1,0 +1,13 @@
+//! pareil: local semantic similarity and duplicate detection over folders of
+//! text, with a multilingual sentence-embedding model on CPU through candle.
+//!
+//! The library owns the engine; `src/main.rs` and [`cli`] only parse
+//! arguments, call into it and print.
+
+pub mod cli;
+pub mod corpus;
+pub mod error;
+pub mod model;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,20 @@
+//! The `pareil` binary: parse arguments, run the command, map errors to exit codes.
+
+use clap::Parser;
+use pareil::cli::{self, args::Cli, Outcome};
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(n) = cli.global.threads {
+        // candle's matmuls and rayon both read this before their first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    match cli::run(cli) {
+        Ok(Outcome::Ok) => {}
+        Ok(Outcome::Exit(code)) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("pareil: error: {err}");
+            std::process::exit(cli::exit_code(&err));
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The embedding model: configuration, tokenizer, encoder, provisioning, and
+//! [`Embedder`], which turns texts into unit vectors in input order.
+
+pub mod config;
+pub mod e5s1;
+pub mod encoder;
+pub mod provision;
+pub mod tokenizer;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{BertConfig, Role, DEFAULT_MODEL_ID, POOLING};
+use encoder::BertEncoder;
+pub use provision::Manifest;
+use tokenizer::{TextTokenizer, Tokenized};
+
+use crate::error::{Error, Result};
+
+/// Upper bound on the tokens encoded in one forward pass: large enough for
+/// efficient matrix products, small enough to keep memory flat.
+pub const TOKEN_BUDGET: usize = 4096;
+
+/// One embedded text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub vector: Vec<f32>,
+    /// Tokens the model saw, special tokens and prefix included.
+    pub tokens: usize,
+    /// Tokens cut off because the text exceeded the model's window.
+    pub truncated_tokens: usize,
+}
+
+/// A loaded model, ready to embed.
+pub struct Embedder {
+    tokenizer: TextTokenizer,
+    encoder: BertEncoder,
+    dir: PathBuf,
+    manifest: Option<Manifest>,
+}
+
+impl Embedder {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let missing = provision::missing_files(dir);
+        if !missing.is_empty() {
+            return Err(Error::ModelMissing {
+                what: format!("{} lacks {}", dir.display(), missing.join(", ")),
+                fix: "run `pareil model fetch` to (re)install the model".into(),
+            });
+        }
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)?;
+        let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config)?;
+        let manifest = provision::read_manifest(dir).ok();
+        Ok(Embedder {
+            tokenizer,
+            encoder,
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.encoder.config().hidden_size
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Model id and revision as recorded at install time.
+    pub fn model_id(&self) -> String {
+        self.manifest
+            .as_ref()
+            .map(|m| m.model_id.clone())
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+
+    pub fn revision(&self) -> String {
+        self.manifest
+            .as_ref()
+            .map(|m| m.revision.clone())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_tokens()
+    }
+
+    pub fn tokenize(&self, text: &str, role: Role) -> Result<Tokenized> {
+        self.tokenizer.tokenize(text, role)
+    }
+
+    /// Token count of `role.prefix() + text` with special tokens, before truncation.
+    pub fn count_tokens(&self, text: &str, role: Role) -> Result<usize> {
+        self.tokenizer.count(text, role)
+    }
+
+    /// Embeds texts; results come back in input order.
+    pub fn embed(&self, texts: &[&str], role: Role) -> Result<Vec<Embedding>> {
+        self.embed_with_progress(texts, role, &mut |_| {})
+    }
+
+    /// Like [`embed`](Self::embed), calling `progress(n)` after each batch of `n` texts.
+    pub fn embed_with_progress(
+        &self,
+        texts: &[&str],
+        role: Role,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Embedding>> {
+        let tokenized = texts
+            .iter()
+            .map(|t| self.tokenizer.tokenize(t, role))
+            .collect::<Result<Vec<_>>>()?;
+        let vectors = self.embed_tokenized(&tokenized, progress)?;
+        Ok(vectors
+            .into_iter()
+            .zip(tokenized)
+            .map(|(vector, t)| Embedding {
+                vector,
+                tokens: t.ids.len(),
+                truncated_tokens: t.truncated,
+            })
+            .collect())
+    }
+
+    /// Encodes pre-tokenised inputs in batches of at most [`TOKEN_BUDGET`]
+    /// tokens, formed over length-sorted inputs; returns vectors in input order.
+    pub fn embed_tokenized(
+        &self,
+        inputs: &[Tokenized],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].ids.len()));
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            let mut tokens = 0;
+            while end < order.len() && (end == start || tokens + inputs[order[end]].ids.len() <= TOKEN_BUDGET) {
+                tokens += inputs[order[end]].ids.len();
+                end += 1;
+            }
+            let batch: Vec<Vec<u32>> = order[start..end].iter().map(|&i| inputs[i].ids.clone()).collect();
+            let vectors = self.encoder.embed_ids(&batch)?;
+            for (&i, v) in order[start..end].iter().zip(vectors) {
+                out[i] = Some(v);
+            }
+            progress(end - start);
+            start = end;
+        }
+        Ok(out.into_iter().map(|v| v.expect("every input is in one batch")).collect())
+    }
+}
+
+/// Cosine similarity of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

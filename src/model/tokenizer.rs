@@ -1,0 +1,77 @@
+//! The model's `tokenizer.json` through the `tokenizers` crate, with the two
+//! settings that file leaves out: truncation at the model's 512 positions
+//! (reported, never silent) and no padding (the encoder packs sequences).
+
+use std::path::Path;
+
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::model::config::Role;
+
+/// Token ids of one text, as the encoder will see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    /// How many tokens were cut to fit the model's window (0 when it fits).
+    pub truncated: usize,
+}
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    eos_id: u32,
+    max_tokens: usize,
+}
+
+impl TextTokenizer {
+    pub fn load(path: &Path, max_tokens: usize) -> Result<Self> {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::ModelCorrupt {
+            path: path.to_path_buf(),
+            reason: format!("not a readable tokenizer.json: {e}"),
+            fix: "re-run `pareil model fetch`".into(),
+        })?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.with_padding(None);
+        let eos_id = inner.token_to_id("</s>").ok_or_else(|| Error::ModelCorrupt {
+            path: path.to_path_buf(),
+            reason: "no </s> token: not an XLM-R SentencePiece tokenizer".into(),
+            fix: "use the tokenizer.json of the model (re-run `pareil model fetch`)".into(),
+        })?;
+        Ok(TextTokenizer {
+            inner,
+            eos_id,
+            max_tokens,
+        })
+    }
+
+    /// Tokenises `role.prefix() + text` with `<s>`/`</s>`; an over-long input
+    /// keeps its first `max_tokens - 1` tokens plus `</s>`, as Hugging Face's
+    /// truncation does, and reports how many were dropped.
+    pub fn tokenize(&self, text: &str, role: Role) -> Result<Tokenized> {
+        let input = format!("{}{}", role.prefix(), text);
+        let enc = self
+            .inner
+            .encode(input.as_str(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut ids = enc.get_ids().to_vec();
+        let mut truncated = 0;
+        if ids.len() > self.max_tokens {
+            truncated = ids.len() - self.max_tokens;
+            ids.truncate(self.max_tokens - 1);
+            ids.push(self.eos_id);
+        }
+        Ok(Tokenized { ids, truncated })
+    }
+
+    /// Tokens of a text (special tokens and prefix included, before truncation).
+    pub fn count(&self, text: &str, role: Role) -> Result<usize> {
+        let t = self.tokenize(text, role)?;
+        Ok(t.ids.len() + t.truncated)
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+}

@@ -1,0 +1,331 @@
+//! Reads: documents, cached vectors, the bulk vector load for search, passage
+//! lookups by id or by file:line, the light rows dedup needs, and stats. None
+//! of these write, so all work on a read-only store.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Row};
+
+use super::types::{DedupRow, DocumentId, DocumentRow, PassageId, PassageRow, Stats, VectorSet};
+use super::Store;
+use crate::error::{Error, Result};
+
+const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d.date, \
+     d.ingest_order, d.ingested_at, \
+     (SELECT COUNT(*) FROM passages p WHERE p.doc_id = d.id)";
+
+const PASSAGE_COLUMNS: &str = "p.id, p.doc_id, d.path, d.date, p.idx, p.line_start, p.line_end, \
+     p.byte_start, p.byte_end, p.text, p.duplicate_of, p.dup_kind, p.dup_score";
+
+/// Reads a non-negative integer column. The crate is built without
+/// rusqlite's `fallible_uint` feature, so counts and offsets go through i64.
+fn uint<T: TryFrom<i64>>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let v: i64 = r.get(i)?;
+    T::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, v))
+}
+
+fn document_row(r: &Row<'_>) -> rusqlite::Result<DocumentRow> {
+    Ok(DocumentRow {
+        id: r.get(0)?,
+        path: r.get(1)?,
+        content_hash: r.get(2)?,
+        size: uint(r, 3)?,
+        mtime: r.get(4)?,
+        date: r.get(5)?,
+        ingest_order: r.get(6)?,
+        ingested_at: r.get(7)?,
+        passages: uint(r, 8)?,
+    })
+}
+
+fn passage_row(r: &Row<'_>) -> rusqlite::Result<PassageRow> {
+    Ok(PassageRow {
+        id: r.get(0)?,
+        doc_id: r.get(1)?,
+        path: r.get(2)?,
+        date: r.get(3)?,
+        idx: uint(r, 4)?,
+        line_start: uint(r, 5)?,
+        line_end: uint(r, 6)?,
+        byte_start: uint(r, 7)?,
+        byte_end: uint(r, 8)?,
+        text: r.get(9)?,
+        duplicate_of: r.get(10)?,
+        dup_kind: r.get(11)?,
+        dup_score: r.get(12)?,
+    })
+}
+
+/// Appends a little-endian f32 blob to `out`; `false` if its length is not
+/// `dim` floats (a damaged row).
+fn decode_into(blob: &[u8], dim: usize, out: &mut Vec<f32>) -> bool {
+    if blob.len() != dim * 4 {
+        return false;
+    }
+    out.extend(
+        blob.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    true
+}
+
+impl Store {
+    fn bad_vector(&self, what: &str) -> Error {
+        Error::Store {
+            path: self.path.clone(),
+            reason: format!(
+                "stored vector {what} does not have {} dimensions; the file is damaged\n  fix: \
+                 remove it and run `pareil ingest` again",
+                self.meta.dim
+            ),
+        }
+    }
+
+    /// The document stored under exactly `path`, to skip unchanged files by
+    /// `content_hash`.
+    pub fn document_by_path(&self, path: &str) -> Result<Option<DocumentRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.path = ?1"),
+                [path],
+                document_row,
+            )
+            .optional()?)
+    }
+
+    /// All documents in first-ingest order.
+    pub fn documents(&self) -> Result<Vec<DocumentRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents d ORDER BY d.ingest_order"
+        ))?;
+        let rows = stmt
+            .query_map([], document_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Finds a document by its stored path, or else by a unique path suffix
+    /// made of whole components (`b/c.txt` or `c.txt` for `a/b/c.txt`).
+    /// `NotFound` when nothing matches, `Usage` naming the candidates when
+    /// several do.
+    pub fn find_document(&self, query: &str) -> Result<DocumentRow> {
+        if let Some(doc) = self.document_by_path(query)? {
+            return Ok(doc);
+        }
+        let wanted = query.trim_start_matches("./").replace('\\', "/");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path FROM documents ORDER BY path")?;
+        let paths = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let matches: Vec<&String> = paths
+            .iter()
+            .filter(|p| {
+                let p = p.replace('\\', "/");
+                let p = p.trim_start_matches("./");
+                p == wanted
+                    || (p.len() > wanted.len()
+                        && p.ends_with(wanted.as_str())
+                        && p.as_bytes()[p.len() - wanted.len() - 1] == b'/')
+            })
+            .collect();
+        match matches.as_slice() {
+            [] => Err(Error::NotFound(format!(
+                "no document matching {query:?} in the store"
+            ))),
+            [one] => Ok(self
+                .document_by_path(one)?
+                .ok_or_else(|| Error::NotFound(format!("document {one:?}")))?),
+            many => {
+                let shown: Vec<&str> = many.iter().take(10).map(|s| s.as_str()).collect();
+                Err(Error::Usage(format!(
+                    "{query:?} matches {} documents: {}{}; give more of the path",
+                    many.len(),
+                    shown.join(", "),
+                    if many.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        }
+    }
+
+    /// Vectors already stored for any of `keys`; missing keys are absent from
+    /// the map.
+    pub fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        let dim = self.meta.dim;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT vector FROM embeddings WHERE hash = ?1")?;
+        let mut out = HashMap::new();
+        for key in keys {
+            if out.contains_key(key) {
+                continue;
+            }
+            let mut rows = stmt.query([key])?;
+            if let Some(row) = rows.next()? {
+                let mut v = Vec::with_capacity(dim);
+                if !decode_into(
+                    row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?,
+                    dim,
+                    &mut v,
+                ) {
+                    return Err(self.bad_vector(key));
+                }
+                out.insert(key.clone(), v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every chunk's vector, row-major, in chunk id order. Reads only ids and
+    /// blobs (no text) and joins on integer keys, so it stays fast for 100k+
+    /// rows.
+    pub fn load_vectors(&self) -> Result<VectorSet> {
+        let dim = self.meta.dim;
+        let n: usize = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM chunks", [], |r| uint(r, 0))?;
+        let mut set = VectorSet {
+            chunk_ids: Vec::with_capacity(n),
+            passage_ids: Vec::with_capacity(n),
+            dim,
+            data: Vec::with_capacity(n * dim),
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id, c.passage_id, e.vector FROM chunks c \
+             JOIN embeddings e ON e.id = c.emb_id ORDER BY c.id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let chunk_id: i64 = row.get(0)?;
+            if !decode_into(
+                row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
+                dim,
+                &mut set.data,
+            ) {
+                return Err(self.bad_vector(&format!("of chunk {chunk_id}")));
+            }
+            set.chunk_ids.push(chunk_id);
+            set.passage_ids.push(row.get(1)?);
+        }
+        Ok(set)
+    }
+
+    /// One passage with its document's path.
+    pub fn passage(&self, id: PassageId) -> Result<Option<PassageRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id \
+                     WHERE p.id = ?1"
+                ),
+                [id],
+                passage_row,
+            )
+            .optional()?)
+    }
+
+    /// Passages for `ids`, in the order given; ids not in the store are skipped.
+    pub fn passages_by_ids(&self, ids: &[PassageId]) -> Result<Vec<PassageRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id \
+             WHERE p.id = ?1"
+        ))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = stmt.query_row([id], passage_row).optional()? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// All passages of one document, in order.
+    pub fn passages_of(&self, doc_id: DocumentId) -> Result<Vec<PassageRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id \
+             WHERE p.doc_id = ?1 ORDER BY p.idx"
+        ))?;
+        let rows = stmt
+            .query_map([doc_id], passage_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The passage of the document `path` (exact, or a unique suffix; see
+    /// `find_document`) whose line span contains the 1-based `line`;
+    /// `Ok(None)` when the line falls between passages or past the end.
+    pub fn passage_at(&self, path: &str, line: usize) -> Result<Option<PassageRow>> {
+        let doc = self.find_document(path)?;
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id \
+                     WHERE p.doc_id = ?1 AND p.line_start <= ?2 AND p.line_end >= ?2 \
+                     ORDER BY p.idx LIMIT 1"
+                ),
+                rusqlite::params![doc.id, line as i64],
+                passage_row,
+            )
+            .optional()?)
+    }
+
+    /// All passages as light dedup rows, ordered by first sight (document
+    /// ingest order, then passage index).
+    pub fn all_passages_for_dedup(&self) -> Result<Vec<DedupRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT p.id, p.doc_id, p.idx, d.ingest_order, d.date, p.norm, p.norm_hash, \
+             p.duplicate_of FROM passages p JOIN documents d ON d.id = p.doc_id \
+             ORDER BY d.ingest_order, p.idx",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DedupRow {
+                    id: r.get(0)?,
+                    doc_id: r.get(1)?,
+                    idx: uint(r, 2)?,
+                    order: r.get(3)?,
+                    date: r.get(4)?,
+                    norm: r.get(5)?,
+                    norm_hash: r.get(6)?,
+                    duplicate_of: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Counts, file size and the recorded model.
+    pub fn stats(&self) -> Result<Stats> {
+        let count =
+            |sql: &str| -> Result<usize> { Ok(self.conn.query_row(sql, [], |r| uint(r, 0))?) };
+        let file_len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let schema_version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok(Stats {
+            path: self.path.clone(),
+            schema_version,
+            documents: count("SELECT COUNT(*) FROM documents")?,
+            passages: count("SELECT COUNT(*) FROM passages")?,
+            chunks: count("SELECT COUNT(*) FROM chunks")?,
+            embeddings: count("SELECT COUNT(*) FROM embeddings")?,
+            orphan_embeddings: count(
+                "SELECT COUNT(*) FROM embeddings e WHERE NOT EXISTS \
+                 (SELECT 1 FROM chunks c WHERE c.emb_id = e.id)",
+            )?,
+            duplicates: count("SELECT COUNT(*) FROM passages WHERE duplicate_of IS NOT NULL")?,
+            file_size_bytes: file_len(&self.path) + file_len(std::path::Path::new(&wal)),
+            meta: self.meta.clone(),
+        })
+    }
+}

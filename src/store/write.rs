@@ -1,0 +1,374 @@
+//! Writes: replacing and removing documents, pruning, duplicate marks and
+//! garbage-collecting cached vectors. Each public call is one `BEGIN
+//! IMMEDIATE` transaction, so a concurrent ingest waits (busy timeout) instead
+//! of failing mid-way, and a crash or error leaves the previous state.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use super::types::{DocumentId, DuplicateMark, NewDocument, PassageId, ReplaceOutcome};
+use super::Store;
+use crate::error::{Error, Result};
+
+// Offsets, counts and sizes are written `as i64`: the crate is built without
+// rusqlite's `fallible_uint` feature, and no file comes near 2^63 bytes.
+
+/// SQL for "now" in the format of `documents.ingested_at`.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+/// Lower-case hex SHA-256 of `data`. Used for `norm_hash`; offered to callers
+/// for content hashes and embedding cache keys so all hashes look alike.
+pub fn sha256_hex(data: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(data);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Encodes a vector as the stored blob: `dim` f32 values, little-endian.
+pub(super) fn encode_vector(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+impl Store {
+    fn begin(&mut self) -> Result<Transaction<'_>> {
+        self.writable()?;
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// Writes `doc` in one transaction: the old passages and chunks of the same
+    /// path (if any) go, the document row is updated or inserted, and the new
+    /// passages, chunks and not-yet-cached vectors are inserted. On any error
+    /// (or a killed process) the previous version stays as it was.
+    ///
+    /// Passages of other documents that were marked duplicates of a removed
+    /// passage lose that mark (listed in the outcome), because passage ids do
+    /// not survive a replace.
+    pub fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome> {
+        let dim = self.meta.dim;
+        for (key, v) in &doc.embeddings {
+            if v.len() != dim {
+                return Err(Error::StoreMismatch {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "vector for {key} of {} has {} values, the store holds {dim}-dimensional \
+                         vectors",
+                        doc.path,
+                        v.len()
+                    ),
+                });
+            }
+        }
+        let path = self.path.clone();
+        let tx = self.begin()?;
+
+        let existing: Option<DocumentId> = tx
+            .query_row(
+                "SELECT id FROM documents WHERE path = ?1",
+                [&doc.path],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let (doc_id, unlinked_duplicates) = match existing {
+            Some(id) => {
+                let unlinked = delete_passages(&tx, id)?;
+                // Same row, so id and ingest_order survive an edit.
+                tx.execute(
+                    &format!(
+                        "UPDATE documents SET content_hash = ?2, size = ?3, mtime = ?4, date = ?5, \
+                         ingested_at = {NOW} WHERE id = ?1"
+                    ),
+                    params![id, doc.content_hash, doc.size as i64, doc.mtime, doc.date],
+                )?;
+                (id, unlinked)
+            }
+            None => {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO documents \
+                         (path, content_hash, size, mtime, date, ingest_order, ingested_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, \
+                         (SELECT COALESCE(MAX(ingest_order), 0) + 1 FROM documents), {NOW})"
+                    ),
+                    params![
+                        doc.path,
+                        doc.content_hash,
+                        doc.size as i64,
+                        doc.mtime,
+                        doc.date
+                    ],
+                )?;
+                (tx.last_insert_rowid(), Vec::new())
+            }
+        };
+
+        // Only keys some chunk uses are written: an unused vector would be an
+        // orphan from the start.
+        let used: HashSet<&str> = doc
+            .passages
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(|c| c.emb_key.as_str()))
+            .collect();
+        let mut written: HashSet<&str> = HashSet::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO embeddings (hash, vector) VALUES (?1, ?2) ON CONFLICT(hash) DO NOTHING",
+            )?;
+            for (key, v) in &doc.embeddings {
+                if used.contains(key.as_str())
+                    && insert.execute(params![key, encode_vector(v)])? > 0
+                {
+                    written.insert(key.as_str());
+                }
+            }
+        }
+
+        let mut passage_ids = Vec::with_capacity(doc.passages.len());
+        let mut emb_ids: HashMap<&str, i64> = HashMap::new();
+        let mut reused = 0usize;
+        {
+            let mut insert_passage = tx.prepare_cached(
+                "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
+                 text, norm, norm_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut insert_chunk = tx.prepare_cached(
+                "INSERT INTO chunks (passage_id, idx, byte_start, byte_end, tokens, emb_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut find_emb = tx.prepare_cached("SELECT id FROM embeddings WHERE hash = ?1")?;
+            for (pi, p) in doc.passages.iter().enumerate() {
+                insert_passage.execute(params![
+                    doc_id,
+                    pi as i64,
+                    p.line_start as i64,
+                    p.line_end as i64,
+                    p.byte_start as i64,
+                    p.byte_end as i64,
+                    p.text,
+                    p.norm,
+                    sha256_hex(p.norm.as_bytes()),
+                ])?;
+                let passage_id = tx.last_insert_rowid();
+                passage_ids.push(passage_id);
+                for (ci, c) in p.chunks.iter().enumerate() {
+                    let key = c.emb_key.as_str();
+                    let emb_id = match emb_ids.get(key) {
+                        Some(id) => *id,
+                        None => {
+                            let id: i64 = find_emb
+                                .query_row([key], |r| r.get(0))
+                                .optional()?
+                                .ok_or_else(|| Error::Store {
+                                    path: path.clone(),
+                                    reason: format!(
+                                        "chunk {ci} of passage {pi} of {} uses embedding key \
+                                         {key}, which is neither stored nor supplied; nothing \
+                                         was written for this document",
+                                        doc.path
+                                    ),
+                                })?;
+                            emb_ids.insert(key, id);
+                            id
+                        }
+                    };
+                    if !written.contains(key) {
+                        reused += 1;
+                    }
+                    insert_chunk.execute(params![
+                        passage_id,
+                        ci as i64,
+                        c.byte_start as i64,
+                        c.byte_end as i64,
+                        c.tokens as i64,
+                        emb_id
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(ReplaceOutcome {
+            doc_id,
+            passage_ids,
+            replaced: existing.is_some(),
+            embeddings_written: written.len(),
+            embeddings_reused: reused,
+            unlinked_duplicates,
+        })
+    }
+
+    /// Removes the document stored under exactly `path`, with its passages and
+    /// chunks; its vectors stay cached until `vacuum_embeddings`. Returns
+    /// whether there was such a document.
+    pub fn remove_document(&mut self, path: &str) -> Result<bool> {
+        let tx = self.begin()?;
+        let id: Option<DocumentId> = tx
+            .query_row("SELECT id FROM documents WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(id) = id {
+            delete_document(&tx, id)?;
+        }
+        tx.commit()?;
+        Ok(id.is_some())
+    }
+
+    /// Removes every document whose path is not in `keep`, in one
+    /// transaction; returns the removed paths.
+    pub fn prune(&mut self, keep: &HashSet<String>) -> Result<Vec<String>> {
+        self.prune_where(|path| !keep.contains(path))
+    }
+
+    /// Removes every document for which `remove(path)` is true, in one
+    /// transaction; returns the removed paths. For scoped pruning (only paths
+    /// under the folder just ingested, say).
+    pub fn prune_where(&mut self, mut remove: impl FnMut(&str) -> bool) -> Result<Vec<String>> {
+        let tx = self.begin()?;
+        let docs = {
+            let mut stmt = tx.prepare("SELECT id, path FROM documents ORDER BY ingest_order")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows
+        };
+        let mut removed = Vec::new();
+        for (id, path) in docs {
+            if remove(&path) {
+                delete_document(&tx, id)?;
+                removed.push(path);
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Deletes cached vectors no chunk uses any more; returns how many. The
+    /// file only shrinks after a SQLite `VACUUM`, but the pages are reused.
+    pub fn vacuum_embeddings(&mut self) -> Result<usize> {
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "DELETE FROM embeddings WHERE NOT EXISTS \
+             (SELECT 1 FROM chunks WHERE chunks.emb_id = embeddings.id)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Marks `passage_id` as a duplicate of `canonical_id`.
+    pub fn set_duplicate(
+        &mut self,
+        passage_id: PassageId,
+        canonical_id: PassageId,
+        kind: &str,
+        score: f64,
+    ) -> Result<()> {
+        self.set_duplicates(&[DuplicateMark {
+            passage_id,
+            canonical_id,
+            kind: kind.to_string(),
+            score,
+        }])
+    }
+
+    /// Writes many duplicate marks in one transaction; all or none.
+    pub fn set_duplicates(&mut self, marks: &[DuplicateMark]) -> Result<()> {
+        let tx = self.begin()?;
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM passages WHERE id = ?1")?;
+            let mut update = tx.prepare_cached(
+                "UPDATE passages SET duplicate_of = ?2, dup_kind = ?3, dup_score = ?4 WHERE id = ?1",
+            )?;
+            for m in marks {
+                if m.passage_id == m.canonical_id {
+                    return Err(Error::Usage(format!(
+                        "passage {} cannot be a duplicate of itself",
+                        m.passage_id
+                    )));
+                }
+                if !exists.exists([m.canonical_id])? {
+                    return Err(Error::NotFound(format!("passage {}", m.canonical_id)));
+                }
+                if update.execute(params![m.passage_id, m.canonical_id, m.kind, m.score])? == 0 {
+                    return Err(Error::NotFound(format!("passage {}", m.passage_id)));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the duplicate mark of one passage (no error if it had none).
+    pub fn clear_duplicate(&mut self, passage_id: PassageId) -> Result<()> {
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
+             WHERE id = ?1",
+            [passage_id],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("passage {passage_id}")));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes every duplicate mark, for a full re-run of dedup; returns how
+    /// many passages were marked.
+    pub fn clear_all_duplicates(&mut self) -> Result<usize> {
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
+             WHERE duplicate_of IS NOT NULL OR dup_kind IS NOT NULL",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+/// Deletes a document's chunks and passages (not the document row), first
+/// unmarking passages elsewhere that point at them. Returns those passages.
+fn delete_passages(tx: &Transaction<'_>, doc_id: DocumentId) -> Result<Vec<PassageId>> {
+    let unlinked = {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
+             WHERE duplicate_of IN (SELECT id FROM passages WHERE doc_id = ?1) \
+             RETURNING id, doc_id",
+        )?;
+        let rows = stmt
+            .query_map([doc_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut ids: Vec<PassageId> = rows
+            .into_iter()
+            .filter(|&(_, d)| d != doc_id)
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    tx.execute(
+        "DELETE FROM chunks WHERE passage_id IN (SELECT id FROM passages WHERE doc_id = ?1)",
+        [doc_id],
+    )?;
+    tx.execute("DELETE FROM passages WHERE doc_id = ?1", [doc_id])?;
+    Ok(unlinked)
+}
+
+fn delete_document(tx: &Transaction<'_>, doc_id: DocumentId) -> Result<()> {
+    delete_passages(tx, doc_id)?;
+    tx.execute("DELETE FROM documents WHERE id = ?1", [doc_id])?;
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests: where the real model is, running
+//! the real `pareil` binary in a temporary directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real model: `$PAREIL_MODEL`, else `models/multilingual-e5-small` in the
+/// checkout. Tests that need it fail (not skip) when it is missing, with the fix.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("PAREIL_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/multilingual-e5-small"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the real model is not installed at {}: run `bash scripts/test.sh` (it runs `pareil model fetch` first)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn seeds_dir() -> PathBuf {
+    repo_root().join("seeds")
+}
+
+/// Runs the built `pareil` binary with `args` in `cwd`, with the real model.
+pub fn pareil(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pareil"))
+        .args(args)
+        .current_dir(cwd)
+        .env("PAREIL_MODEL", model_dir())
+        .env_remove("PAREIL_DB")
+        .output()
+        .expect("running pareil")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}

@@ -1,0 +1,101 @@
+//! Golden tests: pareil's tokenizer and encoder against reference token ids
+//! and vectors written by sentence-transformers (`scripts/golden.py`) on the
+//! same model directory.
+
+mod common;
+
+use common::{cosine, model_dir, repo_root};
+use pareil::model::{Embedder, Role};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Golden {
+    header: serde_json::Value,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    prefix: String,
+    text: String,
+    token_ids: Vec<u32>,
+    n_tokens_untruncated: usize,
+    embedding: Vec<f32>,
+}
+
+fn role(prefix: &str) -> Role {
+    match prefix {
+        "query: " => Role::Query,
+        "passage: " => Role::Passage,
+        other => panic!("unknown prefix {other:?}"),
+    }
+}
+
+fn load() -> (Embedder, Golden) {
+    let path = repo_root().join("tests/golden/e5_small.json");
+    let golden: Golden = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let model = Embedder::load(&model_dir()).unwrap();
+    (model, golden)
+}
+
+#[test]
+fn golden_vectors_match_sentence_transformers() {
+    let (model, golden) = load();
+    assert!(golden.cases.len() >= 25, "golden file has {} cases", golden.cases.len());
+    // The reference was computed on the same weights file.
+    if let Some(expected) = golden.header.get("model_safetensors_sha256").and_then(|v| v.as_str()) {
+        let manifest = pareil::model::provision::read_manifest(&model_dir()).unwrap();
+        assert_eq!(manifest.files["model.safetensors"], expected, "golden vectors were made on other weights");
+    }
+    let mut worst = (1.0f32, String::new());
+    for case in &golden.cases {
+        let r = role(&case.prefix);
+        let tok = model.tokenize(&case.text, r).unwrap();
+        assert_eq!(tok.ids, case.token_ids, "token ids differ for case {}", case.name);
+        assert_eq!(
+            tok.ids.len() + tok.truncated,
+            case.n_tokens_untruncated,
+            "untruncated token count differs for case {}",
+            case.name
+        );
+        let e = &model.embed(&[case.text.as_str()], r).unwrap()[0];
+        let norm: f32 = e.vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "case {}: norm {norm}", case.name);
+        let c = cosine(&e.vector, &case.embedding);
+        if c < worst.0 {
+            worst = (c, case.name.clone());
+        }
+        assert!(c >= 0.9999, "case {}: cosine {c} < 0.9999", case.name);
+    }
+    eprintln!("worst golden cosine: {:.7} ({})", worst.0, worst.1);
+}
+
+#[test]
+fn long_inputs_report_truncation() {
+    let (model, golden) = load();
+    let long = golden
+        .cases
+        .iter()
+        .find(|c| c.n_tokens_untruncated > 512)
+        .expect("the golden set has a text over 512 tokens");
+    let e = &model.embed(&[long.text.as_str()], role(&long.prefix)).unwrap()[0];
+    assert_eq!(e.tokens, 512);
+    assert_eq!(e.truncated_tokens, long.n_tokens_untruncated - 512);
+}
+
+#[test]
+fn batch_equals_one_by_one() {
+    let (model, golden) = load();
+    for prefix in ["query: ", "passage: "] {
+        let cases: Vec<&Case> = golden.cases.iter().filter(|c| c.prefix == prefix).collect();
+        let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
+        let batch = model.embed(&texts, role(prefix)).unwrap();
+        assert_eq!(batch.len(), texts.len());
+        for (case, b) in cases.iter().zip(&batch) {
+            let single = &model.embed(&[case.text.as_str()], role(prefix)).unwrap()[0];
+            let c = cosine(&b.vector, &single.vector);
+            assert!(c >= 0.99999, "case {}: batch vs single cosine {c}", case.name);
+        }
+    }
+}
