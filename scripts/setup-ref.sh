@@ -10,7 +10,7 @@
 #
 # Everything comes from PyPI with the ordinary pip client.  torch from PyPI is
 # the CUDA build (~3-6 GB with its nvidia-* wheels); it runs fine on CPU.
-# Measured: ~3.5 min on a 2-core machine with a fast mirror, 5.9 GB on disk.
+# Measured on a 2-core machine: 3.5-12 min depending on the mirror, 6 GB on disk.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -6,8 +6,11 @@
 
 pub mod cli;
 pub mod corpus;
+pub mod dedup;
 pub mod error;
+pub mod ingest;
 pub mod model;
+pub mod search;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -42,17 +42,32 @@ fn load() -> (Embedder, Golden) {
 #[test]
 fn golden_vectors_match_sentence_transformers() {
     let (model, golden) = load();
-    assert!(golden.cases.len() >= 25, "golden file has {} cases", golden.cases.len());
+    assert!(
+        golden.cases.len() >= 25,
+        "golden file has {} cases",
+        golden.cases.len()
+    );
     // The reference was computed on the same weights file.
-    if let Some(expected) = golden.header.get("model_safetensors_sha256").and_then(|v| v.as_str()) {
+    if let Some(expected) = golden
+        .header
+        .get("model_safetensors_sha256")
+        .and_then(|v| v.as_str())
+    {
         let manifest = pareil::model::provision::read_manifest(&model_dir()).unwrap();
-        assert_eq!(manifest.files["model.safetensors"], expected, "golden vectors were made on other weights");
+        assert_eq!(
+            manifest.files["model.safetensors"], expected,
+            "golden vectors were made on other weights"
+        );
     }
     let mut worst = (1.0f32, String::new());
     for case in &golden.cases {
         let r = role(&case.prefix);
         let tok = model.tokenize(&case.text, r).unwrap();
-        assert_eq!(tok.ids, case.token_ids, "token ids differ for case {}", case.name);
+        assert_eq!(
+            tok.ids, case.token_ids,
+            "token ids differ for case {}",
+            case.name
+        );
         assert_eq!(
             tok.ids.len() + tok.truncated,
             case.n_tokens_untruncated,
@@ -79,7 +94,9 @@ fn long_inputs_report_truncation() {
         .iter()
         .find(|c| c.n_tokens_untruncated > 512)
         .expect("the golden set has a text over 512 tokens");
-    let e = &model.embed(&[long.text.as_str()], role(&long.prefix)).unwrap()[0];
+    let e = &model
+        .embed(&[long.text.as_str()], role(&long.prefix))
+        .unwrap()[0];
     assert_eq!(e.tokens, 512);
     assert_eq!(e.truncated_tokens, long.n_tokens_untruncated - 512);
 }
@@ -95,7 +112,11 @@ fn batch_equals_one_by_one() {
         for (case, b) in cases.iter().zip(&batch) {
             let single = &model.embed(&[case.text.as_str()], role(prefix)).unwrap()[0];
             let c = cosine(&b.vector, &single.vector);
-            assert!(c >= 0.99999, "case {}: batch vs single cosine {c}", case.name);
+            assert!(
+                c >= 0.99999,
+                "case {}: batch vs single cosine {c}",
+                case.name
+            );
         }
     }
 }

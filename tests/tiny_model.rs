@@ -9,8 +9,8 @@ use pareil::model::{Embedder, Role};
 use pareil::Error;
 
 const VOCAB: &[&str] = &[
-    "<s>", "<pad>", "</s>", "<unk>", "query:", "passage:", "le", "chat", "dort", "sur", "tapis", "der", "hund", "schläft",
-    "a", "b",
+    "<s>", "<pad>", "</s>", "<unk>", "query:", "passage:", "le", "chat", "dort", "sur", "tapis",
+    "der", "hund", "schläft", "a", "b",
 ];
 const H: usize = 8;
 const HEADS: usize = 2;
@@ -35,12 +35,29 @@ fn build_tiny_model(dir: &Path) -> Weights {
     let mut w: Weights = BTreeMap::new();
     let mut add = |name: &str, shape: Vec<usize>, rng: &mut Rng, around_one: bool| {
         let n = shape.iter().product();
-        let v = (0..n).map(|_| rng.next() + if around_one { 1.0 } else { 0.0 }).collect();
+        let v = (0..n)
+            .map(|_| rng.next() + if around_one { 1.0 } else { 0.0 })
+            .collect();
         w.insert(name.to_string(), (shape, v));
     };
-    add("embeddings.word_embeddings.weight", vec![VOCAB.len(), H], &mut rng, false);
-    add("embeddings.position_embeddings.weight", vec![MAXP, H], &mut rng, false);
-    add("embeddings.token_type_embeddings.weight", vec![2, H], &mut rng, false);
+    add(
+        "embeddings.word_embeddings.weight",
+        vec![VOCAB.len(), H],
+        &mut rng,
+        false,
+    );
+    add(
+        "embeddings.position_embeddings.weight",
+        vec![MAXP, H],
+        &mut rng,
+        false,
+    );
+    add(
+        "embeddings.token_type_embeddings.weight",
+        vec![2, H],
+        &mut rng,
+        false,
+    );
     add("embeddings.LayerNorm.weight", vec![H], &mut rng, true);
     add("embeddings.LayerNorm.bias", vec![H], &mut rng, false);
     for l in 0..LAYERS {
@@ -63,11 +80,22 @@ fn build_tiny_model(dir: &Path) -> Weights {
     }
     let bytes: BTreeMap<String, (Vec<usize>, Vec<u8>)> = w
         .iter()
-        .map(|(k, (s, v))| (k.clone(), (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())))
+        .map(|(k, (s, v))| {
+            (
+                k.clone(),
+                (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            )
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(k, (s, b))| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(k, (s, b))| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::tensor::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     let config = serde_json::json!({
@@ -77,8 +105,11 @@ fn build_tiny_model(dir: &Path) -> Weights {
         "pad_token_id": 0, "model_type": "bert"
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        VOCAB.iter().enumerate().map(|(i, t)| (t.to_string(), serde_json::json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = VOCAB
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), serde_json::json!(i)))
+        .collect();
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": null,
@@ -106,7 +137,11 @@ fn linear(w: &Weights, name: &str, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let (_, b) = &w[&format!("{name}.bias")];
     let (o, i) = (shape[0], shape[1]);
     x.iter()
-        .map(|row| (0..o).map(|r| b[r] as f64 + (0..i).map(|c| wt[r * i + c] as f64 * row[c]).sum::<f64>()).collect())
+        .map(|row| {
+            (0..o)
+                .map(|r| b[r] as f64 + (0..i).map(|c| wt[r * i + c] as f64 * row[c]).sum::<f64>())
+                .collect()
+        })
         .collect()
 }
 
@@ -118,7 +153,10 @@ fn layer_norm(w: &Weights, name: &str, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
             let n = row.len() as f64;
             let mean = row.iter().sum::<f64>() / n;
             let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-            row.iter().enumerate().map(|(j, v)| (v - mean) / (var + 1e-12).sqrt() * g[j] as f64 + b[j] as f64).collect()
+            row.iter()
+                .enumerate()
+                .map(|(j, v)| (v - mean) / (var + 1e-12).sqrt() * g[j] as f64 + b[j] as f64)
+                .collect()
         })
         .collect()
 }
@@ -131,9 +169,16 @@ fn erf(x: f64) -> f64 {
             + t * (1.00002368
                 + t * (0.37409196
                     + t * (0.09678418
-                        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
             .exp();
-    if x >= 0.0 { y } else { -y }
+    if x >= 0.0 {
+        y
+    } else {
+        -y
+    }
 }
 
 fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
@@ -143,7 +188,11 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
     let x: Vec<Vec<f64>> = ids
         .iter()
         .enumerate()
-        .map(|(p, &id)| (0..H).map(|j| (word[id * H + j] + pos[p * H + j] + typ[j]) as f64).collect())
+        .map(|(p, &id)| {
+            (0..H)
+                .map(|j| (word[id * H + j] + pos[p * H + j] + typ[j]) as f64)
+                .collect()
+        })
         .collect();
     let mut x = layer_norm(w, "embeddings.LayerNorm", &x);
     let d = H / HEADS;
@@ -157,7 +206,12 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
         for h in 0..HEADS {
             for i in 0..n {
                 let scores: Vec<f64> = (0..n)
-                    .map(|j| (0..d).map(|t| q[i][h * d + t] * k[j][h * d + t]).sum::<f64>() / (d as f64).sqrt())
+                    .map(|j| {
+                        (0..d)
+                            .map(|t| q[i][h * d + t] * k[j][h * d + t])
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
                     .collect();
                 let m = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
@@ -170,14 +224,26 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
             }
         }
         let a = linear(w, &format!("{p}.attention.output.dense"), &ctx);
-        let a: Vec<Vec<f64>> = a.iter().zip(&x).map(|(r, s)| r.iter().zip(s).map(|(u, v)| u + v).collect()).collect();
+        let a: Vec<Vec<f64>> = a
+            .iter()
+            .zip(&x)
+            .map(|(r, s)| r.iter().zip(s).map(|(u, v)| u + v).collect())
+            .collect();
         let a = layer_norm(w, &format!("{p}.attention.output.LayerNorm"), &a);
         let inter: Vec<Vec<f64>> = linear(w, &format!("{p}.intermediate.dense"), &a)
             .into_iter()
-            .map(|r| r.into_iter().map(|u| 0.5 * u * (1.0 + erf(u / std::f64::consts::SQRT_2))).collect())
+            .map(|r| {
+                r.into_iter()
+                    .map(|u| 0.5 * u * (1.0 + erf(u / std::f64::consts::SQRT_2)))
+                    .collect()
+            })
             .collect();
         let o = linear(w, &format!("{p}.output.dense"), &inter);
-        let o: Vec<Vec<f64>> = o.iter().zip(&a).map(|(r, s)| r.iter().zip(s).map(|(u, v)| u + v).collect()).collect();
+        let o: Vec<Vec<f64>> = o
+            .iter()
+            .zip(&a)
+            .map(|(r, s)| r.iter().zip(s).map(|(u, v)| u + v).collect())
+            .collect();
         x = layer_norm(w, &format!("{p}.output.LayerNorm"), &o);
     }
     let mut mean = vec![0.0; H];
@@ -192,7 +258,11 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
 
 fn ids_of(text: &str, role: Role) -> Vec<usize> {
     let mut ids = vec![0];
-    let prefix = if role == Role::Query { "query:" } else { "passage:" };
+    let prefix = if role == Role::Query {
+        "query:"
+    } else {
+        "passage:"
+    };
     for word in std::iter::once(prefix).chain(text.split_whitespace()) {
         ids.push(VOCAB.iter().position(|v| *v == word).unwrap_or(3));
     }
@@ -205,15 +275,30 @@ fn encoder_matches_naive_reference() {
     let dir = tempfile::tempdir().unwrap();
     let w = build_tiny_model(dir.path());
     let model = Embedder::load(dir.path()).unwrap();
-    let texts = ["le chat dort sur le tapis", "der hund schläft", "a", "", "zzz unknown words"];
+    let texts = [
+        "le chat dort sur le tapis",
+        "der hund schläft",
+        "a",
+        "",
+        "zzz unknown words",
+    ];
     for role in [Role::Query, Role::Passage] {
         let got = model.embed(&texts, role).unwrap();
         for (text, e) in texts.iter().zip(&got) {
             let ids = ids_of(text, role);
             let tok = model.tokenize(text, role).unwrap();
-            assert_eq!(tok.ids.iter().map(|&i| i as usize).collect::<Vec<_>>(), ids, "{text}");
+            assert_eq!(
+                tok.ids.iter().map(|&i| i as usize).collect::<Vec<_>>(),
+                ids,
+                "{text}"
+            );
             let reference = reference_embed(&w, &ids);
-            let max_diff = e.vector.iter().zip(&reference).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            let max_diff = e
+                .vector
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
             assert!(max_diff < 1e-4, "{text:?}: max abs diff {max_diff}");
             assert_eq!(e.tokens, ids.len());
         }
@@ -225,12 +310,23 @@ fn batching_keeps_input_order_and_equals_single() {
     let dir = tempfile::tempdir().unwrap();
     build_tiny_model(dir.path());
     let model = Embedder::load(dir.path()).unwrap();
-    let texts = ["a", "le chat dort sur le tapis le chat", "der hund", "b b b", "le"];
+    let texts = [
+        "a",
+        "le chat dort sur le tapis le chat",
+        "der hund",
+        "b b b",
+        "le",
+    ];
     let batch = model.embed(&texts, Role::Passage).unwrap();
     for (t, b) in texts.iter().zip(&batch) {
         let single = &model.embed(&[t], Role::Passage).unwrap()[0];
         assert_eq!(b.tokens, single.tokens);
-        let diff = b.vector.iter().zip(&single.vector).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let diff = b
+            .vector
+            .iter()
+            .zip(&single.vector)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{t}: {diff}");
         let norm: f32 = b.vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
@@ -261,13 +357,20 @@ fn broken_model_files_give_clear_errors() {
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
     let err = Embedder::load(dir.path()).err().unwrap();
     assert!(matches!(err, Error::ModelCorrupt { .. }), "{err}");
-    assert!(err.to_string().contains("model.safetensors") && err.to_string().contains("fix"), "{err}");
+    assert!(
+        err.to_string().contains("model.safetensors") && err.to_string().contains("fix"),
+        "{err}"
+    );
     // Missing tokenizer.
     std::fs::write(&st, &bytes).unwrap();
     std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
     let err = Embedder::load(dir.path()).err().unwrap();
     assert!(matches!(err, Error::ModelMissing { .. }), "{err}");
-    assert!(err.to_string().contains("tokenizer.json") && err.to_string().contains("pareil model fetch"), "{err}");
+    assert!(
+        err.to_string().contains("tokenizer.json")
+            && err.to_string().contains("pareil model fetch"),
+        "{err}"
+    );
     // Garbage config.
     std::fs::write(dir.path().join("tokenizer.json"), b"{}").unwrap();
     std::fs::write(dir.path().join("config.json"), b"not json").unwrap();

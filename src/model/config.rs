@@ -45,8 +45,9 @@ impl BertConfig {
         let bad = |reason: String| Error::ModelCorrupt {
             path: path.to_path_buf(),
             reason,
-            fix: "pareil runs BertModel encoders (model_type \"bert\"); re-run `pareil model fetch`"
-                .into(),
+            fix:
+                "pareil runs BertModel encoders (model_type \"bert\"); re-run `pareil model fetch`"
+                    .into(),
         };
         if let Some(t) = &self.model_type {
             if t != "bert" {

@@ -228,11 +228,31 @@ impl<'a> Container<'a> {
         let h = &self.header;
         let (hid, ff) = (h.hidden, h.intermediate);
         let mut m = vec![
-            ("emb.word".into(), "embeddings.word_embeddings.weight".into(), vec![h.vocab, hid]),
-            ("emb.pos".into(), "embeddings.position_embeddings.weight".into(), vec![h.max_positions, hid]),
-            ("emb.type".into(), "embeddings.token_type_embeddings.weight".into(), vec![h.type_vocab, hid]),
-            ("emb.ln.w".into(), "embeddings.LayerNorm.weight".into(), vec![hid]),
-            ("emb.ln.b".into(), "embeddings.LayerNorm.bias".into(), vec![hid]),
+            (
+                "emb.word".into(),
+                "embeddings.word_embeddings.weight".into(),
+                vec![h.vocab, hid],
+            ),
+            (
+                "emb.pos".into(),
+                "embeddings.position_embeddings.weight".into(),
+                vec![h.max_positions, hid],
+            ),
+            (
+                "emb.type".into(),
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![h.type_vocab, hid],
+            ),
+            (
+                "emb.ln.w".into(),
+                "embeddings.LayerNorm.weight".into(),
+                vec![hid],
+            ),
+            (
+                "emb.ln.b".into(),
+                "embeddings.LayerNorm.bias".into(),
+                vec![hid],
+            ),
         ];
         for l in 0..h.layers {
             let p = format!("encoder.layer.{l}");
@@ -245,12 +265,31 @@ impl<'a> Container<'a> {
                 ("fo", "output.dense", hid, ff),
             ];
             for (short, long, out_dim, in_dim) in linears {
-                m.push((format!("l{l}.{short}.w"), format!("{p}.{long}.weight"), vec![out_dim, in_dim]));
-                m.push((format!("l{l}.{short}.b"), format!("{p}.{long}.bias"), vec![out_dim]));
+                m.push((
+                    format!("l{l}.{short}.w"),
+                    format!("{p}.{long}.weight"),
+                    vec![out_dim, in_dim],
+                ));
+                m.push((
+                    format!("l{l}.{short}.b"),
+                    format!("{p}.{long}.bias"),
+                    vec![out_dim],
+                ));
             }
-            for (short, long) in [("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")] {
-                m.push((format!("l{l}.{short}.w"), format!("{p}.{long}.weight"), vec![hid]));
-                m.push((format!("l{l}.{short}.b"), format!("{p}.{long}.bias"), vec![hid]));
+            for (short, long) in [
+                ("aln", "attention.output.LayerNorm"),
+                ("oln", "output.LayerNorm"),
+            ] {
+                m.push((
+                    format!("l{l}.{short}.w"),
+                    format!("{p}.{long}.weight"),
+                    vec![hid],
+                ));
+                m.push((
+                    format!("l{l}.{short}.b"),
+                    format!("{p}.{long}.bias"),
+                    vec![hid],
+                ));
             }
         }
         m

@@ -155,11 +155,17 @@ impl BertEncoder {
             if view.shape() != shape {
                 return Err(corrupt(
                     weights,
-                    format!("tensor {full} has shape {:?}, expected {shape:?}", view.shape()),
+                    format!(
+                        "tensor {full} has shape {:?}, expected {shape:?}",
+                        view.shape()
+                    ),
                 ));
             }
             to_f32(&view).ok_or_else(|| {
-                corrupt(weights, format!("tensor {full} has unsupported dtype {:?}", view.dtype()))
+                corrupt(
+                    weights,
+                    format!("tensor {full} has unsupported dtype {:?}", view.dtype()),
+                )
             })
         };
         let vector = |name: &str, n: usize| -> Result<Tensor> {
@@ -197,21 +203,37 @@ impl BertEncoder {
         if word_view.shape() != [config.vocab_size, h] {
             return Err(corrupt(
                 weights,
-                format!("{word_name} has shape {:?}, expected [{}, {h}]", word_view.shape(), config.vocab_size),
+                format!(
+                    "{word_name} has shape {:?}, expected [{}, {h}]",
+                    word_view.shape(),
+                    config.vocab_size
+                ),
             ));
         }
-        if !matches!(word_view.dtype(), StDtype::F32 | StDtype::F16 | StDtype::BF16) {
-            return Err(corrupt(weights, format!("{word_name} has unsupported dtype")));
+        if !matches!(
+            word_view.dtype(),
+            StDtype::F32 | StDtype::F16 | StDtype::BF16
+        ) {
+            return Err(corrupt(
+                weights,
+                format!("{word_name} has unsupported dtype"),
+            ));
         }
         let word_offset = word_view.data().as_ptr() as usize - mmap.as_ptr() as usize;
         let word_dtype = word_view.dtype();
 
         let positions = Tensor::from_vec(
-            get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?,
+            get(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, h],
+            )?,
             (config.max_position_embeddings, h),
             &device,
         )?;
-        let types = get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?;
+        let types = get(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
         let token_type0 = Tensor::from_vec(types[..h].to_vec(), (1, h), &device)?;
         let emb_norm = norm("embeddings.LayerNorm")?;
 
@@ -335,9 +357,13 @@ impl BertEncoder {
             contexts.push(ctx);
         }
         let ctx = Tensor::cat(&contexts, 0)?;
-        let attn = layer.attn_norm.forward(&(layer.attn_out.forward(&ctx)? + x)?)?;
+        let attn = layer
+            .attn_norm
+            .forward(&(layer.attn_out.forward(&ctx)? + x)?)?;
         let inter = layer.intermediate.forward(&attn)?.gelu_erf()?;
-        let out = layer.out_norm.forward(&(layer.output.forward(&inter)? + &attn)?)?;
+        let out = layer
+            .out_norm
+            .forward(&(layer.output.forward(&inter)? + &attn)?)?;
         Ok(out)
     }
 

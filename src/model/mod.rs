@@ -49,7 +49,8 @@ impl Embedder {
             });
         }
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)?;
+        let tokenizer =
+            TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)?;
         let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config)?;
         let manifest = provision::read_manifest(dir).ok();
         Ok(Embedder {
@@ -138,11 +139,16 @@ impl Embedder {
         while start < order.len() {
             let mut end = start;
             let mut tokens = 0;
-            while end < order.len() && (end == start || tokens + inputs[order[end]].ids.len() <= TOKEN_BUDGET) {
+            while end < order.len()
+                && (end == start || tokens + inputs[order[end]].ids.len() <= TOKEN_BUDGET)
+            {
                 tokens += inputs[order[end]].ids.len();
                 end += 1;
             }
-            let batch: Vec<Vec<u32>> = order[start..end].iter().map(|&i| inputs[i].ids.clone()).collect();
+            let batch: Vec<Vec<u32>> = order[start..end]
+                .iter()
+                .map(|&i| inputs[i].ids.clone())
+                .collect();
             let vectors = self.encoder.embed_ids(&batch)?;
             for (&i, v) in order[start..end].iter().zip(vectors) {
                 out[i] = Some(v);
@@ -150,7 +156,10 @@ impl Embedder {
             progress(end - start);
             start = end;
         }
-        Ok(out.into_iter().map(|v| v.expect("every input is in one batch")).collect())
+        Ok(out
+            .into_iter()
+            .map(|v| v.expect("every input is in one batch"))
+            .collect())
     }
 }
 

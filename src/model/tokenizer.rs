@@ -34,11 +34,13 @@ impl TextTokenizer {
             .with_truncation(None)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
-        let eos_id = inner.token_to_id("</s>").ok_or_else(|| Error::ModelCorrupt {
-            path: path.to_path_buf(),
-            reason: "no </s> token: not an XLM-R SentencePiece tokenizer".into(),
-            fix: "use the tokenizer.json of the model (re-run `pareil model fetch`)".into(),
-        })?;
+        let eos_id = inner
+            .token_to_id("</s>")
+            .ok_or_else(|| Error::ModelCorrupt {
+                path: path.to_path_buf(),
+                reason: "no </s> token: not an XLM-R SentencePiece tokenizer".into(),
+                fix: "use the tokenizer.json of the model (re-run `pareil model fetch`)".into(),
+            })?;
         Ok(TextTokenizer {
             inner,
             eos_id,

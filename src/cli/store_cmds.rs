@@ -1,0 +1,448 @@
+//! The store commands: ingest, similar, dups, remove, stats. Each turns its
+//! arguments into library options, runs the engine, and prints.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::args::{
+    DupsArgs, DupsFormat, GlobalArgs, IngestArgs, OnDuplicateArg, RemoveArgs, SimilarArgs,
+    StatsArgs,
+};
+use super::{exit, load_model, Outcome, Ui};
+use crate::dedup::scan::{DupFinding, ScanOptions};
+use crate::dedup::{Kind, Thresholds};
+use crate::error::{Error, Result};
+use crate::ingest::{self, IngestOptions, OnDuplicate, Progress};
+use crate::model::Role;
+use crate::search::{self, Index, QuerySource, SimilarOptions};
+use crate::store::Store;
+
+/// A progress bar on stderr, drawn only when stderr is a terminal and not --quiet.
+struct Bar {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} passages  {per_sec}  eta {eta}  {msg}")
+                    .expect("valid template"),
+            );
+            b
+        });
+        Bar { bar, quiet }
+    }
+}
+
+impl Progress for Bar {
+    fn file_started(&mut self, path: &str, to_embed: usize) {
+        if let Some(b) = &self.bar {
+            b.inc_length(to_embed as u64);
+            b.set_message(path.to_string());
+        }
+    }
+    fn embedded(&mut self, n: usize) {
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+    }
+    fn warn(&mut self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("pareil: warning: {msg}")),
+            None if !self.quiet => eprintln!("pareil: warning: {msg}"),
+            None => {}
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn ingest(g: &GlobalArgs, a: IngestArgs, ui: &Ui) -> Result<Outcome> {
+    let model = load_model(g)?;
+    let meta = ingest::store_meta(&model);
+    let mut store = Store::create_or_open(&g.db, &meta)?;
+    let opts = IngestOptions {
+        paths: a.paths,
+        include: a.include,
+        exclude: a.exclude,
+        lossy: a.lossy,
+        prune: a.prune,
+        on_duplicate: match a.on_duplicate {
+            OnDuplicateArg::Report => OnDuplicate::Report,
+            OnDuplicateArg::Skip => OnDuplicate::Skip,
+            OnDuplicateArg::Fail => OnDuplicate::Fail,
+        },
+        thresholds: Thresholds::default(),
+    };
+    let report = {
+        let mut bar = Bar::new(g.quiet);
+        ingest::ingest(&mut store, &model, &opts, &mut bar)?
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        ui.info(&format!(
+            "{} documents ({} unchanged, {} written, {} skipped, {} refused), {} passages; chunks embedded {} / reused {}; {} removed; {:.1} s",
+            report.documents,
+            report.documents_unchanged,
+            report.documents_written,
+            report.skipped.len(),
+            report.refused.len(),
+            report.passages,
+            report.chunks_embedded,
+            report.chunks_reused,
+            report.removed.len(),
+            report.seconds
+        ));
+        if !report.duplicates.is_empty() {
+            println!(
+                "duplicates found while ingesting ({}):",
+                report.duplicates.len()
+            );
+            print_findings(&report.duplicates);
+        }
+        for (path, why) in &report.refused {
+            eprintln!("pareil: refused {path}: {why}");
+        }
+    }
+    if !report.refused.is_empty() {
+        return Ok(Outcome::Exit(exit::DUPLICATES));
+    }
+    if !report.skipped.is_empty() {
+        return Ok(Outcome::Exit(exit::INPUT_SKIPPED));
+    }
+    Ok(Outcome::Ok)
+}
+
+fn open_store(g: &GlobalArgs) -> Result<Store> {
+    Store::open_existing(&g.db, true)
+}
+
+fn parse_at(at: &str) -> Result<(String, usize)> {
+    let (path, line) = at
+        .rsplit_once(':')
+        .ok_or_else(|| Error::Usage(format!("--at wants FILE:LINE, got {at:?}")))?;
+    let line = line.parse::<usize>().map_err(|_| {
+        Error::Usage(format!(
+            "--at wants FILE:LINE with a line number, got {at:?}"
+        ))
+    })?;
+    Ok((path.to_string(), line))
+}
+
+pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
+    let store = open_store(g)?;
+    let source = match (&a.text, &a.at, a.id) {
+        (Some(t), _, _) => QuerySource::Text(t.clone()),
+        (_, Some(at), _) => {
+            let (path, line) = parse_at(at)?;
+            QuerySource::At { path, line }
+        }
+        (_, _, Some(id)) => QuerySource::Passage(id),
+        _ => return Err(Error::Usage("give a TEXT, --at FILE:LINE or --id N".into())),
+    };
+    let opts = SimilarOptions {
+        k: a.k,
+        min_score: a.min_score,
+        exclude_same_doc: a.exclude_same_doc,
+        doc_glob: a.doc.clone(),
+        collapse: !a.no_collapse,
+    };
+    let index = Index::new(store.load_vectors()?)?;
+    let mut model = None;
+    let mut embed = |text: &str| -> Result<Vec<f32>> {
+        if model.is_none() {
+            let m = load_model(g)?;
+            store.check_meta(&ingest::store_meta(&m))?;
+            model = Some(m);
+        }
+        let m = model.as_ref().expect("loaded above");
+        Ok(m.embed(&[text], Role::Query)?.remove(0).vector)
+    };
+    let (query, hits) = search::similar(&store, &index, &source, &opts, &mut embed)?;
+    if a.json {
+        let v = serde_json::json!({"query": query, "results": hits});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if a.jsonl {
+        for h in &hits {
+            println!("{}", serde_json::to_string(h)?);
+        }
+    } else {
+        if let Some(p) = &query.passage {
+            println!(
+                "query: passage {} at {}:{} — {}",
+                p.id,
+                p.path,
+                p.line_start,
+                shorten(&query.text, 100)
+            );
+        }
+        if hits.is_empty() {
+            println!("no results");
+        }
+        println!("{:>4}  {:>6}  {:<34}  snippet", "rank", "score", "location");
+        for h in &hits {
+            let loc = format!(
+                "{}:{}",
+                short_path(&h.path),
+                lines(h.line_start, h.line_end)
+            );
+            println!(
+                "{:>4}  {:>6.3}  {:<34}  {}",
+                h.rank,
+                h.score,
+                loc,
+                shorten(&h.snippet, 90)
+            );
+            for o in &h.also {
+                println!(
+                    "{:>4}  {:>6}  {:<34}  (same text)",
+                    "",
+                    "",
+                    format!(
+                        "{}:{}",
+                        short_path(&o.path),
+                        lines(o.line_start, o.line_end)
+                    )
+                );
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn lines(a: usize, b: usize) -> String {
+    if a == b {
+        a.to_string()
+    } else {
+        format!("{a}-{b}")
+    }
+}
+
+fn short_path(p: &str) -> String {
+    p.to_string()
+}
+
+/// At most `max` characters, on one line.
+pub fn shorten(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
+    kinds.iter().map(|k| k.parse::<Kind>()).collect()
+}
+
+fn print_findings(findings: &[DupFinding]) {
+    for (i, f) in findings.iter().enumerate() {
+        let span = |p: &crate::dedup::scan::Place| {
+            format!(
+                "{}:{}",
+                short_path(&p.path),
+                lines(p.line_start, p.line_end)
+            )
+        };
+        let n = if f.duplicate.passages > 1 {
+            format!(" ({} passages)", f.duplicate.passages)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:>3}. {:<9} {:.3}  {}  duplicates  {}{}",
+            i + 1,
+            f.kind,
+            f.score,
+            span(&f.duplicate),
+            span(&f.canonical),
+            n
+        );
+        match (&f.explanation, f.kind) {
+            (Some(e), _) => println!("      {}", shorten(e, 160)),
+            (None, Kind::Semantic) => {
+                println!("      canonical: {}", shorten(&f.canonical.text, 110));
+                println!("      duplicate: {}", shorten(&f.duplicate.text, 110));
+            }
+            _ => println!("      {}", shorten(&f.duplicate.text, 110)),
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
+    let store = open_store(g)?;
+    let mut thresholds = Thresholds::default();
+    if let Some(v) = a.near {
+        thresholds.near_jaccard = v;
+    }
+    if let Some(v) = a.contained {
+        thresholds.contained = v;
+    }
+    if let Some(v) = a.semantic {
+        thresholds.semantic = v;
+    }
+    let opts = ScanOptions {
+        thresholds,
+        kinds: parse_kinds(&a.kinds)?,
+        doc_glob: a.doc.clone(),
+    };
+    let result = crate::dedup::scan::scan(&store, &opts, a.histogram)?;
+    let format = if a.json {
+        DupsFormat::Json
+    } else if a.csv {
+        DupsFormat::Csv
+    } else {
+        a.format
+    };
+    if a.histogram {
+        match format {
+            DupsFormat::Json => println!("{}", serde_json::to_string_pretty(&result.histograms)?),
+            _ => {
+                for h in &result.histograms {
+                    println!("{h}");
+                }
+            }
+        }
+        return Ok(Outcome::Ok);
+    }
+    match format {
+        DupsFormat::Json => {
+            let v = if a.groups {
+                serde_json::json!({"passages": result.passages, "groups": result.groups})
+            } else {
+                serde_json::json!({"passages": result.passages, "findings": result.findings})
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        DupsFormat::Csv => {
+            println!("kind,score,duplicate_path,duplicate_lines,canonical_path,canonical_lines,passages,explanation");
+            for f in &result.findings {
+                println!(
+                    "{},{:.4},{},{},{},{},{},{}",
+                    f.kind,
+                    f.score,
+                    csv_field(&f.duplicate.path),
+                    lines(f.duplicate.line_start, f.duplicate.line_end),
+                    csv_field(&f.canonical.path),
+                    lines(f.canonical.line_start, f.canonical.line_end),
+                    f.duplicate.passages,
+                    csv_field(f.explanation.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        DupsFormat::Table if a.groups => {
+            for (i, grp) in result.groups.iter().enumerate() {
+                println!(
+                    "group {}: canonical {}:{}  {}",
+                    i + 1,
+                    grp.canonical.path,
+                    grp.canonical.line_start,
+                    shorten(&grp.canonical.text, 80)
+                );
+                for m in &grp.members {
+                    println!(
+                        "    {:<9} {:.3}  {}:{}",
+                        m.kind, m.score, m.place.path, m.place.line_start
+                    );
+                }
+            }
+        }
+        DupsFormat::Table => {
+            if result.findings.is_empty() {
+                println!("no duplicates among {} passages", result.passages);
+            } else {
+                println!(
+                    "{} finding(s) among {} passages:",
+                    result.findings.len(),
+                    result.passages
+                );
+                print_findings(&result.findings);
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn remove(g: &GlobalArgs, a: RemoveArgs, ui: &Ui) -> Result<Outcome> {
+    let mut store = Store::open_existing(&g.db, false)?;
+    let mut missing = Vec::new();
+    for p in &a.paths {
+        let doc = store.find_document(p).map(|d| d.path);
+        match doc {
+            Ok(path) => {
+                store.remove_document(&path)?;
+                ui.info(&format!("removed {path}"));
+            }
+            Err(_) => missing.push(p.clone()),
+        }
+    }
+    store.vacuum_embeddings()?;
+    if !missing.is_empty() {
+        return Err(Error::NotFound(format!(
+            "not in the store: {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<Outcome> {
+    let store = open_store(g)?;
+    let s = store.stats()?;
+    let docs = if a.documents {
+        store.documents()?
+    } else {
+        Vec::new()
+    };
+    if a.json {
+        let v = serde_json::json!({"stats": s, "documents": docs});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(Outcome::Ok);
+    }
+    println!("store       {}", Path::new(&s.path).display());
+    println!(
+        "model       {} ({}), dim {}, {}",
+        s.meta.model_id, s.meta.revision, s.meta.dim, s.meta.pooling
+    );
+    println!("documents   {}", s.documents);
+    println!(
+        "passages    {} ({} stored as duplicates)",
+        s.passages, s.duplicates
+    );
+    println!("chunks      {}", s.chunks);
+    println!(
+        "vectors     {} ({} unused)",
+        s.embeddings, s.orphan_embeddings
+    );
+    println!(
+        "size        {:.1} MiB",
+        s.file_size_bytes as f64 / (1024.0 * 1024.0)
+    );
+    for d in &docs {
+        println!(
+            "  {:<50} {:>4} passages  {}",
+            d.path,
+            d.passages,
+            d.date.as_deref().unwrap_or("")
+        );
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,540 @@
+//! Ingestion: files → passages → chunks (windows of over-long passages) →
+//! embeddings (cached by model input) → one store transaction per document.
+//! Unchanged files are skipped by content hash, so a killed run resumes
+//! where it stopped without re-embedding what was committed.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::corpus;
+use crate::dedup::scan::{resolve, Corpus, DupFinding, ScanOptions};
+use crate::dedup::{find_pairs_touching, Kind, Thresholds};
+use crate::error::{Error, Result};
+use crate::model::{Embedder, Role, POOLING};
+use crate::search::Index;
+use crate::store::{
+    DuplicateMark, NewChunk, NewDocument, NewPassage, PassageRow, Store, StoreMeta,
+};
+
+/// Sentences of overlap between consecutive windows of an over-long passage.
+pub const WINDOW_OVERLAP_SENTENCES: usize = 1;
+
+/// The name under which text read from standard input is stored.
+pub const STDIN_NAME: &str = "<stdin>";
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub paths: Vec<PathBuf>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Decode invalid UTF-8 with replacement characters instead of skipping the file.
+    pub lossy: bool,
+    /// Drop stored documents whose files no longer exist.
+    pub prune: bool,
+    pub on_duplicate: OnDuplicate,
+    pub thresholds: Thresholds,
+}
+
+/// What ingestion does with passages that duplicate stored ones (or each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Store everything; report the duplicates.
+    Report,
+    /// Store exact/near/contained duplicates as references to their canonical
+    /// passage (text and location kept, no vector, not returned by `similar`).
+    Skip,
+    /// Do not write a document containing duplicates of any kind.
+    Fail,
+}
+
+/// Receives progress events; the CLI draws a bar from them.
+pub trait Progress {
+    fn files(&mut self, _total: usize) {}
+    fn file_started(&mut self, _path: &str, _passages_to_embed: usize) {}
+    fn embedded(&mut self, _n: usize) {}
+    fn warn(&mut self, _msg: &str) {}
+}
+
+/// Progress sink that ignores everything.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestReport {
+    pub documents: usize,
+    pub documents_unchanged: usize,
+    pub documents_written: usize,
+    pub passages: usize,
+    /// Chunks whose vectors were computed in this run.
+    pub chunks_embedded: usize,
+    /// Chunks whose vectors came from the cache.
+    pub chunks_reused: usize,
+    /// Passages longer than the model window, split into several chunks.
+    pub passages_windowed: usize,
+    pub removed: Vec<String>,
+    /// Files not ingested, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Stored ids of the passages of each written document, by path.
+    #[serde(skip)]
+    pub written: Vec<(String, Vec<i64>)>,
+    /// Duplicates touching the documents of this run.
+    pub duplicates: Vec<DupFinding>,
+    /// Passages stored as references to a canonical copy (`--on-duplicate skip`).
+    pub passages_skipped_as_duplicates: usize,
+    /// Documents not written because they hold duplicates (`--on-duplicate fail`).
+    pub refused: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+/// The store metadata the loaded model implies.
+pub fn store_meta(model: &Embedder) -> StoreMeta {
+    StoreMeta {
+        model_id: model.model_id(),
+        revision: model.revision(),
+        dim: model.dim(),
+        pooling: POOLING.into(),
+        passage_prefix: Role::Passage.prefix().into(),
+        query_prefix: Role::Query.prefix().into(),
+    }
+}
+
+/// Cache key of a model input: the same text under the same model and
+/// revision always has the same vector.
+pub fn embedding_key(meta: &StoreMeta, role: Role, text: &str) -> String {
+    crate::store::sha256_hex(
+        format!(
+            "{}\n{}\n{}{}",
+            meta.model_id,
+            meta.revision,
+            role.prefix(),
+            text
+        )
+        .as_bytes(),
+    )
+}
+
+/// A file read and split, ready to be embedded and written.
+pub struct PreparedDocument {
+    pub path: String,
+    pub content_hash: String,
+    pub size: u64,
+    pub mtime: Option<i64>,
+    pub date: Option<String>,
+    pub passages: Vec<NewPassage>,
+    /// Chunk texts by embedding key.
+    pub chunk_texts: HashMap<String, String>,
+    pub windowed: usize,
+}
+
+/// Splits a document's text into passages and chunks.
+pub fn prepare(
+    model: &Embedder,
+    meta: &StoreMeta,
+    path: &str,
+    bytes: &[u8],
+    text: &str,
+    mtime: Option<i64>,
+) -> Result<PreparedDocument> {
+    let split = corpus::split_passages(text);
+    let max = model.max_tokens();
+    let mut passages = Vec::with_capacity(split.passages.len());
+    let mut chunk_texts = HashMap::new();
+    let mut windowed = 0;
+    for p in split.passages {
+        let count = |s: &str| model.count_tokens(s, Role::Passage).unwrap_or(usize::MAX);
+        let spans = if count(&p.text) <= max {
+            vec![(0, p.text.len())]
+        } else {
+            windowed += 1;
+            corpus::windows(&p.text, max, WINDOW_OVERLAP_SENTENCES, &count)
+        };
+        let mut chunks = Vec::with_capacity(spans.len());
+        for (s, e) in spans {
+            let chunk = &p.text[s..e];
+            let key = embedding_key(meta, Role::Passage, chunk);
+            chunks.push(NewChunk {
+                byte_start: s,
+                byte_end: e,
+                tokens: count(chunk).min(max),
+                emb_key: key.clone(),
+            });
+            chunk_texts.insert(key, chunk.to_string());
+        }
+        passages.push(NewPassage {
+            line_start: p.line_start,
+            line_end: p.line_end,
+            byte_start: p.byte_start,
+            byte_end: p.byte_end,
+            norm: corpus::normalize(&p.text),
+            text: p.text,
+            chunks,
+        });
+    }
+    Ok(PreparedDocument {
+        path: path.to_string(),
+        content_hash: corpus::content_hash(bytes),
+        size: bytes.len() as u64,
+        mtime,
+        date: split.date,
+        passages,
+        chunk_texts,
+        windowed,
+    })
+}
+
+/// The path string a file is stored under: as given, without a leading "./".
+pub fn display_path(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    s.strip_prefix("./").unwrap_or(&s).to_string()
+}
+
+fn mtime_of(path: &Path) -> Option<i64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// Embeds what the cache lacks and writes the document in one transaction.
+pub fn write_document(
+    store: &mut Store,
+    model: &Embedder,
+    doc: PreparedDocument,
+    progress: &mut dyn Progress,
+    report: &mut IngestReport,
+) -> Result<Vec<i64>> {
+    let keys: Vec<String> = doc.chunk_texts.keys().cloned().collect();
+    let cached = store.cached_embeddings(&keys)?;
+    let missing: Vec<(&String, &String)> = doc
+        .chunk_texts
+        .iter()
+        .filter(|(k, _)| !cached.contains_key(*k))
+        .collect();
+    progress.file_started(&doc.path, missing.len());
+    let texts: Vec<&str> = missing.iter().map(|(_, t)| t.as_str()).collect();
+    let vectors =
+        model.embed_with_progress(&texts, Role::Passage, &mut |n| progress.embedded(n))?;
+    let embeddings: HashMap<String, Vec<f32>> = missing
+        .iter()
+        .zip(vectors)
+        .map(|((k, _), e)| ((*k).clone(), e.vector))
+        .collect();
+    let total_chunks: usize = doc.passages.iter().map(|p| p.chunks.len()).sum();
+    report.chunks_embedded += embeddings.len();
+    // Chunks repeated inside the document count as reused too: embedded once.
+    report.chunks_reused += total_chunks.saturating_sub(embeddings.len());
+    report.passages_windowed += doc.windowed;
+    report.passages += doc.passages.len();
+    let outcome = store.replace_document(&NewDocument {
+        path: doc.path.clone(),
+        content_hash: doc.content_hash,
+        size: doc.size,
+        mtime: doc.mtime,
+        date: doc.date,
+        passages: doc.passages,
+        embeddings,
+    })?;
+    report.documents_written += 1;
+    report.written.push((doc.path, outcome.passage_ids.clone()));
+    Ok(outcome.passage_ids)
+}
+
+/// Ingests files and directories into `store`.
+pub fn ingest(
+    store: &mut Store,
+    model: &Embedder,
+    opts: &IngestOptions,
+    progress: &mut dyn Progress,
+) -> Result<IngestReport> {
+    let started = Instant::now();
+    let meta = store.meta().clone();
+    let mut report = IngestReport::default();
+    let (stdin, files): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        opts.paths.iter().partition(|p| p.as_os_str() == "-");
+    let files: Vec<PathBuf> = files.into_iter().cloned().collect();
+    let files = if files.is_empty() {
+        Vec::new()
+    } else {
+        corpus::discover(&files, &opts.include, &opts.exclude)?
+    };
+    progress.files(files.len() + stdin.len().min(1));
+    let mut seen = HashSet::new();
+    let mut inputs: Vec<(String, Option<PathBuf>)> = files
+        .iter()
+        .map(|p| (display_path(p), Some(p.clone())))
+        .collect();
+    if !stdin.is_empty() {
+        inputs.push((STDIN_NAME.to_string(), None));
+    }
+    for (name, path) in inputs {
+        report.documents += 1;
+        seen.insert(name.clone());
+        let bytes = match &path {
+            Some(p) => std::fs::read(p).map_err(|e| Error::io(p, e)),
+            None => {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map(|_| buf)
+                    .map_err(|e| Error::io(STDIN_NAME, e))
+            }
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                progress.warn(&e.to_string());
+                report.skipped.push((name, e.to_string()));
+                continue;
+            }
+        };
+        let hash = corpus::content_hash(&bytes);
+        if let Some(existing) = store.document_by_path(&name)? {
+            if existing.content_hash == hash {
+                report.documents_unchanged += 1;
+                progress.file_started(&name, 0);
+                continue;
+            }
+        }
+        let text = match corpus::read_text(Path::new(&name), &bytes, opts.lossy) {
+            Ok(t) => t,
+            Err(e @ (Error::InvalidUtf8 { .. } | Error::Binary { .. })) => {
+                progress.warn(&e.to_string());
+                report.skipped.push((name, e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut doc = prepare(
+            model,
+            &meta,
+            &name,
+            &bytes,
+            &text,
+            path.as_deref().and_then(mtime_of),
+        )?;
+        match opts.on_duplicate {
+            OnDuplicate::Report => {
+                write_document(store, model, doc, progress, &mut report)?;
+            }
+            OnDuplicate::Skip => {
+                let (findings, marks) = lexical_duplicates(store, &doc, &opts.thresholds)?;
+                let mut local_marks = Vec::new();
+                for (dup, canonical, kind, score) in marks {
+                    doc.passages[dup].chunks.clear();
+                    local_marks.push((dup, canonical, kind, score));
+                }
+                report.passages_skipped_as_duplicates += local_marks.len();
+                doc.retain_used_chunks();
+                report.duplicates.extend(findings);
+                let ids = write_document(store, model, doc, progress, &mut report)?;
+                let marks: Vec<DuplicateMark> = local_marks
+                    .into_iter()
+                    .map(|(dup, canonical, kind, score)| DuplicateMark {
+                        passage_id: ids[dup],
+                        canonical_id: match canonical {
+                            Canonical::Stored(id) => id,
+                            Canonical::SameDocument(i) => ids[i],
+                        },
+                        kind: kind.as_str().into(),
+                        score: score as f64,
+                    })
+                    .collect();
+                store.set_duplicates(&marks)?;
+            }
+            OnDuplicate::Fail => {
+                let (findings, _) = lexical_duplicates(store, &doc, &opts.thresholds)?;
+                if !findings.is_empty() {
+                    report.refused.push((
+                        name.clone(),
+                        format!("{} duplicate finding(s)", findings.len()),
+                    ));
+                    report.duplicates.extend(findings);
+                    continue;
+                }
+                let semantic = semantic_duplicates(store, model, &doc, &opts.thresholds, progress)?;
+                if !semantic.is_empty() {
+                    report.refused.push((
+                        name.clone(),
+                        format!("{} semantic duplicate(s)", semantic.len()),
+                    ));
+                    report.duplicates.extend(semantic);
+                    continue;
+                }
+                write_document(store, model, doc, progress, &mut report)?;
+            }
+        }
+    }
+    if opts.on_duplicate == OnDuplicate::Report && !report.written.is_empty() {
+        report.duplicates = duplicates_touching_run(store, &report, &opts.thresholds)?;
+    }
+    if opts.prune {
+        report.removed = store
+            .prune_where(|p| p != STDIN_NAME && !seen.contains(p) && !Path::new(p).exists())?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+impl PreparedDocument {
+    /// Drops chunk texts no passage refers to any more.
+    fn retain_used_chunks(&mut self) {
+        let used: HashSet<&String> = self
+            .passages
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(|c| &c.emb_key))
+            .collect();
+        let used: HashSet<String> = used.into_iter().cloned().collect();
+        self.chunk_texts.retain(|k, _| used.contains(k));
+    }
+
+    /// The document's passages as they would be stored (ids are placeholders).
+    fn rows(&self) -> Vec<PassageRow> {
+        self.passages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PassageRow {
+                id: -1 - i as i64,
+                doc_id: NEW_DOC,
+                path: self.path.clone(),
+                date: self.date.clone(),
+                idx: i,
+                line_start: p.line_start,
+                line_end: p.line_end,
+                byte_start: p.byte_start,
+                byte_end: p.byte_end,
+                text: p.text.clone(),
+                duplicate_of: None,
+                dup_kind: None,
+                dup_score: None,
+            })
+            .collect()
+    }
+}
+
+/// Placeholder document id of a document not yet written.
+const NEW_DOC: i64 = -1;
+
+/// The canonical side of a duplicate found before writing.
+enum Canonical {
+    Stored(i64),
+    SameDocument(usize),
+}
+
+/// The stored corpus, minus the document being replaced, plus `doc` at the end.
+fn corpus_with(store: &Store, doc: &PreparedDocument) -> Result<(Corpus, usize)> {
+    let mut corpus = Corpus::load(store)?;
+    if let Some(old) = store.document_by_path(&doc.path)? {
+        let keep: Vec<bool> = corpus.rows.iter().map(|r| r.doc_id != old.id).collect();
+        let mut k = keep.iter();
+        corpus.rows.retain(|_| *k.next().unwrap());
+        let mut k = keep.iter();
+        corpus.norms.retain(|_| *k.next().unwrap());
+        let mut k = keep.iter();
+        corpus.orders.retain(|_| *k.next().unwrap());
+    }
+    let first_new = corpus.rows.len();
+    for (row, p) in doc.rows().into_iter().zip(&doc.passages) {
+        corpus.rows.push(row);
+        corpus.norms.push(p.norm.clone());
+        corpus.orders.push(u64::MAX);
+    }
+    Ok((corpus, first_new))
+}
+
+/// Exact, near and contained duplicates of `doc`'s passages among the stored
+/// passages and earlier passages of `doc`: the findings, and for each
+/// duplicate passage of `doc` its canonical copy.
+fn lexical_duplicates(
+    store: &Store,
+    doc: &PreparedDocument,
+    th: &Thresholds,
+) -> Result<(Vec<DupFinding>, Vec<(usize, Canonical, Kind, f32)>)> {
+    let (corpus, first_new) = corpus_with(store, doc)?;
+    let items = corpus.items();
+    let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
+    let mut marks = Vec::new();
+    let mut marked = HashSet::new();
+    for p in &pairs {
+        if p.b >= first_new && marked.insert(p.b) {
+            let canonical = if p.a >= first_new {
+                Canonical::SameDocument(p.a - first_new)
+            } else {
+                Canonical::Stored(corpus.rows[p.a].id)
+            };
+            marks.push((p.b - first_new, canonical, p.kind, p.score));
+        }
+    }
+    let opts = ScanOptions {
+        thresholds: th.clone(),
+        kinds: Kind::LEXICAL.to_vec(),
+        doc_glob: None,
+    };
+    let findings = resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings;
+    Ok((findings, marks))
+}
+
+/// Semantic duplicates of `doc` (embedded here) among the stored passages and itself.
+fn semantic_duplicates(
+    store: &Store,
+    model: &Embedder,
+    doc: &PreparedDocument,
+    th: &Thresholds,
+    progress: &mut dyn Progress,
+) -> Result<Vec<DupFinding>> {
+    let (corpus, first_new) = corpus_with(store, doc)?;
+    let mut set = store.load_vectors()?;
+    // Append the new document's chunk vectors under its placeholder passage ids.
+    let texts: Vec<(&String, i64)> = doc
+        .passages
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.chunks.iter().map(move |c| (&c.emb_key, -1 - i as i64)))
+        .collect();
+    let strs: Vec<&str> = texts
+        .iter()
+        .map(|(k, _)| doc.chunk_texts[*k].as_str())
+        .collect();
+    let vectors = model.embed_with_progress(&strs, Role::Passage, &mut |n| progress.embedded(n))?;
+    for ((_, pid), e) in texts.iter().zip(vectors) {
+        set.chunk_ids.push(0);
+        set.passage_ids.push(*pid);
+        set.data.extend(e.vector);
+    }
+    let index = Index::new(set)?;
+    let neighbours = corpus.neighbours(&index, th.semantic, first_new)?;
+    let items = corpus.items();
+    let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
+    let opts = ScanOptions {
+        thresholds: th.clone(),
+        kinds: vec![Kind::Semantic],
+        doc_glob: None,
+    };
+    Ok(resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings)
+}
+
+/// All kinds of duplicates that involve a document written in this run.
+fn duplicates_touching_run(
+    store: &Store,
+    report: &IngestReport,
+    th: &Thresholds,
+) -> Result<Vec<DupFinding>> {
+    let written: HashSet<&str> = report.written.iter().map(|(p, _)| p.as_str()).collect();
+    let docs: HashSet<i64> = store
+        .documents()?
+        .into_iter()
+        .filter(|d| written.contains(d.path.as_str()))
+        .map(|d| d.id)
+        .collect();
+    let (corpus, first_new) = Corpus::load(store)?.with_docs_last(&docs);
+    let index = Index::new(store.load_vectors()?)?;
+    let neighbours = corpus.neighbours(&index, th.semantic, first_new)?;
+    let items = corpus.items();
+    let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &Kind::ALL)?;
+    let opts = ScanOptions {
+        thresholds: th.clone(),
+        kinds: Kind::ALL.to_vec(),
+        doc_glob: None,
+    };
+    Ok(resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings)
+}
