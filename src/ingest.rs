@@ -425,19 +425,11 @@ enum Canonical {
 fn corpus_with(store: &Store, doc: &PreparedDocument) -> Result<(Corpus, usize)> {
     let mut corpus = Corpus::load(store)?;
     if let Some(old) = store.document_by_path(&doc.path)? {
-        let keep: Vec<bool> = corpus.rows.iter().map(|r| r.doc_id != old.id).collect();
-        let mut k = keep.iter();
-        corpus.rows.retain(|_| *k.next().unwrap());
-        let mut k = keep.iter();
-        corpus.norms.retain(|_| *k.next().unwrap());
-        let mut k = keep.iter();
-        corpus.orders.retain(|_| *k.next().unwrap());
+        corpus.remove_where(|r| r.doc_id == old.id);
     }
     let first_new = corpus.rows.len();
     for (row, p) in doc.rows().into_iter().zip(&doc.passages) {
-        corpus.rows.push(row);
-        corpus.norms.push(p.norm.clone());
-        corpus.orders.push(u64::MAX);
+        corpus.push(row, p.norm.clone(), u64::MAX);
     }
     Ok((corpus, first_new))
 }
@@ -502,7 +494,7 @@ fn semantic_duplicates(
         set.data.extend(e.vector);
     }
     let index = Index::new(set)?;
-    let neighbours = corpus.neighbours(&index, th.semantic, first_new)?;
+    let neighbours = corpus.neighbours(&index, th.semantic_floor(), first_new)?;
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
     let opts = ScanOptions {
@@ -528,7 +520,7 @@ fn duplicates_touching_run(
         .collect();
     let (corpus, first_new) = Corpus::load(store)?.with_docs_last(&docs);
     let index = Index::new(store.load_vectors()?)?;
-    let neighbours = corpus.neighbours(&index, th.semantic, first_new)?;
+    let neighbours = corpus.neighbours(&index, th.semantic_floor(), first_new)?;
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &Kind::ALL)?;
     let opts = ScanOptions {

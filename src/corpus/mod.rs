@@ -10,6 +10,7 @@
 
 pub mod discover;
 pub mod hash;
+pub mod language;
 pub mod normalize;
 pub mod read;
 pub mod sentence;
@@ -18,6 +19,7 @@ pub mod window;
 
 pub use discover::discover;
 pub use hash::{content_hash, normalized_hash, text_hash};
+pub use language::guess_language;
 pub use normalize::{fold_accents, normalize, words};
 pub use read::read_text;
 pub use sentence::sentences;

@@ -69,6 +69,8 @@ pub struct Item<'a> {
     pub text: &'a str,
     /// Normalised text (NFKC, case folded, quotes/dashes unified, whitespace collapsed).
     pub norm: &'a str,
+    /// Language guess (ISO 639-1), for the semantic layer's cross-lingual threshold.
+    pub lang: Option<&'a str>,
 }
 
 /// Which detector reported a pair. Ordered from strictest to loosest, which
@@ -160,6 +162,10 @@ pub struct Thresholds {
     /// calibrated from the model's measured cosine distribution (use
     /// [`histogram`]).
     pub semantic: f32,
+    /// Minimum embedding cosine for `semantic` when the two passages are in
+    /// different languages (translations score lower than same-language
+    /// paraphrases with this model; see the README's calibration notes).
+    pub semantic_cross_lingual: f32,
 }
 
 impl Default for Thresholds {
@@ -170,7 +176,8 @@ impl Default for Thresholds {
             min_words_contained: 8,
             contained_min_ratio: 1.2,
             min_words_near: 3,
-            semantic: 0.90,
+            semantic: 0.95,
+            semantic_cross_lingual: 0.91,
         }
     }
 }
@@ -186,11 +193,26 @@ impl Thresholds {
         }
     }
 
+    /// The lowest semantic threshold of any pair: where neighbour search can stop.
+    pub fn semantic_floor(&self) -> f32 {
+        self.semantic.min(self.semantic_cross_lingual)
+    }
+
+    /// The semantic threshold for a pair: the cross-lingual one when both
+    /// languages are known and differ.
+    pub fn semantic_for(&self, a: Option<&str>, b: Option<&str>) -> f32 {
+        match (a, b) {
+            (Some(x), Some(y)) if x != y => self.semantic_cross_lingual,
+            _ => self.semantic,
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("near", self.near_jaccard),
             ("contained", self.contained),
             ("semantic", self.semantic),
+            ("semantic cross-lingual", self.semantic_cross_lingual),
         ] {
             if !(v > 0.0 && v <= 1.0) {
                 return Err(Error::Usage(format!(
@@ -613,7 +635,10 @@ pub(crate) fn scan(
                         *slot = cos;
                     }
                 }
-                if cos < th.semantic || !touches(i, j) || uf.find(i) == uf.find(j) {
+                if cos < th.semantic_for(items[i].lang, items[j].lang)
+                    || !touches(i, j)
+                    || uf.find(i) == uf.find(j)
+                {
                     continue;
                 }
                 let e = sem.entry(canon(i, j)).or_insert(cos);

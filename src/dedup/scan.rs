@@ -77,6 +77,7 @@ pub struct Corpus {
     pub rows: Vec<PassageRow>,
     pub norms: Vec<String>,
     pub orders: Vec<u64>,
+    pub langs: Vec<Option<&'static str>>,
 }
 
 impl Corpus {
@@ -93,11 +94,33 @@ impl Corpus {
             .iter()
             .map(|r| crate::corpus::normalize(&r.text))
             .collect();
+        let langs = rows
+            .iter()
+            .map(|r| crate::corpus::guess_language(&r.text))
+            .collect();
         Ok(Corpus {
             rows,
             norms,
             orders,
+            langs,
         })
+    }
+
+    fn empty() -> Self {
+        Corpus {
+            rows: Vec::new(),
+            norms: Vec::new(),
+            orders: Vec::new(),
+            langs: Vec::new(),
+        }
+    }
+
+    /// Adds a passage at the end.
+    pub fn push(&mut self, row: PassageRow, norm: String, order: u64) {
+        self.langs.push(crate::corpus::guess_language(&row.text));
+        self.rows.push(row);
+        self.norms.push(norm);
+        self.orders.push(order);
     }
 
     pub fn items(&self) -> Vec<Item<'_>> {
@@ -105,15 +128,27 @@ impl Corpus {
             .iter()
             .zip(&self.norms)
             .zip(&self.orders)
-            .map(|((r, n), &o)| Item {
+            .zip(&self.langs)
+            .map(|(((r, n), &o), &lang)| Item {
                 id: r.id,
                 doc: r.doc_id,
                 pos: r.idx,
                 order: o,
                 text: &r.text,
                 norm: n,
+                lang,
             })
             .collect()
+    }
+
+    /// Drops the passages for which `remove` is true.
+    pub fn remove_where(&mut self, remove: impl Fn(&PassageRow) -> bool) {
+        let old = std::mem::replace(self, Corpus::empty());
+        for ((r, n), o) in old.rows.into_iter().zip(old.norms).zip(old.orders) {
+            if !remove(&r) {
+                self.push(r, n, o);
+            }
+        }
     }
 
     /// Passage-level semantic neighbours (best chunk pair per passage pair),
@@ -177,15 +212,9 @@ impl Corpus {
             }
         }
         let first = keep.len();
-        let mut c = Corpus {
-            rows: Vec::new(),
-            norms: Vec::new(),
-            orders: Vec::new(),
-        };
+        let mut c = Corpus::empty();
         for (r, n, o) in keep.into_iter().chain(moved) {
-            c.rows.push(r);
-            c.norms.push(n);
-            c.orders.push(o);
+            c.push(r, n, o);
         }
         (c, first)
     }
@@ -214,7 +243,7 @@ pub fn scan(store: &Store, opts: &ScanOptions, with_histograms: bool) -> Result<
         let floor = if with_histograms {
             0.0
         } else {
-            opts.thresholds.semantic
+            opts.thresholds.semantic_floor()
         };
         Some(corpus.neighbours(&index, floor, 0)?)
     } else {

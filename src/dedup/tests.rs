@@ -66,6 +66,7 @@ impl Corpus {
                 order: k as u64,
                 text,
                 norm,
+                lang: None,
             })
             .collect()
     }
@@ -524,6 +525,7 @@ fn seeds_lexical_findings() {
             order: k as u64,
             text,
             norm,
+            lang: None,
         })
         .collect();
     let at = |i: usize| format!("{:03}:{}", rows[i].0, rows[i].2);
@@ -671,6 +673,7 @@ fn run_synthetic(n: usize, planted: usize) -> std::time::Duration {
             order: k as u64,
             text: t,
             norm,
+            lang: None,
         })
         .collect();
     let t0 = std::time::Instant::now();

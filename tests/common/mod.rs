@@ -52,3 +52,42 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb)
 }
+
+/// Copies the seed files into `dst/seeds/` as fresh, writable files (the
+/// checkout's seeds are read-only, and `fs::copy` would keep that).
+/// Returns `dst/seeds`.
+pub fn copy_seeds(dst: &Path) -> PathBuf {
+    let out = dst.join("seeds");
+    std::fs::create_dir_all(&out).expect("creating seeds dir");
+    for entry in std::fs::read_dir(seeds_dir()).expect("reading seeds dir") {
+        let entry = entry.expect("seed entry");
+        let bytes = std::fs::read(entry.path()).expect("reading seed");
+        std::fs::write(out.join(entry.file_name()), bytes).expect("writing seed copy");
+    }
+    out
+}
+
+/// Runs `pareil` like [`pareil`], asserts it exited 0, and parses stdout as JSON.
+pub fn pareil_json(cwd: &Path, args: &[&str]) -> serde_json::Value {
+    let o = pareil(cwd, args);
+    assert!(
+        o.status.success(),
+        "pareil {args:?} failed ({:?})\nstderr:\n{}",
+        o.status.code(),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("pareil {args:?}: stdout is not JSON ({e}):\n{}", stdout(&o)))
+}
+
+/// A `Command` for the built binary in `cwd` with no inherited `PAREIL_*`
+/// settings, for tests that need another environment (e.g. a missing model).
+pub fn pareil_command(cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pareil"));
+    c.current_dir(cwd)
+        .env_remove("PAREIL_DB")
+        .env_remove("PAREIL_MODEL")
+        .env_remove("PAREIL_MODELS_DIR")
+        .env_remove("PAREIL_THREADS");
+    c
+}
