@@ -11,7 +11,7 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 struct Golden {
     header: serde_json::Value,
-    cases: Vec<Case>,
+    items: Vec<Case>,
 }
 
 #[derive(Deserialize)]
@@ -43,9 +43,9 @@ fn load() -> (Embedder, Golden) {
 fn golden_vectors_match_sentence_transformers() {
     let (model, golden) = load();
     assert!(
-        golden.cases.len() >= 25,
+        golden.items.len() >= 25,
         "golden file has {} cases",
-        golden.cases.len()
+        golden.items.len()
     );
     // The reference was computed on the same weights file.
     if let Some(expected) = golden
@@ -60,7 +60,7 @@ fn golden_vectors_match_sentence_transformers() {
         );
     }
     let mut worst = (1.0f32, String::new());
-    for case in &golden.cases {
+    for case in &golden.items {
         let r = role(&case.prefix);
         let tok = model.tokenize(&case.text, r).unwrap();
         assert_eq!(
@@ -90,7 +90,7 @@ fn golden_vectors_match_sentence_transformers() {
 fn long_inputs_report_truncation() {
     let (model, golden) = load();
     let long = golden
-        .cases
+        .items
         .iter()
         .find(|c| c.n_tokens_untruncated > 512)
         .expect("the golden set has a text over 512 tokens");
@@ -105,7 +105,7 @@ fn long_inputs_report_truncation() {
 fn batch_equals_one_by_one() {
     let (model, golden) = load();
     for prefix in ["query: ", "passage: "] {
-        let cases: Vec<&Case> = golden.cases.iter().filter(|c| c.prefix == prefix).collect();
+        let cases: Vec<&Case> = golden.items.iter().filter(|c| c.prefix == prefix).collect();
         let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
         let batch = model.embed(&texts, role(prefix)).unwrap();
         assert_eq!(batch.len(), texts.len());

@@ -189,7 +189,9 @@ impl<'a> Container<'a> {
             hidden_act: "gelu".into(),
             max_position_embeddings: h.max_positions,
             type_vocab_size: h.type_vocab,
-            layer_norm_eps: h.eps as f64,
+            // The header stores f32; print-and-parse gives the shortest
+            // decimal (1e-12) rather than the widened 9.99999996e-13.
+            layer_norm_eps: h.eps.to_string().parse().unwrap_or(h.eps as f64),
             pad_token_id: 0,
             model_type: Some("bert".into()),
         }

@@ -23,6 +23,7 @@ use crate::model::e5s1;
 pub const MODEL_FILES: &[&str] = &[
     "config.json",
     "tokenizer.json",
+    "tokenizer_config.json",
     "model.safetensors",
     "modules.json",
     "sentence_bert_config.json",
@@ -348,6 +349,17 @@ fn install_from_dir(
 /// layer, normalisation) where the source did not ship it.
 fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
     let files = [
+        (
+            // Without it, transformers builds a WordPiece tokenizer for a
+            // `model_type: bert` config and fails on this SentencePiece vocabulary.
+            "tokenizer_config.json",
+            serde_json::json!({
+                "tokenizer_class": "XLMRobertaTokenizer",
+                "model_max_length": max_seq,
+                "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                "sep_token": "</s>", "cls_token": "<s>", "pad_token": "<pad>", "mask_token": "<mask>"
+            }),
+        ),
         (
             "modules.json",
             serde_json::json!([
