@@ -244,32 +244,21 @@ const QUERIES: &[(&str, &str, &[&str])] = &[
 #[test]
 fn french_and_german_queries_find_the_expected_passage_first() {
     let dir = &seeded().dir;
-    // The issue's two examples, spelled out.
-    let fr = similar(
-        dir,
-        &[
-            "-k",
-            "3",
-            "Les États-Unis interdisent les puces chinoises et Huawei",
-        ],
-    );
-    assert_eq!(loc(&results(&fr)[0]), (S000.to_string(), 7), "{fr}");
-    let de = similar(
-        dir,
-        &["-k", "3", "Musk nennt den OpenAI-Chef „Swindly Sam“"],
-    );
-    assert_eq!(loc(&results(&de)[0]), (S003.to_string(), 5), "{de}");
-    assert!(results(&de)[0]["text"]
-        .as_str()
-        .unwrap()
-        .contains("Swindly Sam"));
-
     let mut misses = Vec::new();
     for (id, q, relevant) in QUERIES {
         let v = similar(dir, &["-k", "3", q]);
         let relevant: BTreeSet<(String, u64)> = relevant.iter().map(|r| seed_ref(r)).collect();
         let hits = results(&v);
         assert_eq!(hits.len(), 3, "{id}: {v}");
+        // The issue's two examples, spelled out.
+        match *id {
+            "p01" => assert_eq!(loc(&hits[0]), (S000.to_string(), 7), "{v}"),
+            "p04" => {
+                assert_eq!(loc(&hits[0]), (S003.to_string(), 5), "{v}");
+                assert!(hits[0]["text"].as_str().unwrap().contains("Swindly Sam"));
+            }
+            _ => {}
+        }
         // The top hit, or one of its identical copies, is a relevant passage
         // for every query but p07 (where the model ranks 003:1 just above 002:15).
         let top: BTreeSet<(String, u64)> = std::iter::once(loc(&hits[0]))
@@ -438,7 +427,7 @@ fn spawn_ingest(dir: &Path, db: &str, what: &str) -> Child {
 
 #[test]
 fn killed_ingest_then_rerun_gives_the_same_store_as_an_uninterrupted_one() {
-    const DOCS: usize = 40;
+    const DOCS: usize = 24;
     let t = TempDir::new().unwrap();
     let dir = t.path();
     let total = write_big_corpus(dir, DOCS);
@@ -739,9 +728,10 @@ fn similar_at_id_and_filters() {
         "{other}"
     );
 
-    // -k
+    // -k (the query passage is 002:7; no model needed for stored-passage queries)
+    let at = format!("{S002}:7");
     for k in [1usize, 3, 7] {
-        let v = similar(dir, &["-k", &k.to_string(), "intelligence artificielle"]);
+        let v = similar(dir, &["-k", &k.to_string(), "--at", &at]);
         assert_eq!(results(&v).len(), k);
         let ranks: Vec<u64> = results(&v)
             .iter()
@@ -751,24 +741,31 @@ fn similar_at_id_and_filters() {
     }
 
     // --doc GLOB
-    let de = similar(
-        dir,
-        &["-k", "5", "--doc", "*/003_*", "Musk nennt den OpenAI-Chef"],
+    let in003 = similar(dir, &["-k", "5", "--doc", "*/003_*", "--at", &at]);
+    assert_eq!(results(&in003).len(), 5);
+    assert!(
+        all_locations(&in003).iter().all(|(p, _)| p == S003),
+        "{in003}"
     );
-    assert_eq!(results(&de).len(), 5);
-    assert!(all_locations(&de).iter().all(|(p, _)| p == S003), "{de}");
-    let none = similar(dir, &["--doc", "nowhere/*", "Musk"]);
+    let none = similar(dir, &["--doc", "nowhere/*", "--at", &at]);
     assert!(results(&none).is_empty());
 
     // --min-score: exactly the hits of the unfiltered list scoring at least that.
-    let q = "Nvidia controls about 80 percent of AI chip sales";
-    let everything = similar(dir, &["-k", "100", q]);
+    let everything = similar(dir, &["-k", "100", "--at", &at]);
+    assert_eq!(
+        results(&everything).len(),
+        75,
+        "100 passages, 24 collapsed copies, minus the query"
+    );
     let scores: Vec<f64> = results(&everything)
         .iter()
         .map(|h| h["score"].as_f64().unwrap())
         .collect();
     let cut = scores[4]; // keeps five, at least
-    let filtered = similar(dir, &["-k", "100", "--min-score", &format!("{cut}"), q]);
+    let filtered = similar(
+        dir,
+        &["-k", "100", "--min-score", &format!("{cut}"), "--at", &at],
+    );
     let kept: Vec<&Value> = results(&everything)
         .iter()
         .filter(|h| h["score"].as_f64().unwrap() as f32 >= cut as f32)
@@ -778,7 +775,7 @@ fn similar_at_id_and_filters() {
         results(&filtered).iter().map(loc).collect::<Vec<_>>(),
         kept.iter().map(|h| loc(h)).collect::<Vec<_>>()
     );
-    let high = similar(dir, &["--min-score", "0.99", q]);
+    let high = similar(dir, &["--min-score", "0.99", "--at", &at]);
     assert!(results(&high).is_empty(), "{high}");
 }
 

@@ -1,0 +1,243 @@
+//! End-to-end duplicate detection with the real binary, model and store:
+//! the seeds' own duplicates, the evaluation pairs, and planted duplicates of
+//! every kind made from seed paragraphs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{pareil, repo_root, seeds_dir, stderr, stdout};
+use serde_json::Value;
+
+fn seed_line(file: &str, line: usize) -> String {
+    let text = std::fs::read_to_string(seeds_dir().join(file)).unwrap();
+    text.lines().nth(line - 1).unwrap().trim().to_string()
+}
+
+fn copy_seeds(dir: &Path) {
+    std::fs::create_dir_all(dir.join("seeds")).unwrap();
+    for e in std::fs::read_dir(seeds_dir()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("seeds").join(e.file_name())).unwrap();
+    }
+}
+
+fn dups_json(dir: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["dups", "--json"];
+    args.extend_from_slice(extra);
+    let out = pareil(dir, &args);
+    assert!(out.status.success(), "dups failed: {}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    v["findings"].as_array().unwrap().clone()
+}
+
+/// The finding whose two sides are at these (file prefix, first line) places, in either order.
+fn find<'a>(findings: &'a [Value], a: (&str, u64), b: (&str, u64)) -> Option<&'a Value> {
+    let at = |side: &Value, (f, l): (&str, u64)| {
+        side["path"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .starts_with(f)
+            && side["line_start"].as_u64() == Some(l)
+    };
+    findings.iter().find(|x| {
+        (at(&x["canonical"], a) && at(&x["duplicate"], b))
+            || (at(&x["canonical"], b) && at(&x["duplicate"], a))
+    })
+}
+
+#[test]
+fn seeds_report_the_interview_block_and_the_pull_quote_only() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_seeds(dir.path());
+    let out = pareil(dir.path(), &["ingest", "seeds"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The ingest report already names both findings.
+    let report = stdout(&out);
+    assert!(
+        report.contains("004_8868146d05c9241f.txt:26-49"),
+        "{report}"
+    );
+    let findings = dups_json(dir.path(), &[]);
+    let block = find(&findings, ("004", 2), ("004", 26)).expect("interview block found");
+    assert_eq!(block["kind"], "exact");
+    assert_eq!(block["duplicate"]["passages"], 24);
+    assert_eq!(block["duplicate"]["line_end"], 49);
+    assert_eq!(block["canonical"]["line_end"], 25);
+    let quote = find(&findings, ("001", 19), ("001", 27)).expect("pull quote found");
+    assert_eq!(quote["kind"], "contained");
+    // The evaluation set's not-duplicate pairs (same facts, other words).
+    for line in std::fs::read_to_string(repo_root().join("../shared/eval/duplicates.jsonl"))
+        .map(|s| s.lines().map(String::from).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let case: Value = serde_json::from_str(&line).unwrap();
+        let parse = |s: &str| -> (String, u64) {
+            let (f, l) = s.split_once(':').unwrap();
+            (f.to_string(), l.split('-').next().unwrap().parse().unwrap())
+        };
+        let (a, b) = (
+            parse(case["a"].as_str().unwrap()),
+            parse(case["b"].as_str().unwrap()),
+        );
+        let hit = find(&findings, (&a.0, a.1), (&b.0, b.1));
+        if case["expect"] == "dup" {
+            assert!(hit.is_some(), "expected duplicate not found: {line}");
+        } else {
+            assert!(
+                hit.is_none(),
+                "not-duplicate pair reported: {line}: {hit:?}"
+            );
+        }
+    }
+    // Nothing else: the seeds hold exactly these two findings.
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+}
+
+#[test]
+fn planted_duplicates_of_every_kind_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_seeds(dir.path());
+    let p = seed_line("002_955d434ecbd3ea88.txt", 15);
+    let q = seed_line("003_3fa5d57813c16a60.txt", 5);
+    let r = seed_line("000_edaf19d688b91e06.txt", 7);
+    let s = seed_line("001_6e736bcd7626f111.txt", 25);
+    let planted = dir.path().join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(planted.join(name), text).unwrap();
+    // near: a few character edits.
+    write(
+        "near-edits.txt",
+        &p.replacen("investissements", "investisements", 1)
+            .replacen("attendus", "atendus", 1)
+            .replacen("talonnent", "talonent", 1),
+    );
+    // near: accents removed.
+    let folded: String = unicode_normalization::UnicodeNormalization::nfd(r.as_str())
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect();
+    write("near-accents.txt", &folded);
+    // exact: other quotes, case and spacing only.
+    write(
+        "exact-quotes.txt",
+        &q.replace("« ", "\"")
+            .replace(" »", "\"")
+            .replace('\'', "’")
+            .to_uppercase()
+            .replace(' ', "  "),
+    );
+    // contained: a sentence dropped (the copy lies inside the original).
+    let sentences: Vec<&str> = s.split_inclusive(". ").collect();
+    assert!(sentences.len() >= 3);
+    write(
+        "contained-sentence-dropped.txt",
+        &sentences[..sentences.len() - 1].concat(),
+    );
+    // contained: a paragraph cut in half.
+    let half = r.char_indices().nth(r.chars().count() / 2).unwrap().0;
+    write("contained-half.txt", &r[..half]);
+    // semantic: hand-written translations and paraphrases.
+    for e in std::fs::read_dir(repo_root().join("tests/data/rewrites")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), planted.join(e.file_name())).unwrap();
+    }
+    assert!(pareil(dir.path(), &["ingest", "--quiet", "seeds"])
+        .status
+        .success());
+    let out = pareil(dir.path(), &["ingest", "--quiet", "planted"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let findings = dups_json(dir.path(), &[]);
+    let kind_of = |file: &str, seed: (&str, u64)| -> String {
+        match find(&findings, seed, (file, 1)) {
+            Some(f) => f["kind"].as_str().unwrap().to_string(),
+            None => panic!("{file} not found as a duplicate of {seed:?}; findings: {findings:#?}"),
+        }
+    };
+    assert_eq!(kind_of("near-edits", ("002", 15)), "near");
+    assert_eq!(kind_of("near-accents", ("000", 7)), "near");
+    assert_eq!(kind_of("exact-quotes", ("003", 5)), "exact");
+    // One sentence of five dropped: the copy lies inside the original
+    // (contained) but is also most of it (near); either names it truthfully.
+    let k = kind_of("contained-sentence-dropped", ("001", 25));
+    assert!(k == "contained" || k == "near", "{k}");
+    assert_eq!(kind_of("contained-half", ("000", 7)), "contained");
+    for f in ["003-5.en", "003-5.de", "003-5.fr-paraphrase"] {
+        assert_eq!(kind_of(f, ("003", 5)), "semantic", "{f}");
+    }
+    for f in ["002-15.en", "002-15.de", "002-15.fr-paraphrase"] {
+        assert_eq!(kind_of(f, ("002", 15)), "semantic", "{f}");
+    }
+    // Distinct same-topic seed paragraphs are still not reported.
+    assert!(find(&findings, ("000", 5), ("002", 9)).is_none());
+    assert!(find(&findings, ("001", 23), ("004", 6)).is_none());
+    // --kinds restricts; --csv has a header and one row per finding.
+    let lexical = dups_json(dir.path(), &["--kinds", "exact,near,contained"]);
+    assert!(lexical.iter().all(|f| f["kind"] != "semantic"));
+    let csv = stdout(&pareil(dir.path(), &["dups", "--csv"]));
+    assert_eq!(csv.lines().count(), findings.len() + 1, "{csv}");
+}
+
+#[test]
+fn on_duplicate_skip_and_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_seeds(dir.path());
+    // fail: 004 holds the interview twice, so it is refused (exit 6) and not written.
+    let out = pareil(dir.path(), &["ingest", "--on-duplicate", "fail", "seeds"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let stats: Value = serde_json::from_str(&stdout(&pareil(
+        dir.path(),
+        &["stats", "--json", "--documents"],
+    )))
+    .unwrap();
+    let paths: Vec<&str> = stats["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(!paths.iter().any(|p| p.contains("004_")), "{paths:?}");
+    assert!(
+        !paths.iter().any(|p| p.contains("001_")),
+        "001 holds the pull quote twice: {paths:?}"
+    );
+    assert_eq!(paths.len(), 3);
+    // skip: the copies are stored as references, and similar shows the text once.
+    let dir = tempfile::tempdir().unwrap();
+    copy_seeds(dir.path());
+    let out = pareil(
+        dir.path(),
+        &["ingest", "--on-duplicate", "skip", "--json", "seeds"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        report["passages_skipped_as_duplicates"], 25,
+        "24 interview copies + the pull quote"
+    );
+    let stats: Value =
+        serde_json::from_str(&stdout(&pareil(dir.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats["stats"]["passages"], 100, "nothing lost");
+    assert_eq!(stats["stats"]["duplicates"], 25);
+    let out = pareil(
+        dir.path(),
+        &[
+            "similar",
+            "--json",
+            "--no-collapse",
+            "-k",
+            "100",
+            "Propos recueillis par Pascal Riché",
+        ],
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let riche = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["text"].as_str().unwrap().contains("Pascal Riché"))
+        .count();
+    assert_eq!(riche, 1, "the skipped copy is not returned twice");
+}
