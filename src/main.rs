@@ -4,6 +4,14 @@ use clap::Parser;
 use pareil::cli::{self, args::Cli, Outcome};
 
 fn main() {
+    // Die quietly on a closed pipe (`pareil similar … | head`), like other
+    // Unix tools, instead of panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of a signal at start-up,
+    // before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(n) = cli.global.threads {
         // candle's matmuls and rayon both read this before their first use.

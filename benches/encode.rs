@@ -1,0 +1,62 @@
+//! pareil's side of `scripts/bench.sh`: bulk embedding throughput and
+//! single-query latency of the real model, printed as one JSON line with the
+//! same fields as `scripts/bench_peers.py`.
+//!
+//!     cargo bench --bench encode -- --threads N --input FILE [--query TEXT] [--query-runs 50]
+
+use std::time::Instant;
+
+use pareil::model::{provision, Embedder, Role, DEFAULT_MODEL_ID};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = arg(&args, "--threads").map(|t| t.parse().unwrap()).unwrap_or(1);
+    // Read by candle's matmul and rayon before their first use.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let input = arg(&args, "--input").expect("--input FILE (one passage per line)");
+    let query = arg(&args, "--query").unwrap_or_else(|| "Qui a fondé OpenAI et en quelle année ?".into());
+    let runs: usize = arg(&args, "--query-runs").map(|t| t.parse().unwrap()).unwrap_or(50);
+    let dir = provision::locate(
+        std::env::var_os("PAREIL_MODEL").map(std::path::PathBuf::from).as_deref(),
+        DEFAULT_MODEL_ID,
+        &provision::default_models_dir(),
+    )
+    .expect("model installed (pareil model fetch)");
+    let t = Instant::now();
+    let model = Embedder::load(&dir).unwrap();
+    let load_s = t.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(&input).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Warm-up, then the timed bulk run.
+    model.embed(&lines[..lines.len().min(8)], Role::Passage).unwrap();
+    let t = Instant::now();
+    let out = model.embed(&lines, Role::Passage).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let tokens: usize = out.iter().map(|e| e.tokens).sum();
+    let mut lat = Vec::with_capacity(runs);
+    model.embed(&[query.as_str()], Role::Query).unwrap();
+    for _ in 0..runs {
+        let t = Instant::now();
+        model.embed(&[query.as_str()], Role::Query).unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        serde_json::json!({
+            "engine": "pareil-f32",
+            "threads": threads,
+            "passages": lines.len(),
+            "tokens": tokens,
+            "seconds": secs,
+            "passages_per_s": lines.len() as f64 / secs,
+            "tokens_per_s": tokens as f64 / secs,
+            "query_ms_median": lat[lat.len() / 2],
+            "model_load_s": load_s,
+        })
+    );
+}
