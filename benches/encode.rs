@@ -9,19 +9,28 @@ use std::time::Instant;
 use pareil::model::{provision, Embedder, Role, DEFAULT_MODEL_ID};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let threads: usize = arg(&args, "--threads").map(|t| t.parse().unwrap()).unwrap_or(1);
+    let threads: usize = arg(&args, "--threads")
+        .map(|t| t.parse().unwrap())
+        .unwrap_or(1);
     // Read by candle's matmul and rayon before their first use.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let input = arg(&args, "--input").expect("--input FILE (one passage per line)");
-    let query = arg(&args, "--query").unwrap_or_else(|| "Qui a fondé OpenAI et en quelle année ?".into());
-    let runs: usize = arg(&args, "--query-runs").map(|t| t.parse().unwrap()).unwrap_or(50);
+    let query =
+        arg(&args, "--query").unwrap_or_else(|| "Qui a fondé OpenAI et en quelle année ?".into());
+    let runs: usize = arg(&args, "--query-runs")
+        .map(|t| t.parse().unwrap())
+        .unwrap_or(50);
     let dir = provision::locate(
-        std::env::var_os("PAREIL_MODEL").map(std::path::PathBuf::from).as_deref(),
+        std::env::var_os("PAREIL_MODEL")
+            .map(std::path::PathBuf::from)
+            .as_deref(),
         DEFAULT_MODEL_ID,
         &provision::default_models_dir(),
     )
@@ -32,7 +41,9 @@ fn main() {
     let text = std::fs::read_to_string(&input).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     // Warm-up, then the timed bulk run.
-    model.embed(&lines[..lines.len().min(8)], Role::Passage).unwrap();
+    model
+        .embed(&lines[..lines.len().min(8)], Role::Passage)
+        .unwrap();
     let t = Instant::now();
     let out = model.embed(&lines, Role::Passage).unwrap();
     let secs = t.elapsed().as_secs_f64();

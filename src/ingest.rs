@@ -415,6 +415,9 @@ impl PreparedDocument {
 /// Placeholder document id of a document not yet written.
 const NEW_DOC: i64 = -1;
 
+/// A passage of the document being ingested (by index), its canonical copy, kind and score.
+type DuplicateOf = (usize, Canonical, Kind, f32);
+
 /// The canonical side of a duplicate found before writing.
 enum Canonical {
     Stored(i64),
@@ -441,7 +444,7 @@ fn lexical_duplicates(
     store: &Store,
     doc: &PreparedDocument,
     th: &Thresholds,
-) -> Result<(Vec<DupFinding>, Vec<(usize, Canonical, Kind, f32)>)> {
+) -> Result<(Vec<DupFinding>, Vec<DuplicateOf>)> {
     let (corpus, first_new) = corpus_with(store, doc)?;
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;

@@ -246,7 +246,7 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
             .collect();
         x = layer_norm(w, &format!("{p}.output.LayerNorm"), &o);
     }
-    let mut mean = vec![0.0; H];
+    let mut mean = [0.0; H];
     for row in &x {
         for j in 0..H {
             mean[j] += row[j] / x.len() as f64;

@@ -17,6 +17,9 @@ use crate::model::config::BertConfig;
 const Q4_BLOCK: usize = 32;
 const Q4_BLOCK_BYTES: usize = 18;
 
+/// A tensor ready to be written: Hugging Face name, shape, f32 values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// The dimensions read from the container header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
@@ -198,7 +201,7 @@ impl<'a> Container<'a> {
     }
 
     /// Every tensor as (Hugging Face name, shape, f32 values), in a stable order.
-    pub fn hf_tensors(&self) -> std::result::Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+    pub fn hf_tensors(&self) -> std::result::Result<Vec<NamedTensor>, String> {
         let mut out = Vec::new();
         for (src, hf, shape) in self.name_map() {
             let entry = self
@@ -316,7 +319,7 @@ pub fn dequantize_q4_0(raw: &[u8]) -> Vec<f32> {
 }
 
 /// Writes tensors as a safetensors file of f32 values.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
     let byte_views: Vec<(String, Vec<usize>, &[u8])> = tensors
         .iter()
