@@ -197,6 +197,8 @@ pub struct Hit {
 pub struct ResolvedQuery {
     pub text: String,
     pub passage: Option<Location>,
+    /// Other locations of the query passage's own text (collapsed, not results).
+    pub also: Vec<Location>,
 }
 
 /// Runs a similar-passages query. `embed_query` is only called for text queries,
@@ -275,6 +277,12 @@ pub fn similar(
     let self_doc = self_row.as_ref().map(|r| r.doc_id);
     let mut hits: Vec<Hit> = Vec::new();
     let mut by_norm: HashMap<String, usize> = HashMap::new();
+    // Copies of a stored query passage are its other locations, not results.
+    let query_norm = self_row
+        .as_ref()
+        .filter(|_| opts.collapse)
+        .map(|r| crate::corpus::normalize(&r.text));
+    let mut query_also = Vec::new();
     const PAGE: usize = 64;
     'pages: for page in ranked.chunks(PAGE) {
         let ids: Vec<i64> = page.iter().map(|r| r.0).collect();
@@ -308,6 +316,10 @@ pub fn similar(
                 line_end: row.line_end,
             };
             let key = opts.collapse.then(|| crate::corpus::normalize(&row.text));
+            if key.is_some() && key == query_norm {
+                query_also.push(loc);
+                continue;
+            }
             if let Some(&i) = key.as_ref().and_then(|k| by_norm.get(k)) {
                 hits[i].also.push(loc);
                 continue;
@@ -347,6 +359,7 @@ pub fn similar(
             line_start: r.line_start,
             line_end: r.line_end,
         }),
+        also: query_also,
     };
     Ok((resolved, hits))
 }

@@ -187,6 +187,13 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
                 p.line_start,
                 shorten(&query.text, 100)
             );
+            for o in &query.also {
+                println!(
+                    "       same text also at {}:{}",
+                    o.path,
+                    lines(o.line_start, o.line_end)
+                );
+            }
         }
         if hits.is_empty() {
             println!("no results");

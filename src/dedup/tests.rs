@@ -370,11 +370,11 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
     // 0~3 and 1~4 are paraphrase-like (high cosine); 2⊂5 is lexical and also
     // close in embedding space; 0~4 is below the threshold.
     let nb: Vec<Vec<(usize, f32)>> = vec![
-        vec![(0, 1.0), (3, 0.93), (4, 0.81)],
-        vec![(4, 0.95)],
+        vec![(0, 1.0), (3, 0.96), (4, 0.81)],
+        vec![(4, 0.955)],
         vec![(5, 0.97)],
-        vec![(0, 0.93)],
-        vec![(1, 0.95), (0, 0.81)],
+        vec![(0, 0.96)],
+        vec![(1, 0.955), (0, 0.81)],
         vec![(2, 0.97)],
     ];
     let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
@@ -387,7 +387,7 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
             (2, 5, Kind::Contained)
         ]
     );
-    assert_eq!(pairs[0].score, 0.93);
+    assert_eq!(pairs[0].score, 0.96);
     // Only semantic requested: everything over the threshold is semantic.
     let sem = find_pairs(&items, Some(&nb), &Thresholds::default(), &[Kind::Semantic]).unwrap();
     assert_eq!(sem.len(), 3);
@@ -396,6 +396,23 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
     assert!(find_pairs(&items, Some(&nb[..2]), &Thresholds::default(), &Kind::ALL).is_err());
     let bad = vec![vec![(99, 0.99)]; 6];
     assert!(find_pairs(&items, Some(&bad), &Thresholds::default(), &Kind::ALL).is_err());
+}
+
+#[test]
+fn cross_lingual_pairs_use_their_own_threshold() {
+    let mut c = Corpus::default();
+    c.doc(1, &[P_000_5]).doc(2, &[P_002_9]);
+    let mut items = c.items();
+    // Cosine between the two thresholds (0.91 cross-lingual, 0.95 same language).
+    let nb: Vec<Vec<(usize, f32)>> = vec![vec![(1, 0.93)], vec![(0, 0.93)]];
+    let th = Thresholds::default();
+    let run = |items: &[Item]| find_pairs(items, Some(&nb), &th, &Kind::ALL).unwrap().len();
+    assert_eq!(run(&items), 0, "unknown languages: same-language threshold");
+    items[0].lang = Some("fr");
+    items[1].lang = Some("fr");
+    assert_eq!(run(&items), 0, "same language");
+    items[1].lang = Some("en");
+    assert_eq!(run(&items), 1, "a translation");
 }
 
 // -------------------------------------------------- thresholds, kinds, api

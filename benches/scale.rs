@@ -1,0 +1,1105 @@
+//! Scale benchmark: `pareil similar` and `pareil dups` over synthetic stores
+//! of 10k and 100k passages, built with the library (no model inference:
+//! random unit vectors), with planted duplicates of every kind.
+//!
+//!     cargo bench --bench scale -- [--sizes 10000,100000] [--runs 3] [--cli-runs 5]
+//!                                  [--dups-runs 3] [--per-doc 100] [--plant-rate 0.01]
+//!                                  [--dir target/scale-bench] [--rebuild]
+//!                                  [--no-similar] [--no-dups] [--no-dups-breakdown]
+//!
+//! Stores are cached under `--dir` (`store-N.db` + `store-N.plants.json`) and
+//! reused by later runs; `--rebuild` makes them again. Everything is
+//! deterministic (own xorshift generator, fixed seed).
+//!
+//! What it measures, for each size:
+//! - store build (library `replace_document`, 100 passages per document) and file size;
+//! - `similar`, in process: open, `load_vectors`, `Index::new`, scoring
+//!   (one matmul), ranking (best chunk per passage + sort), and `similar()`
+//!   end to end (ranking + row fetch + snippets), median of `--runs`;
+//! - `similar`, real binary from a cold process: `--id N --json` (no model)
+//!   and a text query (model load + one query embedding), wall time and peak
+//!   RSS (`wait4` rusage), median of `--cli-runs`;
+//! - `dups --json`, real binary: wall time and peak RSS, median of
+//!   `--dups-runs`, plus precision/recall per planted kind from its output;
+//! - `dups`, in process once: where the time goes (load, vectors, semantic
+//!   neighbours, lexical+semantic pairs, blocks).
+//!
+//! Planted duplicates (`--plant-rate` of the passages, never adjacent, each of
+//! a distinct earlier non-planted source, in equal shares):
+//! - exact: the same text (and, as at ingest, the same cached vector);
+//! - near: accents removed + 1–4 letter substitutions (vector cosine 0.98);
+//! - contained (half): the first half of the source's words (cosine 0.90);
+//! - contained (sentence): one sentence of ≥ 10 words of the source (cosine 0.90);
+//! - semantic: fresh unrelated words, vector = cos 0.97 to the source's.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pareil::dedup::scan::{resolve, Corpus, ScanOptions};
+use pareil::dedup::{find_pairs_touching, Kind, Thresholds};
+use pareil::ingest::{embedding_key, store_meta};
+use pareil::model::{Embedder, Role};
+use pareil::search::{self, Index, QuerySource, SimilarOptions};
+use pareil::store::{NewChunk, NewDocument, NewPassage, Store, StoreMeta};
+
+const SEED: u64 = 0x5ca1_e0f_9a7e_11;
+const VOCAB: usize = 4000;
+
+// ------------------------------------------------------------------ args
+
+struct Args {
+    sizes: Vec<usize>,
+    runs: usize,
+    cli_runs: usize,
+    dups_runs: usize,
+    per_doc: usize,
+    plant_rate: f64,
+    dir: PathBuf,
+    rebuild: bool,
+    similar: bool,
+    dups: bool,
+    dups_breakdown: bool,
+}
+
+fn parse_args() -> Args {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let val = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1).cloned())
+    };
+    let flag = |name: &str| argv.iter().any(|a| a == name);
+    let num = |name: &str, d: usize| val(name).map(|v| v.parse().expect(name)).unwrap_or(d);
+    Args {
+        sizes: val("--sizes")
+            .map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().parse().expect("--sizes"))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![10_000, 100_000]),
+        runs: num("--runs", 3),
+        cli_runs: num("--cli-runs", 5),
+        dups_runs: num("--dups-runs", 3),
+        per_doc: num("--per-doc", 100),
+        plant_rate: val("--plant-rate")
+            .map(|v| v.parse().expect("--plant-rate"))
+            .unwrap_or(0.01),
+        dir: val("--dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/scale-bench")),
+        rebuild: flag("--rebuild"),
+        similar: !flag("--no-similar"),
+        dups: !flag("--no-dups"),
+        dups_breakdown: !flag("--no-dups-breakdown"),
+    }
+}
+
+// ------------------------------------------------------------------ rng
+
+/// xorshift64* — small, deterministic, good enough for synthetic data.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn gauss(&mut self) -> f32 {
+        let u1 = self.unit().max(1e-300);
+        let u2 = self.unit();
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+// ------------------------------------------------------------------ corpus
+
+/// Pseudo-words of 1–3 syllables (with accented vowels, so "accents removed"
+/// means something), drawn with a Zipf (1/rank) distribution.
+struct Vocab {
+    words: Vec<String>,
+    cdf: Vec<f64>,
+}
+
+impl Vocab {
+    fn new(rng: &mut Rng) -> Self {
+        let onsets = [
+            "b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "ch", "tr", "pl",
+        ];
+        let vowels = ["a", "e", "i", "o", "u", "é", "è", "à", "ou", "ai", "ô"];
+        let codas = ["", "", "n", "r", "s", "l"];
+        let mut seen = HashSet::new();
+        let mut words = Vec::with_capacity(VOCAB);
+        while words.len() < VOCAB {
+            // Frequent words are short, as in real text.
+            let k = if words.len() < 100 {
+                1
+            } else {
+                rng.range(1, 3)
+            };
+            let w: String = (0..k)
+                .map(|_| {
+                    format!(
+                        "{}{}{}",
+                        onsets[rng.below(onsets.len())],
+                        vowels[rng.below(vowels.len())],
+                        codas[rng.below(codas.len())]
+                    )
+                })
+                .collect();
+            if seen.insert(w.clone()) {
+                words.push(w);
+            }
+        }
+        let mut acc = 0.0;
+        let cdf = (0..VOCAB)
+            .map(|r| {
+                acc += 1.0 / (r as f64 + 1.0);
+                acc
+            })
+            .collect::<Vec<_>>();
+        let total = acc;
+        let cdf = cdf.into_iter().map(|c| c / total).collect();
+        Vocab { words, cdf }
+    }
+
+    fn word(&self, rng: &mut Rng) -> &str {
+        let u = rng.unit();
+        let i = self.cdf.partition_point(|&c| c < u).min(VOCAB - 1);
+        &self.words[i]
+    }
+
+    /// 40–120 words in sentences of 6–18 words, capitalised, with some commas.
+    fn passage(&self, rng: &mut Rng) -> String {
+        let n = rng.range(40, 120);
+        let mut out = String::new();
+        let mut left = n;
+        while left > 0 {
+            let mut len = rng.range(6, 18).min(left);
+            if left - len < 6 {
+                len = left; // no tiny last sentence
+            }
+            for i in 0..len {
+                let w = self.word(rng);
+                if i == 0 {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    let mut cs = w.chars();
+                    let first = cs.next().unwrap();
+                    out.extend(first.to_uppercase());
+                    out.push_str(cs.as_str());
+                } else {
+                    out.push(' ');
+                    out.push_str(w);
+                }
+                if i + 1 < len && rng.below(12) == 0 {
+                    out.push(',');
+                }
+            }
+            out.push('.');
+            left -= len;
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+enum Variant {
+    Exact,
+    Near,
+    ContainedHalf,
+    ContainedSentence,
+    Semantic,
+}
+
+impl Variant {
+    const ALL: [Variant; 5] = [
+        Variant::Exact,
+        Variant::Near,
+        Variant::ContainedHalf,
+        Variant::ContainedSentence,
+        Variant::Semantic,
+    ];
+    fn kind(self) -> Kind {
+        match self {
+            Variant::Exact => Kind::Exact,
+            Variant::Near => Kind::Near,
+            Variant::ContainedHalf | Variant::ContainedSentence => Kind::Contained,
+            Variant::Semantic => Kind::Semantic,
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Exact => "exact (same text)",
+            Variant::Near => "near (accents removed + 1–4 letter edits)",
+            Variant::ContainedHalf => "contained (first half)",
+            Variant::ContainedSentence => "contained (one sentence)",
+            Variant::Semantic => "semantic (other words, cos 0.97)",
+        }
+    }
+}
+
+/// A planted duplicate, by stored passage id.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Plant {
+    source: i64,
+    copy: i64,
+    variant: Variant,
+}
+
+fn random_unit(rng: &mut Rng, dim: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..dim).map(|_| rng.gauss()).collect();
+    normalise(&mut v);
+    v
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// A unit vector at exactly cosine `c` from the unit vector `v`.
+fn at_cosine(rng: &mut Rng, v: &[f32], c: f32) -> Vec<f32> {
+    let mut g = random_unit(rng, v.len());
+    let d: f32 = g.iter().zip(v).map(|(a, b)| a * b).sum();
+    g.iter_mut().zip(v).for_each(|(a, b)| *a -= d * b);
+    normalise(&mut g);
+    let s = (1.0 - c * c).sqrt();
+    let mut out: Vec<f32> = v.iter().zip(&g).map(|(a, b)| c * a + s * b).collect();
+    normalise(&mut out);
+    out
+}
+
+/// Accents removed, then `k` letters replaced by another letter.
+fn near_copy(rng: &mut Rng, text: &str) -> String {
+    let mut chars: Vec<char> = pareil::corpus::fold_accents(text).chars().collect();
+    let letters: Vec<usize> = (0..chars.len())
+        .filter(|&i| chars[i].is_ascii_lowercase())
+        .collect();
+    let k = rng.range(1, 4);
+    for _ in 0..k {
+        let i = letters[rng.below(letters.len())];
+        let old = chars[i];
+        let mut c = old;
+        while c == old {
+            c = (b'a' + rng.below(26) as u8) as char;
+        }
+        chars[i] = c;
+    }
+    chars.into_iter().collect()
+}
+
+fn sentence_copy(rng: &mut Rng, text: &str) -> Option<String> {
+    let sents: Vec<&str> = text
+        .split_inclusive('.')
+        .map(str::trim)
+        .filter(|s| s.split_whitespace().count() >= 10)
+        .collect();
+    (!sents.is_empty()).then(|| sents[rng.below(sents.len())].to_string())
+}
+
+struct Synthetic {
+    texts: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+    /// (source index, copy index, variant)
+    plants: Vec<(usize, usize, Variant)>,
+}
+
+fn synthesize(n: usize, dim: usize, plant_rate: f64) -> Synthetic {
+    let mut rng = Rng::new(SEED ^ n as u64);
+    let vocab = Vocab::new(&mut rng);
+    let mut texts: Vec<String> = (0..n).map(|_| vocab.passage(&mut rng)).collect();
+    let mut vectors: Vec<Vec<f32>> = (0..n).map(|_| random_unit(&mut rng, dim)).collect();
+    // Copies live in the last 90%, never next to each other, sources are
+    // earlier, distinct and never copies themselves.
+    let want = ((n as f64 * plant_rate).round() as usize).max(Variant::ALL.len());
+    let lo = n / 10;
+    let mut is_copy = vec![false; n];
+    let mut used_src = vec![false; n];
+    let mut plants = Vec::with_capacity(want);
+    let mut tries = 0;
+    while plants.len() < want && tries < want * 100 {
+        tries += 1;
+        let c = rng.range(lo.max(1), n - 1);
+        if is_copy[c] || used_src[c] || is_copy[c - 1] || (c + 1 < n && is_copy[c + 1]) {
+            continue;
+        }
+        let s = rng.below(c);
+        if is_copy[s] || used_src[s] {
+            continue;
+        }
+        let variant = Variant::ALL[plants.len() % Variant::ALL.len()];
+        let src_text = texts[s].clone();
+        let (text, vec) = match variant {
+            Variant::Exact => (src_text, vectors[s].clone()),
+            Variant::Near => (
+                near_copy(&mut rng, &src_text),
+                at_cosine(&mut rng, &vectors[s], 0.98),
+            ),
+            Variant::ContainedHalf => {
+                let w: Vec<&str> = src_text.split_whitespace().collect();
+                (
+                    w[..w.len() / 2].join(" "),
+                    at_cosine(&mut rng, &vectors[s], 0.90),
+                )
+            }
+            Variant::ContainedSentence => match sentence_copy(&mut rng, &src_text) {
+                Some(t) => (t, at_cosine(&mut rng, &vectors[s], 0.90)),
+                None => continue,
+            },
+            Variant::Semantic => (
+                vocab.passage(&mut rng),
+                at_cosine(&mut rng, &vectors[s], 0.97),
+            ),
+        };
+        texts[c] = text;
+        vectors[c] = vec;
+        is_copy[c] = true;
+        used_src[s] = true;
+        plants.push((s, c, variant));
+    }
+    Synthetic {
+        texts,
+        vectors,
+        plants,
+    }
+}
+
+// ------------------------------------------------------------------ store
+
+struct Built {
+    db: PathBuf,
+    plants: Vec<Plant>,
+    build_s: Option<f64>,
+}
+
+fn file_size(p: &Path) -> u64 {
+    let mut wal = p.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(PathBuf::from(wal))
+            .map(|m| m.len())
+            .unwrap_or(0)
+}
+
+fn build_store(args: &Args, meta: &StoreMeta, n: usize) -> Built {
+    std::fs::create_dir_all(&args.dir).unwrap();
+    let db = args
+        .dir
+        .join(format!("store-{n}-{}-{}.db", args.per_doc, args.plant_rate));
+    let side = db.with_extension("plants.json");
+    if !args.rebuild && db.exists() && side.exists() {
+        if let Ok(plants) = serde_json::from_slice::<Vec<Plant>>(&std::fs::read(&side).unwrap()) {
+            eprintln!("[{n}] reusing {}", db.display());
+            return Built {
+                db,
+                plants,
+                build_s: None,
+            };
+        }
+    }
+    for ext in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(ext);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    let _ = std::fs::remove_file(&side);
+    let t = Instant::now();
+    let syn = synthesize(n, meta.dim, args.plant_rate);
+    eprintln!(
+        "[{n}] synthesized {} passages, {} plants in {:.1} s",
+        n,
+        syn.plants.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let mut store = Store::create_or_open(&db, meta).unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for (d, start) in (0..n).step_by(args.per_doc).enumerate() {
+        let end = (start + args.per_doc).min(n);
+        let mut doc = NewDocument {
+            path: format!("synth/doc{d:06}.txt"),
+            ..Default::default()
+        };
+        let mut byte = 0;
+        for (k, i) in (start..end).enumerate() {
+            let text = &syn.texts[i];
+            let key = embedding_key(meta, Role::Passage, text);
+            doc.embeddings.insert(key.clone(), syn.vectors[i].clone());
+            doc.passages.push(NewPassage {
+                line_start: 2 * k + 1,
+                line_end: 2 * k + 1,
+                byte_start: byte,
+                byte_end: byte + text.len(),
+                text: text.clone(),
+                norm: pareil::corpus::normalize(text),
+                chunks: vec![NewChunk {
+                    byte_start: 0,
+                    byte_end: text.len(),
+                    tokens: text.split_whitespace().count() * 2 + 4,
+                    emb_key: key,
+                }],
+            });
+            byte += text.len() + 2;
+        }
+        doc.size = byte as u64;
+        doc.content_hash = pareil::store::sha256_hex(doc.path.as_bytes());
+        let out = store.replace_document(&doc).unwrap();
+        ids.extend(out.passage_ids);
+        if d % 100 == 99 {
+            eprintln!("[{n}]   {} passages written", ids.len());
+        }
+    }
+    drop(store); // checkpoints the WAL into the main file
+    let build_s = t.elapsed().as_secs_f64();
+    let plants: Vec<Plant> = syn
+        .plants
+        .iter()
+        .map(|&(s, c, variant)| Plant {
+            source: ids[s],
+            copy: ids[c],
+            variant,
+        })
+        .collect();
+    std::fs::write(&side, serde_json::to_vec(&plants).unwrap()).unwrap();
+    Built {
+        db,
+        plants,
+        build_s: Some(build_s),
+    }
+}
+
+// ------------------------------------------------------------------ timing helpers
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[m]
+    } else {
+        (xs[m - 1] + xs[m]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct ChildRun {
+    wall_s: f64,
+    max_rss_mib: f64,
+}
+
+/// Runs `bin args…` with stdout to `stdout_to`, returns wall time and peak RSS.
+///
+/// Peak RSS comes from `/usr/bin/time -f %M` when it exists: `wait4`'s
+/// `ru_maxrss` of a child spawned directly from this (large) process starts
+/// at this process's own high-water mark (Linux carries it over the
+/// fork/exec), so it would overstate small children. Without GNU time it
+/// falls back to that `wait4` value (then an upper bound).
+fn run_child(bin: &Path, args: &[&str], stdout_to: &Path) -> ChildRun {
+    let out = std::fs::File::create(stdout_to).unwrap();
+    let gnu_time = Path::new("/usr/bin/time");
+    let rss_file = stdout_to.with_extension("rss");
+    let mut cmd = if gnu_time.exists() {
+        let mut c = Command::new(gnu_time);
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let t = Instant::now();
+    let child = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // Stderr is small (--quiet); read it after the exit.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall_s = t.elapsed().as_secs_f64();
+    assert_eq!(r, pid, "wait4 failed");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    assert!(ok, "{} {:?} failed ({status}): {err}", bin.display(), args);
+    let kib = if gnu_time.exists() {
+        std::fs::read_to_string(&rss_file)
+            .ok()
+            .and_then(|s| s.lines().last().and_then(|l| l.trim().parse::<f64>().ok()))
+            .expect("GNU time output")
+    } else {
+        ru.ru_maxrss as f64
+    };
+    ChildRun {
+        wall_s,
+        max_rss_mib: kib / 1024.0,
+    }
+}
+
+fn run_child_median(bin: &Path, args: &[&str], out: &Path, runs: usize) -> (f64, f64, Vec<f64>) {
+    let rs: Vec<ChildRun> = (0..runs).map(|_| run_child(bin, args, out)).collect();
+    let walls: Vec<f64> = rs.iter().map(|r| r.wall_s).collect();
+    (
+        median(walls.clone()),
+        median(rs.iter().map(|r| r.max_rss_mib).collect()),
+        walls,
+    )
+}
+
+// ------------------------------------------------------------------ similar
+
+struct SimilarResult {
+    n: usize,
+    build_s: Option<f64>,
+    size_mib: f64,
+    open_ms: f64,
+    load_ms: f64,
+    index_ms: f64,
+    scores_ms: f64,
+    ranked_ms: f64,
+    similar_ms: f64,
+    fetch64_ms: f64,
+    cli_version: (f64, f64),
+    cli_id: (f64, f64),
+    cli_text: (f64, f64),
+    cli_walls: Vec<(String, Vec<f64>)>,
+}
+
+fn bench_similar(
+    args: &Args,
+    built: &Built,
+    n: usize,
+    query: &[f32],
+    bin: &Path,
+    model_dir: &Path,
+) -> SimilarResult {
+    let (mut open, mut load, mut index_t, mut scores, mut ranked, mut sim, mut fetch) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let opts = SimilarOptions {
+        k: 10,
+        min_score: None,
+        exclude_same_doc: false,
+        doc_glob: None,
+        collapse: true,
+    };
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let store = Store::open_existing(&built.db, true).unwrap();
+        open.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let set = store.load_vectors().unwrap();
+        load.push(ms(t.elapsed()));
+        assert_eq!(set.len(), n);
+        let t = Instant::now();
+        let index = Index::new(set).unwrap();
+        index_t.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let s = index.scores(query).unwrap();
+        scores.push(ms(t.elapsed()));
+        assert_eq!(s.len(), n);
+        let t = Instant::now();
+        let r = index.ranked_passages(query).unwrap();
+        ranked.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let (_, hits) = search::similar(
+            &store,
+            &index,
+            &QuerySource::Text("query".into()),
+            &opts,
+            &mut |_| Ok(query.to_vec()),
+        )
+        .unwrap();
+        sim.push(ms(t.elapsed()));
+        assert_eq!(hits.len(), 10);
+        let ids: Vec<i64> = r.iter().take(64).map(|x| x.0).collect();
+        let t = Instant::now();
+        let rows = store.passages_by_ids(&ids).unwrap();
+        fetch.push(ms(t.elapsed()));
+        assert_eq!(rows.len(), 64);
+    }
+    let db = built.db.to_str().unwrap();
+    let model = model_dir.to_str().unwrap();
+    let out = args.dir.join("similar.out");
+    let id = built
+        .plants
+        .first()
+        .map(|p| p.source)
+        .unwrap_or(1)
+        .to_string();
+    let runs = args.cli_runs;
+    let v = run_child_median(bin, &["--version"], &out, runs);
+    let a = run_child_median(
+        bin,
+        &["--db", db, "--quiet", "similar", "--id", &id, "--json"],
+        &out,
+        runs,
+    );
+    let b = run_child_median(
+        bin,
+        &[
+            "--db",
+            db,
+            "--model",
+            model,
+            "--quiet",
+            "similar",
+            "Qui a fondé OpenAI et en quelle année ?",
+            "--json",
+        ],
+        &out,
+        runs,
+    );
+    SimilarResult {
+        n,
+        build_s: built.build_s,
+        size_mib: file_size(&built.db) as f64 / (1024.0 * 1024.0),
+        open_ms: median(open),
+        load_ms: median(load),
+        index_ms: median(index_t),
+        scores_ms: median(scores),
+        ranked_ms: median(ranked),
+        similar_ms: median(sim),
+        fetch64_ms: median(fetch),
+        cli_version: (v.0, v.1),
+        cli_id: (a.0, a.1),
+        cli_text: (b.0, b.1),
+        cli_walls: vec![
+            ("--version".into(), v.2),
+            ("similar --id".into(), a.2),
+            ("similar TEXT".into(), b.2),
+        ],
+    }
+}
+
+// ------------------------------------------------------------------ dups
+
+#[derive(Default, Clone)]
+struct VariantScore {
+    planted: usize,
+    right_kind: usize,
+    other_kind: usize,
+}
+
+struct DupsResult {
+    n: usize,
+    wall_s: f64,
+    rss_mib: f64,
+    walls: Vec<f64>,
+    findings: usize,
+    pairs: usize,
+    per_variant: Vec<(Variant, VariantScore)>,
+    /// kind -> (reported pairs, of which planted with this kind)
+    per_kind: Vec<(Kind, usize, usize)>,
+    unplanted: usize,
+    breakdown: Option<Vec<(&'static str, f64)>>,
+}
+
+fn kind_of(s: &str) -> Kind {
+    s.parse().unwrap()
+}
+
+fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path) -> DupsResult {
+    let db = built.db.to_str().unwrap();
+    let out = args.dir.join(format!("dups-{n}.json"));
+    let (wall_s, rss_mib, walls) = run_child_median(
+        bin,
+        &["--db", db, "--quiet", "dups", "--json"],
+        &out,
+        args.dups_runs,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    // Findings are blocks of consecutive pairs: expand them to passage pairs.
+    let mut reported: HashMap<(i64, i64), Kind> = HashMap::new();
+    for f in findings {
+        let kind = kind_of(f["kind"].as_str().unwrap());
+        let ids = |side: &str| -> Vec<i64> {
+            f[side]["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect()
+        };
+        let (c, d) = (ids("canonical"), ids("duplicate"));
+        assert_eq!(c.len(), d.len(), "block sides of different lengths");
+        for (a, b) in c.into_iter().zip(d) {
+            reported.insert((a.min(b), a.max(b)), kind);
+        }
+    }
+    let mut per_variant: Vec<(Variant, VariantScore)> = Variant::ALL
+        .iter()
+        .map(|&v| (v, VariantScore::default()))
+        .collect();
+    let mut planted: HashMap<(i64, i64), Variant> = HashMap::new();
+    for p in &built.plants {
+        let key = (p.source.min(p.copy), p.source.max(p.copy));
+        planted.insert(key, p.variant);
+        let s = &mut per_variant
+            .iter_mut()
+            .find(|(v, _)| *v == p.variant)
+            .unwrap()
+            .1;
+        s.planted += 1;
+        match reported.get(&key) {
+            Some(&k) if k == p.variant.kind() => s.right_kind += 1,
+            Some(_) => s.other_kind += 1,
+            None => {}
+        }
+    }
+    let per_kind = Kind::ALL
+        .iter()
+        .map(|&k| {
+            let rep = reported.values().filter(|&&x| x == k).count();
+            let good = reported
+                .iter()
+                .filter(|(key, &x)| x == k && planted.get(key).is_some_and(|v| v.kind() == k))
+                .count();
+            (k, rep, good)
+        })
+        .collect();
+    let unplanted = reported.keys().filter(|k| !planted.contains_key(k)).count();
+    let breakdown = args.dups_breakdown.then(|| dups_breakdown(built));
+    DupsResult {
+        n,
+        wall_s,
+        rss_mib,
+        walls,
+        findings: findings.len(),
+        pairs: reported.len(),
+        per_variant,
+        per_kind,
+        unplanted,
+        breakdown,
+    }
+}
+
+/// The stages of `dedup::scan::scan`, timed one by one (same calls, same order).
+fn dups_breakdown(built: &Built) -> Vec<(&'static str, f64)> {
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let store = Store::open_existing(&built.db, true).unwrap();
+    out.push(("open", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let corpus = Corpus::load(&store).unwrap();
+    let items = corpus.items();
+    out.push((
+        "Corpus::load (rows, normalize, language)",
+        t.elapsed().as_secs_f64(),
+    ));
+    // Corpus::load's three parts, timed again separately.
+    let t = Instant::now();
+    let mut rows = Vec::new();
+    for doc in store.documents().unwrap() {
+        rows.extend(store.passages_of(doc.id).unwrap());
+    }
+    out.push((
+        "  of which: documents() + passages_of() rows",
+        t.elapsed().as_secs_f64(),
+    ));
+    let t = Instant::now();
+    let norms: Vec<String> = rows
+        .iter()
+        .map(|r| pareil::corpus::normalize(&r.text))
+        .collect();
+    out.push((
+        "  of which: corpus::normalize of every text",
+        t.elapsed().as_secs_f64(),
+    ));
+    let t = Instant::now();
+    let langs: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| pareil::corpus::guess_language(&r.text))
+        .collect();
+    out.push((
+        "  of which: guess_language of every text",
+        t.elapsed().as_secs_f64(),
+    ));
+    std::hint::black_box((norms, langs));
+    drop(rows);
+    let t = Instant::now();
+    let index = Index::new(store.load_vectors().unwrap()).unwrap();
+    out.push(("load_vectors + Index::new", t.elapsed().as_secs_f64()));
+    let opts = ScanOptions {
+        thresholds: Thresholds::default(),
+        kinds: Kind::ALL.to_vec(),
+        doc_glob: None,
+    };
+    let t = Instant::now();
+    let nb = corpus
+        .neighbours(&index, opts.thresholds.semantic_floor(), 0)
+        .unwrap();
+    out.push((
+        "semantic neighbours (blocked matmul top-k)",
+        t.elapsed().as_secs_f64(),
+    ));
+    let t = Instant::now();
+    let _lex = find_pairs_touching(&items, 0, None, &opts.thresholds, &Kind::LEXICAL).unwrap();
+    out.push((
+        "lexical layers alone (exact+near+contained)",
+        t.elapsed().as_secs_f64(),
+    ));
+    let t = Instant::now();
+    let pairs = find_pairs_touching(&items, 0, Some(&nb), &opts.thresholds, &opts.kinds).unwrap();
+    out.push(("find_pairs, all kinds", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let r = resolve(&corpus, &items, &pairs, &opts, Vec::new()).unwrap();
+    out.push(("resolve (blocks, diffs, groups)", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let json = serde_json::to_string_pretty(
+        &serde_json::json!({"passages": r.passages, "findings": r.findings}),
+    )
+    .unwrap();
+    out.push(("JSON output", t.elapsed().as_secs_f64()));
+    std::hint::black_box(json);
+    out
+}
+
+// ------------------------------------------------------------------ report
+
+fn pct(a: usize, b: usize) -> String {
+    if b == 0 {
+        "–".into()
+    } else {
+        format!("{:.1} %", 100.0 * a as f64 / b as f64)
+    }
+}
+
+fn fmt_walls(w: &[f64]) -> String {
+    w.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn main() {
+    let args = parse_args();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_pareil"));
+    let model_dir = std::env::var_os("PAREIL_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/multilingual-e5-small")
+        });
+    let t = Instant::now();
+    let embedder = Embedder::load(&model_dir)
+        .unwrap_or_else(|e| panic!("model at {}: {e} (pareil model fetch)", model_dir.display()));
+    let model_load_s = t.elapsed().as_secs_f64();
+    let meta = store_meta(&embedder);
+    let query = embedder
+        .embed(&["Qui a fondé OpenAI et en quelle année ?"], Role::Query)
+        .unwrap()
+        .remove(0)
+        .vector;
+    drop(embedder);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let mut sims = Vec::new();
+    let mut dups = Vec::new();
+    for &n in &args.sizes {
+        let built = build_store(&args, &meta, n);
+        if let Some(s) = built.build_s {
+            eprintln!("[{n}] store built in {s:.1} s");
+        }
+        if args.similar {
+            eprintln!("[{n}] similar…");
+            sims.push(bench_similar(&args, &built, n, &query, &bin, &model_dir));
+        }
+        if args.dups {
+            eprintln!("[{n}] dups…");
+            let d = bench_dups(&args, &built, n, &bin);
+            eprintln!("[{n}] dups wall {:.2} s", d.wall_s);
+            dups.push(d);
+        }
+        let _ = std::io::stderr().flush();
+    }
+
+    println!(
+        "## Scale benchmark (synthetic stores)\n\n`cargo bench --bench scale -- --sizes {}` · \
+         {threads} cores · model load in the bench process {model_load_s:.2} s · \
+         {} passages per document, 384-dim random unit vectors, 1 chunk per passage · \
+         in-process figures: median of {}, binary figures: median of {} (`similar`) and {} \
+         (`dups`), warm page cache.\n",
+        args.sizes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        args.per_doc,
+        args.runs,
+        args.cli_runs,
+        args.dups_runs
+    );
+    if !sims.is_empty() {
+        println!("### Store\n");
+        println!("| passages | build (library, s) | file size (MiB) | bytes / passage |");
+        println!("|---:|---:|---:|---:|");
+        for s in &sims {
+            println!(
+                "| {} | {} | {:.1} | {:.0} |",
+                s.n,
+                s.build_s.map_or("(cached)".into(), |b| format!("{b:.1}")),
+                s.size_mib,
+                s.size_mib * 1024.0 * 1024.0 / s.n as f64
+            );
+        }
+        println!("\n### `similar`, in process (one query, k = 10, ms)\n");
+        println!(
+            "| passages | open | load_vectors | Index::new | scores (matmul) | \
+             ranked_passages (matmul + best-per-passage + sort) | similar() (rank + fetch + \
+             snippets) | passages_by_ids(64) | open + load + index + similar |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for s in &sims {
+            println!(
+                "| {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} |",
+                s.n,
+                s.open_ms,
+                s.load_ms,
+                s.index_ms,
+                s.scores_ms,
+                s.ranked_ms,
+                s.similar_ms,
+                s.fetch64_ms,
+                s.open_ms + s.load_ms + s.index_ms + s.similar_ms
+            );
+        }
+        println!("\n### `similar`, real binary from a fresh process (wall s / peak RSS MiB)\n");
+        println!(
+            "| passages | `pareil --version` | `similar --id N --json` | `similar \"TEXT\" --json` \
+             (model load + 1 embedding) |"
+        );
+        println!("|---:|---:|---:|---:|");
+        for s in &sims {
+            println!(
+                "| {} | {:.3} / {:.0} | {:.3} / {:.0} | {:.3} / {:.0} |",
+                s.n,
+                s.cli_version.0,
+                s.cli_version.1,
+                s.cli_id.0,
+                s.cli_id.1,
+                s.cli_text.0,
+                s.cli_text.1
+            );
+        }
+        println!();
+        for s in &sims {
+            for (name, w) in &s.cli_walls {
+                println!("- {} passages, `{name}` runs (s): {}", s.n, fmt_walls(w));
+            }
+        }
+    }
+    if !dups.is_empty() {
+        println!("\n### `dups --json`, real binary\n");
+        println!("| passages | wall (s) | peak RSS (MiB) | findings | pairs | unplanted pairs | runs (s) |");
+        println!("|---:|---:|---:|---:|---:|---:|---|");
+        for d in &dups {
+            println!(
+                "| {} | {:.2} | {:.0} | {} | {} | {} | {} |",
+                d.n,
+                d.wall_s,
+                d.rss_mib,
+                d.findings,
+                d.pairs,
+                d.unplanted,
+                fmt_walls(&d.walls)
+            );
+        }
+        println!(
+            "\n### `dups`: recall per planted variant (found with the planted kind / planted)\n"
+        );
+        println!(
+            "| passages | variant | planted | found, right kind | found, other kind | recall |"
+        );
+        println!("|---:|---|---:|---:|---:|---:|");
+        for d in &dups {
+            for (v, s) in &d.per_variant {
+                println!(
+                    "| {} | {} | {} | {} | {} | {} |",
+                    d.n,
+                    v.label(),
+                    s.planted,
+                    s.right_kind,
+                    s.other_kind,
+                    pct(s.right_kind, s.planted)
+                );
+            }
+        }
+        println!("\n### `dups`: precision per reported kind (planted pairs of that kind / reported pairs of that kind)\n");
+        println!("| passages | kind | reported pairs | planted with this kind | precision |");
+        println!("|---:|---|---:|---:|---:|");
+        for d in &dups {
+            for (k, rep, good) in &d.per_kind {
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    d.n,
+                    k,
+                    rep,
+                    good,
+                    pct(*good, *rep)
+                );
+            }
+        }
+        if dups.iter().any(|d| d.breakdown.is_some()) {
+            println!("\n### `dups`, in process, one run: where the time goes (s)\n");
+            let names: Vec<&str> = dups
+                .iter()
+                .find_map(|d| d.breakdown.as_ref())
+                .unwrap()
+                .iter()
+                .map(|x| x.0)
+                .collect();
+            print!("| stage |");
+            for d in &dups {
+                print!(" {} |", d.n);
+            }
+            println!();
+            print!("|---|");
+            for _ in &dups {
+                print!("---:|");
+            }
+            println!();
+            for (i, name) in names.iter().enumerate() {
+                print!("| {name} |");
+                for d in &dups {
+                    match &d.breakdown {
+                        Some(b) => print!(" {:.2} |", b[i].1),
+                        None => print!(" – |"),
+                    }
+                }
+                println!();
+            }
+            println!(
+                "\n(\"find_pairs, all kinds\" reruns the lexical layers too; the binary's \
+                 `dups` = open + Corpus::load + vectors + neighbours + find_pairs + resolve + JSON.)"
+            );
+        }
+    }
+}
