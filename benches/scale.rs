@@ -591,6 +591,7 @@ struct SimilarResult {
     cli_id: (f64, f64),
     cli_text: (f64, f64),
     cli_walls: Vec<(String, Vec<f64>)>,
+    load_anatomy: Vec<(&'static str, f64)>,
 }
 
 fn bench_similar(
@@ -645,6 +646,35 @@ fn bench_similar(
         fetch.push(ms(t.elapsed()));
         assert_eq!(rows.len(), 64);
     }
+    // Anatomy of load_vectors: the same reads on a raw connection (same
+    // mmap setting as the store's), without and with the join.
+    let conn = rusqlite::Connection::open_with_flags(
+        &built.db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.pragma_update(None, "mmap_size", 1i64 << 30).unwrap();
+    let time_q = |sql: &str| {
+        let mut v = Vec::new();
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let mut rows = stmt.query([]).unwrap();
+            let mut bytes = 0usize;
+            while let Some(r) = rows.next().unwrap() {
+                bytes += r.get_ref(0).unwrap().as_bytes().map_or(8, |b| b.len());
+            }
+            std::hint::black_box(bytes);
+            v.push(ms(t.elapsed()));
+        }
+        median(v)
+    };
+    let anatomy = vec![
+        ("chunks only (id, passage_id, emb_id)", time_q("SELECT c.id, c.passage_id, c.emb_id FROM chunks c ORDER BY c.id")),
+        ("embeddings only, rowid order (blobs, no decode)", time_q("SELECT vector FROM embeddings")),
+        ("chunks JOIN embeddings ORDER BY c.id (blobs, no decode)", time_q("SELECT e.vector, c.id, c.passage_id FROM chunks c JOIN embeddings e ON e.id = c.emb_id ORDER BY c.id")),
+    ];
+    drop(conn);
     let db = built.db.to_str().unwrap();
     let model = model_dir.to_str().unwrap();
     let out = args.dir.join("similar.out");
@@ -696,6 +726,7 @@ fn bench_similar(
             ("similar --id".into(), a.2),
             ("similar TEXT".into(), b.2),
         ],
+        load_anatomy: anatomy,
     }
 }
 
@@ -991,6 +1022,28 @@ fn main() {
                 s.open_ms + s.load_ms + s.index_ms + s.similar_ms
             );
         }
+        println!("\n### Anatomy of `load_vectors` (raw SQLite reads, same mmap, ms)\n");
+        print!("| read |");
+        for s in &sims {
+            print!(" {} |", s.n);
+        }
+        print!("\n|---|");
+        for _ in &sims {
+            print!("---:|");
+        }
+        println!();
+        for i in 0..sims[0].load_anatomy.len() {
+            print!("| {} |", sims[0].load_anatomy[i].0);
+            for s in &sims {
+                print!(" {:.1} |", s.load_anatomy[i].1);
+            }
+            println!();
+        }
+        print!("| `Store::load_vectors` (join + decode into Vec<f32>) |");
+        for s in &sims {
+            print!(" {:.1} |", s.load_ms);
+        }
+        println!();
         println!("\n### `similar`, real binary from a fresh process (wall s / peak RSS MiB)\n");
         println!(
             "| passages | `pareil --version` | `similar --id N --json` | `similar \"TEXT\" --json` \

@@ -12,16 +12,23 @@ use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::model::config::BertConfig;
+use crate::model::kernels;
 
 struct Linear {
     /// Stored transposed, `[in, out]`, so `x.matmul(w)` needs no copy per call.
     weight_t: Tensor,
-    bias: Tensor,
+    bias: Vec<f32>,
 }
 
 impl Linear {
+    /// `x · Wᵀ + b`, with the bias added in one fused pass.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+        kernels::bias_act(&x.matmul(&self.weight_t)?, &self.bias, false)
+    }
+
+    /// `gelu(x · Wᵀ + b)`, bias and activation fused.
+    fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        kernels::bias_act(&x.matmul(&self.weight_t)?, &self.bias, true)
     }
 }
 
@@ -190,10 +197,7 @@ impl BertEncoder {
             let weight_t = Tensor::from_vec(w, (total_out, in_dim), &device)?
                 .t()?
                 .contiguous()?;
-            Ok(Linear {
-                weight_t,
-                bias: Tensor::from_vec(b, total_out, &device)?,
-            })
+            Ok(Linear { weight_t, bias: b })
         };
 
         let word_name = format!("{prefix}embeddings.word_embeddings.weight");
@@ -360,7 +364,7 @@ impl BertEncoder {
         let attn = layer
             .attn_norm
             .forward(&(layer.attn_out.forward(&ctx)? + x)?)?;
-        let inter = layer.intermediate.forward(&attn)?.gelu_erf()?;
+        let inter = layer.intermediate.forward_gelu(&attn)?;
         let out = layer
             .out_norm
             .forward(&(layer.output.forward(&inter)? + &attn)?)?;

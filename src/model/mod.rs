@@ -4,6 +4,7 @@
 pub mod config;
 pub mod e5s1;
 pub mod encoder;
+pub mod kernels;
 pub mod provision;
 pub mod tokenizer;
 
