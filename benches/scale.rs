@@ -45,7 +45,7 @@ use pareil::model::{Embedder, Role};
 use pareil::search::{self, Index, QuerySource, SimilarOptions};
 use pareil::store::{NewChunk, NewDocument, NewPassage, Store, StoreMeta};
 
-const SEED: u64 = 0x5ca1_e0f_9a7e_11;
+const SEED: u64 = 0x0005_ca1e_0f9a_7e11;
 const VOCAB: usize = 4000;
 
 // ------------------------------------------------------------------ args
@@ -529,6 +529,8 @@ fn run_child(bin: &Path, args: &[&str], stdout_to: &Path) -> ChildRun {
         Command::new(bin)
     };
     let t = Instant::now();
+    // Reaped with wait4 below (for its rusage), not Child::wait.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .args(args)
         .stdin(Stdio::null())

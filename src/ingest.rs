@@ -127,6 +127,8 @@ pub struct PreparedDocument {
     /// Chunk texts by embedding key.
     pub chunk_texts: HashMap<String, String>,
     pub windowed: usize,
+    /// Vectors computed in this run but not stored yet, by embedding key.
+    pub computed: HashMap<String, Vec<f32>>,
 }
 
 /// Splits a document's text into passages and chunks.
@@ -182,6 +184,7 @@ pub fn prepare(
         passages,
         chunk_texts,
         windowed,
+        computed: HashMap::new(),
     })
 }
 
@@ -196,33 +199,55 @@ fn mtime_of(path: &Path) -> Option<i64> {
     Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
+/// Embeds the chunks of `doc` that neither the store's cache nor
+/// `doc.computed` holds, adding them to `doc.computed`.
+fn embed_missing(
+    store: &Store,
+    model: &Embedder,
+    doc: &mut PreparedDocument,
+    progress: &mut dyn Progress,
+    report: &mut IngestReport,
+) -> Result<()> {
+    let keys: Vec<String> = doc
+        .chunk_texts
+        .keys()
+        .filter(|k| !doc.computed.contains_key(*k))
+        .cloned()
+        .collect();
+    let cached = store.cached_embeddings(&keys)?;
+    let missing: Vec<&String> = keys.iter().filter(|k| !cached.contains_key(*k)).collect();
+    progress.file_started(&doc.path, missing.len());
+    let texts: Vec<&str> = missing
+        .iter()
+        .map(|k| doc.chunk_texts[*k].as_str())
+        .collect();
+    let vectors =
+        model.embed_with_progress(&texts, Role::Passage, &mut |n| progress.embedded(n))?;
+    report.chunks_embedded += vectors.len();
+    for (k, e) in missing.into_iter().zip(vectors) {
+        doc.computed.insert(k.clone(), e.vector);
+    }
+    Ok(())
+}
+
 /// Embeds what the cache lacks and writes the document in one transaction.
 pub fn write_document(
     store: &mut Store,
     model: &Embedder,
-    doc: PreparedDocument,
+    mut doc: PreparedDocument,
     progress: &mut dyn Progress,
     report: &mut IngestReport,
 ) -> Result<Vec<i64>> {
-    let keys: Vec<String> = doc.chunk_texts.keys().cloned().collect();
-    let cached = store.cached_embeddings(&keys)?;
-    let missing: Vec<(&String, &String)> = doc
-        .chunk_texts
-        .iter()
-        .filter(|(k, _)| !cached.contains_key(*k))
-        .collect();
-    progress.file_started(&doc.path, missing.len());
-    let texts: Vec<&str> = missing.iter().map(|(_, t)| t.as_str()).collect();
-    let vectors =
-        model.embed_with_progress(&texts, Role::Passage, &mut |n| progress.embedded(n))?;
-    let embeddings: HashMap<String, Vec<f32>> = missing
-        .iter()
-        .zip(vectors)
-        .map(|((k, _), e)| ((*k).clone(), e.vector))
+    embed_missing(store, model, &mut doc, progress, report)?;
+    // Only vectors the store lacks are written; `computed` may hold vectors of
+    // chunks dropped since (duplicates stored as references).
+    let embeddings: HashMap<String, Vec<f32>> = doc
+        .computed
+        .into_iter()
+        .filter(|(k, _)| doc.chunk_texts.contains_key(k))
         .collect();
     let total_chunks: usize = doc.passages.iter().map(|p| p.chunks.len()).sum();
-    report.chunks_embedded += embeddings.len();
-    // Chunks repeated inside the document count as reused too: embedded once.
+    // Chunks repeated inside the document, or cached, count as reused.
     report.chunks_reused += total_chunks.saturating_sub(embeddings.len());
     report.passages_windowed += doc.windowed;
     report.passages += doc.passages.len();
@@ -318,17 +343,19 @@ pub fn ingest(
                 write_document(store, model, doc, progress, &mut report)?;
             }
             OnDuplicate::Skip => {
-                let (findings, marks) = lexical_duplicates(store, &doc, &opts.thresholds)?;
-                let mut local_marks = Vec::new();
-                for (dup, canonical, kind, score) in marks {
-                    doc.passages[dup].chunks.clear();
-                    local_marks.push((dup, canonical, kind, score));
-                }
-                report.passages_skipped_as_duplicates += local_marks.len();
-                doc.retain_used_chunks();
+                // Lexical duplicates are found before embedding, so they cost no model time;
+                // semantic ones need the document's vectors, computed once and reused for the write.
+                let (findings, mut marks) = lexical_duplicates(store, &doc, &opts.thresholds)?;
                 report.duplicates.extend(findings);
+                drop_chunks_of(&mut doc, &marks);
+                embed_missing(store, model, &mut doc, progress, &mut report)?;
+                let (findings, semantic) = semantic_duplicates(store, &doc, &opts.thresholds)?;
+                report.duplicates.extend(findings);
+                drop_chunks_of(&mut doc, &semantic);
+                marks.extend(semantic);
+                report.passages_skipped_as_duplicates += marks.len();
                 let ids = write_document(store, model, doc, progress, &mut report)?;
-                let marks: Vec<DuplicateMark> = local_marks
+                let marks: Vec<DuplicateMark> = marks
                     .into_iter()
                     .map(|(dup, canonical, kind, score)| DuplicateMark {
                         passage_id: ids[dup],
@@ -352,7 +379,8 @@ pub fn ingest(
                     report.duplicates.extend(findings);
                     continue;
                 }
-                let semantic = semantic_duplicates(store, model, &doc, &opts.thresholds, progress)?;
+                embed_missing(store, model, &mut doc, progress, &mut report)?;
+                let (semantic, _) = semantic_duplicates(store, &doc, &opts.thresholds)?;
                 if !semantic.is_empty() {
                     report.refused.push((
                         name.clone(),
@@ -448,18 +476,7 @@ fn lexical_duplicates(
     let (corpus, first_new) = corpus_with(store, doc)?;
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
-    let mut marks = Vec::new();
-    let mut marked = HashSet::new();
-    for p in &pairs {
-        if p.b >= first_new && marked.insert(p.b) {
-            let canonical = if p.a >= first_new {
-                Canonical::SameDocument(p.a - first_new)
-            } else {
-                Canonical::Stored(corpus.rows[p.a].id)
-            };
-            marks.push((p.b - first_new, canonical, p.kind, p.score));
-        }
-    }
+    let marks = duplicate_marks(&corpus, first_new, &pairs);
     let opts = ScanOptions {
         thresholds: th.clone(),
         kinds: Kind::LEXICAL.to_vec(),
@@ -469,43 +486,73 @@ fn lexical_duplicates(
     Ok((findings, marks))
 }
 
-/// Semantic duplicates of `doc` (embedded here) among the stored passages and itself.
+/// Semantic duplicates of `doc` among the stored passages and earlier
+/// passages of `doc` (whose vectors must be in the cache or `doc.computed`):
+/// the findings, and each duplicate passage of `doc` with its canonical copy.
 fn semantic_duplicates(
     store: &Store,
-    model: &Embedder,
     doc: &PreparedDocument,
     th: &Thresholds,
-    progress: &mut dyn Progress,
-) -> Result<Vec<DupFinding>> {
+) -> Result<(Vec<DupFinding>, Vec<DuplicateOf>)> {
     let (corpus, first_new) = corpus_with(store, doc)?;
     let mut set = store.load_vectors()?;
     // Append the new document's chunk vectors under its placeholder passage ids.
-    let texts: Vec<(&String, i64)> = doc
-        .passages
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| p.chunks.iter().map(move |c| (&c.emb_key, -1 - i as i64)))
-        .collect();
-    let strs: Vec<&str> = texts
-        .iter()
-        .map(|(k, _)| doc.chunk_texts[*k].as_str())
-        .collect();
-    let vectors = model.embed_with_progress(&strs, Role::Passage, &mut |n| progress.embedded(n))?;
-    for ((_, pid), e) in texts.iter().zip(vectors) {
-        set.chunk_ids.push(0);
-        set.passage_ids.push(*pid);
-        set.data.extend(e.vector);
+    let keys: Vec<String> = doc.chunk_texts.keys().cloned().collect();
+    let cached = store.cached_embeddings(&keys)?;
+    for (i, p) in doc.passages.iter().enumerate() {
+        for c in &p.chunks {
+            let v = doc
+                .computed
+                .get(&c.emb_key)
+                .or_else(|| cached.get(&c.emb_key))
+                .expect("embed_missing ran first");
+            set.chunk_ids.push(0);
+            set.passage_ids.push(-1 - i as i64);
+            set.data.extend_from_slice(v);
+        }
     }
     let index = Index::new(set)?;
     let neighbours = corpus.neighbours(&index, th.semantic_floor(), first_new)?;
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
+    let marks = duplicate_marks(&corpus, first_new, &pairs);
     let opts = ScanOptions {
         thresholds: th.clone(),
         kinds: vec![Kind::Semantic],
         doc_glob: None,
     };
-    Ok(resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings)
+    let findings = resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings;
+    Ok((findings, marks))
+}
+
+/// Removes the chunks of passages stored as references, and their texts.
+fn drop_chunks_of(doc: &mut PreparedDocument, marks: &[DuplicateOf]) {
+    for (dup, ..) in marks {
+        doc.passages[*dup].chunks.clear();
+    }
+    doc.retain_used_chunks();
+}
+
+/// For each pair whose duplicate side is a passage of the new document
+/// (items from `first_new` on), that passage and its canonical copy, once.
+fn duplicate_marks(
+    corpus: &Corpus,
+    first_new: usize,
+    pairs: &[crate::dedup::Pair],
+) -> Vec<DuplicateOf> {
+    let mut marks = Vec::new();
+    let mut marked = HashSet::new();
+    for p in pairs {
+        if p.b >= first_new && marked.insert(p.b) {
+            let canonical = if p.a >= first_new {
+                Canonical::SameDocument(p.a - first_new)
+            } else {
+                Canonical::Stored(corpus.rows[p.a].id)
+            };
+            marks.push((p.b - first_new, canonical, p.kind, p.score));
+        }
+    }
+    marks
 }
 
 /// All kinds of duplicates that involve a document written in this run.

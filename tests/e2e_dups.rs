@@ -240,4 +240,22 @@ fn on_duplicate_skip_and_fail() {
         .filter(|h| h["text"].as_str().unwrap().contains("Pascal Riché"))
         .count();
     assert_eq!(riche, 1, "the skipped copy is not returned twice");
+    // Translations and paraphrases are skipped too (detected on their vectors).
+    let rewrites = dir.path().join("rewrites");
+    std::fs::create_dir_all(&rewrites).unwrap();
+    for e in std::fs::read_dir(repo_root().join("tests/data/rewrites")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), rewrites.join(e.file_name())).unwrap();
+    }
+    let out = pareil(
+        dir.path(),
+        &["ingest", "--on-duplicate", "skip", "--json", "rewrites"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["passages_skipped_as_duplicates"], 6, "{report}");
+    let stats: Value =
+        serde_json::from_str(&stdout(&pareil(dir.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats["stats"]["passages"], 106);
+    assert_eq!(stats["stats"]["duplicates"], 31);
 }
