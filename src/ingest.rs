@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::corpus;
 use crate::dedup::scan::{resolve, Corpus, DupFinding, ScanOptions};
-use crate::dedup::{find_pairs_touching, Kind, Thresholds};
+use crate::dedup::{find_pairs_touching, Item, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role, POOLING};
 use crate::search::Index;
@@ -477,13 +477,7 @@ fn lexical_duplicates(
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
     let marks = duplicate_marks(&corpus, first_new, &pairs);
-    let opts = ScanOptions {
-        thresholds: th.clone(),
-        kinds: Kind::LEXICAL.to_vec(),
-        doc_glob: None,
-    };
-    let findings = resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings;
-    Ok((findings, marks))
+    Ok((findings(&corpus, &items, &pairs, th)?, marks))
 }
 
 /// Semantic duplicates of `doc` among the stored passages and earlier
@@ -516,13 +510,22 @@ fn semantic_duplicates(
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
     let marks = duplicate_marks(&corpus, first_new, &pairs);
+    Ok((findings(&corpus, &items, &pairs, th)?, marks))
+}
+
+/// Pairs resolved into findings with paths and lines.
+fn findings(
+    corpus: &Corpus,
+    items: &[Item],
+    pairs: &[Pair],
+    th: &Thresholds,
+) -> Result<Vec<DupFinding>> {
     let opts = ScanOptions {
         thresholds: th.clone(),
-        kinds: vec![Kind::Semantic],
+        kinds: Kind::ALL.to_vec(),
         doc_glob: None,
     };
-    let findings = resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings;
-    Ok((findings, marks))
+    Ok(resolve(corpus, items, pairs, &opts, Vec::new())?.findings)
 }
 
 /// Removes the chunks of passages stored as references, and their texts.
@@ -573,10 +576,5 @@ fn duplicates_touching_run(
     let neighbours = corpus.neighbours(&index, th.semantic_floor(), first_new)?;
     let items = corpus.items();
     let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &Kind::ALL)?;
-    let opts = ScanOptions {
-        thresholds: th.clone(),
-        kinds: Kind::ALL.to_vec(),
-        doc_glob: None,
-    };
-    Ok(resolve(&corpus, &items, &pairs, &opts, Vec::new())?.findings)
+    findings(&corpus, &items, &pairs, th)
 }

@@ -250,14 +250,7 @@ pub fn similar(
             (v, row.text.clone(), Some(row))
         }
     };
-    let glob = match &opts.doc_glob {
-        Some(g) => Some(
-            globset::Glob::new(g)
-                .map_err(|e| Error::Usage(format!("bad --doc glob {g:?}: {e}")))?
-                .compile_matcher(),
-        ),
-        None => None,
-    };
+    let glob = crate::corpus::doc_glob(opts.doc_glob.as_deref())?;
     let scores = index.scores(&query_vec)?;
     // Best chunk per passage, and that chunk's index within its passage.
     let mut best: HashMap<i64, (f32, usize)> = HashMap::new();

@@ -121,6 +121,17 @@ fn matches(set: &GlobSet, root: &Path, path: &Path) -> bool {
     set.is_match(rel) || path.file_name().is_some_and(|name| set.is_match(name))
 }
 
+/// The matcher of a `--doc GLOB` option (None when not given).
+pub fn doc_glob(pattern: Option<&str>) -> Result<Option<globset::GlobMatcher>> {
+    pattern
+        .map(|g| {
+            globset::Glob::new(g)
+                .map(|g| g.compile_matcher())
+                .map_err(|e| Error::Usage(format!("bad --doc glob {g:?}: {e}")))
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

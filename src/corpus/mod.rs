@@ -17,7 +17,7 @@ pub mod sentence;
 pub mod split;
 pub mod window;
 
-pub use discover::discover;
+pub use discover::{discover, doc_glob};
 pub use hash::{content_hash, normalized_hash, text_hash};
 pub use language::guess_language;
 pub use normalize::{fold_accents, normalize, words};

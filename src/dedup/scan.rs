@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{
     find_pairs_touching, group, histogram, merge_blocks, Histogram, Item, Kind, Pair, Thresholds,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::search::Index;
 use crate::store::{PassageRow, Store};
 
@@ -278,14 +278,7 @@ pub fn resolve(
     opts: &ScanOptions,
     histograms: Vec<Histogram>,
 ) -> Result<ScanResult> {
-    let glob = match &opts.doc_glob {
-        Some(g) => Some(
-            globset::Glob::new(g)
-                .map_err(|e| Error::Usage(format!("bad --doc glob {g:?}: {e}")))?
-                .compile_matcher(),
-        ),
-        None => None,
-    };
+    let glob = crate::corpus::doc_glob(opts.doc_glob.as_deref())?;
     let keep = |i: usize| {
         glob.as_ref()
             .is_none_or(|g| g.is_match(&corpus.rows[i].path))

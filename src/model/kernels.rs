@@ -120,6 +120,17 @@ mod tests {
         }
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn fused_ops_match_candle() {
         let d = Device::Cpu;
@@ -128,38 +139,17 @@ mod tests {
         let bt = Tensor::from_slice(&b, 48, &d).unwrap();
         let plain = x.broadcast_add(&bt).unwrap();
         let fused = bias_act(&x, &b, false).unwrap();
-        let diff = (plain.clone() - fused)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&plain, &fused);
         assert!(diff < 1e-6, "bias add: {diff}");
         let plain = plain.gelu_erf().unwrap();
         let fused = bias_act(&x, &b, true).unwrap();
-        let diff = (plain - fused)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&plain, &fused);
         assert!(diff < 2e-6, "bias+gelu: {diff}");
         // A transposed (non-contiguous) input is handled.
         let xt = Tensor::randn(0f32, 1.0, (48, 10), &d).unwrap().t().unwrap();
         let want = xt.broadcast_add(&bt).unwrap();
         let got = bias_act(&xt, &b, false).unwrap();
-        let diff = (want - got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&want, &got);
         assert!(diff < 1e-6);
     }
 }
