@@ -64,9 +64,46 @@ impl Index {
     }
 
     /// For every row, its `k` most similar other rows with cosine ≥ `min_score`.
+    /// The similarity matrix is symmetric, so each block of rows is compared
+    /// only with itself and the rows after it, and every score found is
+    /// credited to both sides: half the multiply-adds of the all-rows product.
     pub fn top_k_neighbours(&self, k: usize, min_score: f32) -> Result<Vec<Vec<(usize, f32)>>> {
-        let all: Vec<usize> = (0..self.len()).collect();
-        self.top_k_for_rows(&all, k, min_score)
+        let n = self.len();
+        let mut cand: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n];
+        let block = (64 * 1024 * 1024 / 4 / n.max(1)).clamp(16, 1024);
+        // Lists are cut back to their best k once they hold this many.
+        let spill = k + block.max(256);
+        let mut start = 0;
+        while start < n {
+            let len = block.min(n - start);
+            let width = n - start;
+            let cols = self.matrix.narrow(0, start, width)?;
+            let sims = self
+                .matrix
+                .narrow(0, start, len)?
+                .matmul(&cols.t()?)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            for i in 0..len {
+                let me = start + i;
+                let row = &sims[i * width..(i + 1) * width];
+                for (jj, &s) in row.iter().enumerate().skip(i + 1) {
+                    if s >= min_score {
+                        let j = start + jj;
+                        cand[me].push((j, s));
+                        cand[j].push((me, s));
+                    }
+                }
+            }
+            for list in cand.iter_mut().filter(|l| l.len() > spill) {
+                keep_best(list, k);
+            }
+            start += len;
+        }
+        for list in cand.iter_mut() {
+            keep_best(list, k);
+        }
+        Ok(cand)
     }
 
     /// For each of `rows`, its `k` most similar other rows with cosine ≥
@@ -102,16 +139,22 @@ impl Index {
                     .enumerate()
                     .filter(|&(j, s)| j != me && s >= min_score)
                     .collect();
-                if cand.len() > k {
-                    cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-                    cand.truncate(k);
-                }
-                cand.sort_by(|a, b| b.1.total_cmp(&a.1));
+                keep_best(&mut cand, k);
                 out.push(cand);
             }
         }
         Ok(out)
     }
+}
+
+/// Keeps the `k` highest-scoring entries, best first (ties by index).
+fn keep_best(list: &mut Vec<(usize, f32)>, k: usize) {
+    let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if list.len() > k && k > 0 {
+        list.select_nth_unstable_by(k - 1, order);
+    }
+    list.truncate(k);
+    list.sort_by(order);
 }
 
 /// Index of the sentence of `text` sharing the most words with `query`,
@@ -355,4 +398,51 @@ pub fn similar(
         also: query_also,
     };
     Ok((resolved, hits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_index(n: usize, dim: usize) -> Index {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut data = Vec::with_capacity(n * dim);
+        for _ in 0..n {
+            let row: Vec<f32> = (0..dim)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.3
+                })
+                .collect();
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            data.extend(row.iter().map(|x| x / norm));
+        }
+        Index::new(VectorSet {
+            chunk_ids: (0..n as i64).collect(),
+            passage_ids: (0..n as i64).collect(),
+            dim,
+            data,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn symmetric_top_k_equals_row_by_row() {
+        // More rows than one block, so several blocks and the spill path run.
+        let index = random_index(2100, 8);
+        let all: Vec<usize> = (0..index.len()).collect();
+        for (k, min) in [(5, 0.0), (3, 0.8), (40, -1.0)] {
+            let sym = index.top_k_neighbours(k, min).unwrap();
+            let full = index.top_k_for_rows(&all, k, min).unwrap();
+            for (a, b) in sym.iter().zip(&full) {
+                assert_eq!(a.len(), b.len());
+                for (x, y) in a.iter().zip(b) {
+                    // Same neighbours; scores equal up to summation order.
+                    assert!((x.1 - y.1).abs() < 1e-5, "{x:?} vs {y:?}");
+                }
+            }
+        }
+    }
 }
