@@ -370,23 +370,14 @@ pub fn ingest(
                 store.set_duplicates(&marks)?;
             }
             OnDuplicate::Fail => {
+                // Lexical duplicates refuse the document before any embedding.
                 let (findings, _) = lexical_duplicates(store, &doc, &opts.thresholds)?;
-                if !findings.is_empty() {
-                    report.refused.push((
-                        name.clone(),
-                        format!("{} duplicate finding(s)", findings.len()),
-                    ));
-                    report.duplicates.extend(findings);
+                if refuse(&mut report, &name, findings) {
                     continue;
                 }
                 embed_missing(store, model, &mut doc, progress, &mut report)?;
-                let (semantic, _) = semantic_duplicates(store, &doc, &opts.thresholds)?;
-                if !semantic.is_empty() {
-                    report.refused.push((
-                        name.clone(),
-                        format!("{} semantic duplicate(s)", semantic.len()),
-                    ));
-                    report.duplicates.extend(semantic);
+                let (findings, _) = semantic_duplicates(store, &doc, &opts.thresholds)?;
+                if refuse(&mut report, &name, findings) {
                     continue;
                 }
                 write_document(store, model, doc, progress, &mut report)?;
@@ -511,6 +502,19 @@ fn semantic_duplicates(
     let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
     let marks = duplicate_marks(&corpus, first_new, &pairs);
     Ok((findings(&corpus, &items, &pairs, th)?, marks))
+}
+
+/// Records `name` as refused for `findings`, if there are any; says whether it was.
+fn refuse(report: &mut IngestReport, name: &str, findings: Vec<DupFinding>) -> bool {
+    if findings.is_empty() {
+        return false;
+    }
+    report.refused.push((
+        name.to_string(),
+        format!("{} duplicate finding(s)", findings.len()),
+    ));
+    report.duplicates.extend(findings);
+    true
 }
 
 /// Pairs resolved into findings with paths and lines.
