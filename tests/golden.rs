@@ -5,7 +5,7 @@
 mod common;
 
 use common::{cosine, model_dir, repo_root};
-use pareil::model::{Embedder, Role};
+use pareil::model::{Embedder, EncoderOptions, Kernel, Precision, Role};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -33,15 +33,56 @@ fn role(prefix: &str) -> Role {
 }
 
 fn load() -> (Embedder, Golden) {
+    load_with(EncoderOptions::default())
+}
+
+fn load_with(options: EncoderOptions) -> (Embedder, Golden) {
     let path = repo_root().join("tests/golden/e5_small.json");
     let golden: Golden = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let model = Embedder::load(&model_dir()).unwrap();
+    let model = Embedder::load_with(&model_dir(), options).unwrap();
     (model, golden)
 }
 
+/// The exact path: f32 weights, within float rounding of PyTorch.
 #[test]
 fn golden_vectors_match_sentence_transformers() {
-    let (model, golden) = load();
+    check_golden(
+        EncoderOptions {
+            precision: Precision::F32,
+            ..EncoderOptions::default()
+        },
+        0.9999,
+        usize::MAX,
+    );
+}
+
+/// The default fast path (f16 weights) stays within the fidelity bound
+/// (the issue asks for 0.999; measured worst 0.9999995).
+#[test]
+fn default_precision_meets_the_fidelity_bound() {
+    assert_eq!(EncoderOptions::default().precision, Precision::F16);
+    check_golden(EncoderOptions::default(), 0.9999, usize::MAX);
+}
+
+/// The portable kernel (what a CPU without AVX2/FMA runs) gives the same
+/// vectors. Texts up to 64 tokens keep this slower path's test short.
+#[test]
+fn portable_kernel_matches_golden_vectors() {
+    for precision in [Precision::F32, Precision::F16] {
+        check_golden(
+            EncoderOptions {
+                precision,
+                kernel: Kernel::Portable,
+            },
+            0.9999,
+            64,
+        );
+    }
+}
+
+/// Checks the golden cases of at most `max_tokens` tokens against `bound`.
+fn check_golden(options: EncoderOptions, bound: f32, max_tokens: usize) {
+    let (model, golden) = load_with(options);
     assert!(
         golden.items.len() >= 25,
         "golden file has {} cases",
@@ -60,7 +101,13 @@ fn golden_vectors_match_sentence_transformers() {
         );
     }
     let mut worst = (1.0f32, String::new());
-    for case in &golden.items {
+    let cases: Vec<&Case> = golden
+        .items
+        .iter()
+        .filter(|c| c.n_tokens_untruncated <= max_tokens)
+        .collect();
+    assert!(cases.len() >= 10, "only {} cases", cases.len());
+    for case in cases {
         let r = role(&case.prefix);
         let tok = model.tokenize(&case.text, r).unwrap();
         assert_eq!(
@@ -81,9 +128,16 @@ fn golden_vectors_match_sentence_transformers() {
         if c < worst.0 {
             worst = (c, case.name.clone());
         }
-        assert!(c >= 0.9999, "case {}: cosine {c} < 0.9999", case.name);
+        assert!(
+            c >= bound,
+            "{options:?} case {}: cosine {c} < {bound}",
+            case.name
+        );
     }
-    eprintln!("worst golden cosine: {:.7} ({})", worst.0, worst.1);
+    eprintln!(
+        "{options:?}: worst golden cosine {:.7} ({})",
+        worst.0, worst.1
+    );
 }
 
 #[test]

@@ -63,6 +63,17 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub db: PathBuf,
+    /// Encoder weight precision: f16 (default: fastest, cosine ≥ 0.9999 to
+    /// f32 on the golden texts) or f32 (the checkpoint's exact values).
+    /// Both accumulate in f32; stored vectors from either are interchangeable.
+    #[arg(
+        long,
+        global = true,
+        env = "PAREIL_PRECISION",
+        value_enum,
+        default_value_t = PrecisionArg::F16
+    )]
+    pub precision: PrecisionArg,
     /// Worker threads for embedding and search (default: all cores).
     #[arg(long, global = true, env = "PAREIL_THREADS", value_name = "N")]
     pub threads: Option<usize>,
@@ -231,6 +242,12 @@ pub enum ModelCommand {
     Import(ImportArgs),
     /// Show the installed model, where it came from, and whether its checksums match.
     Info(InfoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    F16,
+    F32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

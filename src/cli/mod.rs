@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use args::{
     Cli, Command, EmbedArgs, EmbedFormat, FetchArgs, GlobalArgs, ImportArgs, InfoArgs,
-    ModelCommand, SourceArg,
+    ModelCommand, PrecisionArg, SourceArg,
 };
 
 use crate::error::{Error, Result};
-use crate::model::{provision, Embedder, Role};
+use crate::model::{provision, Embedder, EncoderOptions, Precision, Role};
 
 /// Exit codes, documented in `pareil --help`.
 pub mod exit {
@@ -79,7 +79,14 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 /// Loads the model the global options point to.
 pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
     let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
-    Embedder::load(&dir)
+    let options = EncoderOptions {
+        precision: match g.precision {
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::F32 => Precision::F32,
+        },
+        ..EncoderOptions::default()
+    };
+    Embedder::load_with(&dir, options)
 }
 
 fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {

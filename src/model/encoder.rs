@@ -7,28 +7,60 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::model::config::BertConfig;
-use crate::model::kernels;
+use crate::model::gemm::{Activation, PackedLinear};
+use crate::model::EncoderOptions;
 
-struct Linear {
-    /// Stored transposed, `[in, out]`, so `x.matmul(w)` needs no copy per call.
-    weight_t: Tensor,
-    bias: Vec<f32>,
-}
+/// A linear layer whose weights are packed for [`gemm`]'s kernels at load.
+struct Linear(PackedLinear);
 
 impl Linear {
-    /// `x · Wᵀ + b`, with the bias added in one fused pass.
+    /// `x · Wᵀ + b`, bias added in the product's epilogue.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        kernels::bias_act(&x.matmul(&self.weight_t)?, &self.bias, false)
+        x.apply_op1_no_bwd(&LinearOp(&self.0, Activation::None))
     }
 
-    /// `gelu(x · Wᵀ + b)`, bias and activation fused.
+    /// `gelu(x · Wᵀ + b)`, bias and activation in the product's epilogue.
     fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        kernels::bias_act(&x.matmul(&self.weight_t)?, &self.bias, true)
+        x.apply_op1_no_bwd(&LinearOp(&self.0, Activation::Gelu))
+    }
+}
+
+/// [`PackedLinear::forward`] as a candle op, reading and producing tensor storage in place.
+struct LinearOp<'a>(&'a PackedLinear, Activation);
+
+impl CustomOp1 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "pareil-packed-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("packed linear: f32 input only");
+        };
+        let (m, k) = layout.shape().dims2()?;
+        if k != self.0.in_features() {
+            candle_core::bail!(
+                "packed linear: input has {k} features, weights {}",
+                self.0.in_features()
+            );
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("packed linear: contiguous input only");
+        };
+        let out = self.0.forward(&data[start..end], m, self.1);
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((m, self.0.out_features())),
+        ))
     }
 }
 
@@ -108,6 +140,7 @@ pub struct BertEncoder {
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
     device: Device,
+    options: EncoderOptions,
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -139,7 +172,7 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
 
 impl BertEncoder {
     /// Loads `model.safetensors` (memory-mapped) for `config`.
-    pub fn load(weights: &Path, config: &BertConfig) -> Result<Self> {
+    pub fn load(weights: &Path, config: &BertConfig, options: EncoderOptions) -> Result<Self> {
         let file = std::fs::File::open(weights).map_err(|e| Error::io(weights, e))?;
         // SAFETY: the file is opened read-only and pareil never writes model
         // files in place (provisioning writes a new directory and renames it).
@@ -185,7 +218,7 @@ impl BertEncoder {
                 eps: config.layer_norm_eps as f32,
             })
         };
-        // Transposes [out, in] to [in, out] once, at load.
+        // Concatenates fused projections along the output dimension and packs them once.
         let linear = |names: &[&str], out_dim: usize, in_dim: usize| -> Result<Linear> {
             let mut w = Vec::with_capacity(names.len() * out_dim * in_dim);
             let mut b = Vec::with_capacity(names.len() * out_dim);
@@ -194,10 +227,14 @@ impl BertEncoder {
                 b.extend(get(&format!("{name}.bias"), &[out_dim])?);
             }
             let total_out = names.len() * out_dim;
-            let weight_t = Tensor::from_vec(w, (total_out, in_dim), &device)?
-                .t()?
-                .contiguous()?;
-            Ok(Linear { weight_t, bias: b })
+            Ok(Linear(PackedLinear::new(
+                &w,
+                b,
+                total_out,
+                in_dim,
+                options.precision,
+                options.kernel,
+            )))
         };
 
         let word_name = format!("{prefix}embeddings.word_embeddings.weight");
@@ -277,6 +314,7 @@ impl BertEncoder {
             emb_norm,
             layers,
             device,
+            options,
         })
     }
 
@@ -371,9 +409,13 @@ impl BertEncoder {
         Ok(out)
     }
 
-    /// The compute dtype (f32 throughout).
+    /// The compute dtype (f32 activations and accumulation; see [`EncoderOptions`] for weights).
     pub fn dtype(&self) -> DType {
         DType::F32
+    }
+
+    pub fn options(&self) -> EncoderOptions {
+        self.options
     }
 }
 

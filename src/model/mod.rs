@@ -4,6 +4,7 @@
 pub mod config;
 pub mod e5s1;
 pub mod encoder;
+pub mod gemm;
 pub mod kernels;
 pub mod provision;
 pub mod tokenizer;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{BertConfig, Role, DEFAULT_MODEL_ID, POOLING};
 use encoder::BertEncoder;
+pub use gemm::{Kernel, Precision};
 pub use provision::Manifest;
 use tokenizer::{TextTokenizer, Tokenized};
 
@@ -20,6 +22,24 @@ use crate::error::{Error, Result};
 /// Upper bound on the tokens encoded in one forward pass: large enough for
 /// efficient matrix products, small enough to keep memory flat.
 pub const TOKEN_BUDGET: usize = 4096;
+
+/// How the encoder computes: weight precision and matrix kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderOptions {
+    pub precision: Precision,
+    pub kernel: Kernel,
+}
+
+impl Default for EncoderOptions {
+    /// f16 weights (the fastest setting within the fidelity bound) and the
+    /// best kernel this CPU supports.
+    fn default() -> Self {
+        EncoderOptions {
+            precision: Precision::default(),
+            kernel: gemm::detected_kernel(),
+        }
+    }
+}
 
 /// One embedded text.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,11 +57,22 @@ pub struct Embedder {
     encoder: BertEncoder,
     dir: PathBuf,
     manifest: Option<Manifest>,
+    /// The encoder runs inside its own pool, entered once per batch: every
+    /// operation of the forward pass then splits work from a worker thread
+    /// instead of waking the pool from outside (a futex round trip per
+    /// operation, a fifth of a short query's time).
+    pool: rayon::ThreadPool,
 }
 
 impl Embedder {
-    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from
+    /// `dir`, with the default (fastest) options.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with(dir, EncoderOptions::default())
+    }
+
+    /// [`load`](Self::load) with explicit weight precision and kernel.
+    pub fn load_with(dir: &Path, options: EncoderOptions) -> Result<Self> {
         let missing = provision::missing_files(dir);
         if !missing.is_empty() {
             return Err(Error::ModelMissing {
@@ -52,14 +83,24 @@ impl Embedder {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let tokenizer =
             TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)?;
-        let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config)?;
+        let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config, options)?;
         let manifest = provision::read_manifest(dir).ok();
+        // Default size: RAYON_NUM_THREADS (set by `--threads`), else every core.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("pareil-encoder-{i}"))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start encoder threads: {e}")))?;
         Ok(Embedder {
+            pool,
             tokenizer,
             encoder,
             dir: dir.to_path_buf(),
             manifest,
         })
+    }
+
+    pub fn options(&self) -> EncoderOptions {
+        self.encoder.options()
     }
 
     pub fn dim(&self) -> usize {
@@ -150,7 +191,7 @@ impl Embedder {
                 .iter()
                 .map(|&i| inputs[i].ids.clone())
                 .collect();
-            let vectors = self.encoder.embed_ids(&batch)?;
+            let vectors = self.pool.install(|| self.encoder.embed_ids(&batch))?;
             for (&i, v) in order[start..end].iter().zip(vectors) {
                 out[i] = Some(v);
             }

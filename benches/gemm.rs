@@ -1,0 +1,65 @@
+//! Linear-layer products at the encoder's shapes: candle's matmul plus the
+//! fused bias pass (the previous path) against pareil's packed kernels.
+//!
+//!     cargo bench --bench gemm -- [--threads N]
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use pareil::model::gemm::{detected_kernel, Activation, PackedLinear, Precision};
+use pareil::model::kernels;
+
+fn time(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best * 1e3
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads = args
+        .iter()
+        .position(|a| a == "--threads")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "1".into());
+    std::env::set_var("RAYON_NUM_THREADS", &threads);
+    println!("threads {threads}");
+    println!("| m | n | k | candle ms | packed f32 ms | packed f16 ms | GFLOP/s f32 |");
+    for &m in &[16usize, 128, 2048] {
+        for &(n, k) in &[(1152usize, 384usize), (384, 384), (1536, 384), (384, 1536)] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5)
+                .collect();
+            let b = vec![0.1f32; n];
+            let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
+            let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu)
+                .unwrap()
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            let candle = time(|| {
+                kernels::bias_act(&xt.matmul(&wt).unwrap(), &b, false).unwrap();
+            });
+            let p32 = PackedLinear::new(&w, b.clone(), n, k, Precision::F32, detected_kernel());
+            let p16 = PackedLinear::new(&w, b.clone(), n, k, Precision::F16, detected_kernel());
+            let f32_ms = time(|| {
+                p32.forward(&x, m, Activation::None);
+            });
+            let f16_ms = time(|| {
+                p16.forward(&x, m, Activation::None);
+            });
+            let gflops = 2.0 * (m * n * k) as f64 / (f32_ms * 1e-3) / 1e9;
+            println!("| {m} | {n} | {k} | {candle:.3} | {f32_ms:.3} | {f16_ms:.3} | {gflops:.0} |");
+        }
+    }
+}
