@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pareil::model::{Embedder, Role};
+use pareil::model::{Embedder, EncoderOptions, Kernel, Precision, Role};
 use pareil::Error;
 
 const VOCAB: &[&str] = &[
@@ -274,7 +274,18 @@ fn ids_of(text: &str, role: Role) -> Vec<usize> {
 fn encoder_matches_naive_reference() {
     let dir = tempfile::tempdir().unwrap();
     let w = build_tiny_model(dir.path());
-    let model = Embedder::load(dir.path()).unwrap();
+    // Every precision and kernel, against the f64 forward pass: f32 weights
+    // within float rounding, f16 weights within their rounding.
+    for (precision, bound) in [(Precision::F32, 1e-4), (Precision::F16, 2e-3)] {
+        for kernel in [Kernel::Portable, EncoderOptions::default().kernel] {
+            let model =
+                Embedder::load_with(dir.path(), EncoderOptions { precision, kernel }).unwrap();
+            check_against_reference(&model, &w, bound);
+        }
+    }
+}
+
+fn check_against_reference(model: &Embedder, w: &Weights, bound: f64) {
     let texts = [
         "le chat dort sur le tapis",
         "der hund schläft",
@@ -299,7 +310,7 @@ fn encoder_matches_naive_reference() {
                 .zip(&reference)
                 .map(|(a, b)| (*a as f64 - b).abs())
                 .fold(0.0, f64::max);
-            assert!(max_diff < 1e-4, "{text:?}: max abs diff {max_diff}");
+            assert!(max_diff < bound, "{text:?}: max abs diff {max_diff}");
             assert_eq!(e.tokens, ids.len());
         }
     }

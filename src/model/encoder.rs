@@ -7,15 +7,16 @@
 
 use std::path::Path;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::model::config::BertConfig;
 use crate::model::gemm::{Activation, PackedLinear};
+use crate::model::kernels;
 use crate::model::EncoderOptions;
 
-/// A linear layer whose weights are packed for [`gemm`]'s kernels at load.
+/// A linear layer whose weights are packed for [`gemm`](crate::model::gemm)'s kernels at load.
 struct Linear(PackedLinear);
 
 impl Linear {
@@ -28,20 +29,25 @@ impl Linear {
     fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.apply_op1_no_bwd(&LinearOp(&self.0, Activation::Gelu))
     }
+
+    /// `x · Wᵀ + b + residual`, the residual added in the epilogue too.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op2_no_bwd(
+            &residual.contiguous()?,
+            &LinearOp(&self.0, Activation::None),
+        )
+    }
 }
 
 /// [`PackedLinear::forward`] as a candle op, reading and producing tensor storage in place.
 struct LinearOp<'a>(&'a PackedLinear, Activation);
 
-impl CustomOp1 for LinearOp<'_> {
-    fn name(&self) -> &'static str {
-        "pareil-packed-linear"
-    }
-
-    fn cpu_fwd(
+impl LinearOp<'_> {
+    fn run(
         &self,
         storage: &CpuStorage,
         layout: &Layout,
+        residual: Option<&[f32]>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let CpuStorage::F32(data) = storage else {
             candle_core::bail!("packed linear: f32 input only");
@@ -56,11 +62,45 @@ impl CustomOp1 for LinearOp<'_> {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("packed linear: contiguous input only");
         };
-        let out = self.0.forward(&data[start..end], m, self.1);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((m, self.0.out_features())),
-        ))
+        let n = self.0.out_features();
+        if residual.is_some_and(|r| r.len() != m * n) {
+            candle_core::bail!("packed linear: residual is not [{m}, {n}]");
+        }
+        let out = self.0.forward(&data[start..end], m, self.1, residual);
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+impl CustomOp1 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "pareil-packed-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run(storage, layout, None)
+    }
+}
+
+impl CustomOp2 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "pareil-packed-linear-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(res), Some((start, end))) = (s2, l2.contiguous_offsets()) else {
+            candle_core::bail!("packed linear: contiguous f32 residual only");
+        };
+        self.run(s1, l1, Some(&res[start..end]))
     }
 }
 
@@ -375,37 +415,20 @@ impl BertEncoder {
     }
 
     fn layer_forward(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        let h = self.config.hidden_size;
-        let heads = self.config.num_attention_heads;
-        let d = h / heads;
-        let scale = 1.0 / (d as f64).sqrt();
         let qkv = layer.qkv.forward(x)?;
-        let mut contexts = Vec::with_capacity(lens.len());
-        let mut offset = 0;
-        for &len in lens {
-            let s = qkv.narrow(0, offset, len)?;
-            offset += len;
-            // [len, 3h] -> three [heads, len, d]
-            let split = |i: usize| -> candle_core::Result<Tensor> {
-                s.narrow(1, i * h, h)?
-                    .reshape((len, heads, d))?
-                    .transpose(0, 1)?
-                    .contiguous()
-            };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs.matmul(&v)?.transpose(0, 1)?.reshape((len, h))?;
-            contexts.push(ctx);
-        }
-        let ctx = Tensor::cat(&contexts, 0)?;
+        let ctx = kernels::packed_attention(
+            &qkv,
+            lens,
+            self.config.num_attention_heads,
+            self.options.kernel,
+        )?;
         let attn = layer
             .attn_norm
-            .forward(&(layer.attn_out.forward(&ctx)? + x)?)?;
+            .forward(&layer.attn_out.forward_residual(&ctx, x)?)?;
         let inter = layer.intermediate.forward_gelu(&attn)?;
         let out = layer
             .out_norm
-            .forward(&(layer.output.forward(&inter)? + &attn)?)?;
+            .forward(&layer.output.forward_residual(&inter, &attn)?)?;
         Ok(out)
     }
 

@@ -18,7 +18,7 @@
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-use crate::model::kernels::gelu;
+use crate::model::kernels::{dispatch, finish_row};
 
 /// Columns per packed panel (two 8-lane registers).
 const NR: usize = 16;
@@ -141,10 +141,19 @@ impl PackedLinear {
         self.n
     }
 
-    /// `act(x · Wᵀ + b)` for `x` of `m` rows of `k` values; returns `m` rows of `n`.
-    pub fn forward(&self, x: &[f32], m: usize, act: Activation) -> Vec<f32> {
-        let kernel = self.kernel;
+    /// `act(x · Wᵀ + b) + residual` for `x` of `m` rows of `k` values;
+    /// returns `m` rows of `n` (`residual`, if any, is `m` rows of `n` too).
+    pub fn forward(
+        &self,
+        x: &[f32],
+        m: usize,
+        act: Activation,
+        residual: Option<&[f32]>,
+    ) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "input is not [{m}, {}]", self.k);
+        if let Some(r) = residual {
+            assert_eq!(r.len(), m * self.n, "residual is not [{m}, {}]", self.n);
+        }
         let mut out = vec![0f32; m * self.n];
         if m == 0 {
             return out;
@@ -157,12 +166,12 @@ impl PackedLinear {
         let row_blocks = m.div_ceil(MC);
         if threads == 1 {
             // SAFETY: one task writes all of `out`.
-            unsafe { self.tile(x, 0..m, 0..panels_n, act, kernel, out_ptr) };
+            unsafe { self.tile(x, 0..m, 0..panels_n, act, residual, out_ptr) };
         } else if row_blocks >= threads {
             (0..row_blocks).into_par_iter().for_each(|rb| {
                 let rows = rb * MC..((rb + 1) * MC).min(m);
                 // SAFETY: each task writes only its own rows of `out`.
-                unsafe { self.tile(x, rows, 0..panels_n, act, kernel, out_ptr) };
+                unsafe { self.tile(x, rows, 0..panels_n, act, residual, out_ptr) };
             });
         } else {
             let per = panels_n.div_ceil(threads * 2).max(1);
@@ -170,7 +179,7 @@ impl PackedLinear {
             (0..groups).into_par_iter().for_each(|g| {
                 let panels = g * per..((g + 1) * per).min(panels_n);
                 // SAFETY: each task writes only its own column panels of `out`.
-                unsafe { self.tile(x, 0..m, panels, act, kernel, out_ptr) };
+                unsafe { self.tile(x, 0..m, panels, act, residual, out_ptr) };
             });
         }
         out
@@ -186,77 +195,116 @@ impl PackedLinear {
         rows: std::ops::Range<usize>,
         panels: std::ops::Range<usize>,
         act: Activation,
-        kernel: Kernel,
+        residual: Option<&[f32]>,
         out: SendPtr,
     ) {
-        let (k, n) = (self.k, self.n);
-        let mut tile = [0f32; MR * NR];
-        let mut widened: Vec<f32> = Vec::new();
-        let mut kb = 0;
-        while kb < k {
-            let kc = KC.min(k - kb);
-            let first = kb == 0;
-            let last = kb + kc == k;
-            for panel in panels.clone() {
-                let col0 = panel * NR;
-                let cols = NR.min(n - col0);
-                let mut r = rows.start;
-                while r < rows.end {
-                    let mr = MR.min(rows.end - r);
-                    let a = x.as_ptr().add(r * k + kb);
-                    // Rows past the end re-read the first row; their results are dropped.
-                    let mut a_rows = [a; MR];
-                    for (i, p) in a_rows.iter_mut().enumerate().take(mr) {
-                        *p = a.add(i * k);
-                    }
-                    match (&self.panels, kernel) {
-                        #[cfg(target_arch = "x86_64")]
-                        (Panels::F32(w), Kernel::Avx2Fma) => avx2::kernel_f32(
-                            kc,
-                            &a_rows,
-                            w.as_ptr().add(panel * k * NR + kb * NR),
-                            &mut tile,
-                        ),
-                        #[cfg(target_arch = "x86_64")]
-                        (Panels::F16(w), Kernel::Avx2Fma) => avx2::kernel_f16(
-                            kc,
-                            &a_rows,
-                            w.as_ptr().add(panel * k * NR + kb * NR),
-                            &mut tile,
-                        ),
-                        (Panels::F32(w), _) => {
-                            portable_kernel(kc, &a_rows, &w[(panel * k + kb) * NR..], &mut tile)
-                        }
-                        (Panels::F16(w), _) => {
-                            // Widened once per panel slice, reused by every row group.
-                            if r == rows.start {
-                                let src = &w[(panel * k + kb) * NR..(panel * k + kb + kc) * NR];
-                                widened.resize(src.len(), 0.0);
-                                src.convert_to_f32_slice(&mut widened);
-                            }
-                            portable_kernel(kc, &a_rows, &widened, &mut tile)
-                        }
-                    }
-                    for i in 0..mr {
-                        let dst = out.0.add((r + i) * n + col0);
-                        let src = &tile[i * NR..i * NR + cols];
-                        for (c, &v) in src.iter().enumerate() {
-                            let d = dst.add(c);
-                            let mut y = if first { v } else { *d + v };
-                            if last {
-                                y += self.bias[col0 + c];
-                                if act == Activation::Gelu {
-                                    y = gelu(y);
-                                }
-                            }
-                            *d = y;
-                        }
-                    }
-                    r += mr;
+        tile_with(self.kernel, self, x, rows, panels, act, residual, out)
+    }
+}
+
+dispatch!(
+    /// [`tile_inner`] for `kernel`.
+    ///
+    /// # Safety
+    /// As [`PackedLinear::tile`].
+    unsafe fn tile_with => tile_inner, (
+        linear: &PackedLinear,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        act: Activation,
+        residual: Option<&[f32]>,
+        out: SendPtr,
+    )
+);
+
+/// The body of [`PackedLinear::tile`], inlined into each kernel's version.
+///
+/// # Safety
+/// As [`PackedLinear::tile`].
+#[inline(always)]
+unsafe fn tile_inner(
+    linear: &PackedLinear,
+    x: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    act: Activation,
+    residual: Option<&[f32]>,
+    out: SendPtr,
+) {
+    let kernel = linear.kernel;
+    let (k, n) = (linear.k, linear.n);
+    let mut tile = [0f32; MR * NR];
+    let mut widened: Vec<f32> = Vec::new();
+    let mut kb = 0;
+    while kb < k {
+        let kc = KC.min(k - kb);
+        let first = kb == 0;
+        let last = kb + kc == k;
+        for panel in panels.clone() {
+            let col0 = panel * NR;
+            let cols = NR.min(n - col0);
+            let mut r = rows.start;
+            while r < rows.end {
+                let mr = MR.min(rows.end - r);
+                let a = x.as_ptr().add(r * k + kb);
+                // Rows past the end re-read the first row; their results are dropped.
+                let mut a_rows = [a; MR];
+                for (i, p) in a_rows.iter_mut().enumerate().take(mr) {
+                    *p = a.add(i * k);
                 }
+                match (&linear.panels, kernel) {
+                    #[cfg(target_arch = "x86_64")]
+                    (Panels::F32(w), Kernel::Avx2Fma) => avx2::kernel_f32(
+                        kc,
+                        &a_rows,
+                        w.as_ptr().add(panel * k * NR + kb * NR),
+                        &mut tile,
+                    ),
+                    #[cfg(target_arch = "x86_64")]
+                    (Panels::F16(w), Kernel::Avx2Fma) => avx2::kernel_f16(
+                        kc,
+                        &a_rows,
+                        w.as_ptr().add(panel * k * NR + kb * NR),
+                        &mut tile,
+                    ),
+                    (Panels::F32(w), _) => {
+                        portable_kernel(kc, &a_rows, &w[(panel * k + kb) * NR..], &mut tile)
+                    }
+                    (Panels::F16(w), _) => {
+                        // Widened once per panel slice, reused by every row group.
+                        if r == rows.start {
+                            let src = &w[(panel * k + kb) * NR..(panel * k + kb + kc) * NR];
+                            widened.resize(src.len(), 0.0);
+                            src.convert_to_f32_slice(&mut widened);
+                        }
+                        portable_kernel(kc, &a_rows, &widened, &mut tile)
+                    }
+                }
+                for i in 0..mr {
+                    let row = r + i;
+                    let dst = std::slice::from_raw_parts_mut(out.0.add(row * n + col0), cols);
+                    let src = &tile[i * NR..i * NR + cols];
+                    if first {
+                        dst.copy_from_slice(src);
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    }
+                    if last {
+                        finish_row(
+                            dst,
+                            &linear.bias[col0..col0 + cols],
+                            residual.map(|res| &res[row * n + col0..row * n + col0 + cols]),
+                            act == Activation::Gelu,
+                        );
+                    }
+                }
+                r += mr;
             }
-            kb += kc;
         }
+        kb += kc;
     }
 }
 
@@ -347,6 +395,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::gelu;
 
     fn naive(
         x: &[f32],
@@ -410,7 +459,7 @@ mod tests {
                     };
                     for &kernel in &kernels {
                         let packed = PackedLinear::new(&w, b.clone(), n, k, format, kernel);
-                        let got = packed.forward(&x, m, act);
+                        let got = packed.forward(&x, m, act, None);
                         let worst = got
                             .iter()
                             .zip(&want)
@@ -438,8 +487,8 @@ mod tests {
             .unwrap();
         for m in [2, 300] {
             let x = values(m * k, 6);
-            let one = packed.forward(&x, m, Activation::Gelu);
-            let three = pool.install(|| packed.forward(&x, m, Activation::Gelu));
+            let one = packed.forward(&x, m, Activation::Gelu, None);
+            let three = pool.install(|| packed.forward(&x, m, Activation::Gelu, None));
             assert_eq!(one, three, "m = {m}");
         }
     }
