@@ -303,7 +303,7 @@ fn check_against_reference(model: &Embedder, w: &Weights, bound: f64) {
                 ids,
                 "{text}"
             );
-            let reference = reference_embed(&w, &ids);
+            let reference = reference_embed(w, &ids);
             let max_diff = e
                 .vector
                 .iter()
