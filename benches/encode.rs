@@ -2,11 +2,16 @@
 //! single-query latency of the real model, printed as one JSON line with the
 //! same fields as `scripts/bench_peers.py`.
 //!
-//!     cargo bench --bench encode -- --threads N --input FILE [--query TEXT] [--query-runs 50]
+//!     cargo bench --bench encode -- --threads N --input FILE [--precision f16|f32|int8]
+//!         [--query TEXT] [--query-runs 50]
 
 use std::time::Instant;
 
-use pareil::model::{provision, Embedder, Role, DEFAULT_MODEL_ID};
+use pareil::model::{provision, Embedder, EncoderOptions, Precision, Role, DEFAULT_MODEL_ID};
+
+/// The same allocator as the `pareil` binary, so load times compare.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -36,7 +41,17 @@ fn main() {
     )
     .expect("model installed (pareil model fetch)");
     let t = Instant::now();
-    let model = Embedder::load(&dir).unwrap();
+    let precision = match arg(&args, "--precision").as_deref() {
+        None | Some("f16") => Precision::F16,
+        Some("f32") => Precision::F32,
+        Some("int8") => Precision::Int8,
+        Some(other) => panic!("--precision {other}: f16, f32 or int8"),
+    };
+    let options = EncoderOptions {
+        precision,
+        ..EncoderOptions::default()
+    };
+    let model = Embedder::load_with(&dir, options).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     let text = std::fs::read_to_string(&input).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -59,7 +74,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "engine": "pareil-f32",
+            "engine": format!("pareil-{}", precision.name()),
             "threads": threads,
             "passages": lines.len(),
             "tokens": tokens,

@@ -3,6 +3,12 @@
 use clap::Parser;
 use pareil::cli::{self, args::Cli, Outcome};
 
+/// mimalloc instead of glibc malloc: building the tokenizer's 250k-entry
+/// vocabulary is a storm of small allocations, and start-up is most of a
+/// one-shot `pareil similar "…"` (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Die quietly on a closed pipe (`pareil similar … | head`), like other
     // Unix tools, instead of panicking in println!.

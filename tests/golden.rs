@@ -64,6 +64,18 @@ fn default_precision_meets_the_fidelity_bound() {
     check_golden(EncoderOptions::default(), 0.9999, usize::MAX);
 }
 
+#[test]
+fn int8_precision() {
+    check_golden(
+        EncoderOptions {
+            precision: Precision::Int8,
+            ..EncoderOptions::default()
+        },
+        0.999,
+        usize::MAX,
+    );
+}
+
 /// The portable kernel (what a CPU without AVX2/FMA runs) gives the same
 /// vectors. Texts up to 64 tokens keep this slower path's test short.
 #[test]

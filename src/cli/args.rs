@@ -248,6 +248,7 @@ pub enum ModelCommand {
 pub enum PrecisionArg {
     F16,
     F32,
+    Int8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -83,6 +83,7 @@ pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
         precision: match g.precision {
             PrecisionArg::F16 => Precision::F16,
             PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Int8 => Precision::Int8,
         },
         ..EncoderOptions::default()
     };

@@ -18,6 +18,8 @@
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use self::avx2::{for_rows, kernel_f16, kernel_f32, kernel_i8};
 use crate::model::kernels::{dispatch, finish_row};
 
 /// Columns per packed panel (two 8-lane registers).
@@ -46,6 +48,9 @@ pub enum Precision {
     /// to the f32 vectors on the golden texts (tested).
     #[default]
     F16,
+    /// 8-bit integers with one scale per output column (weights only;
+    /// activations and sums stay f32): a quarter of the memory traffic.
+    Int8,
 }
 
 impl Precision {
@@ -53,6 +58,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -60,6 +66,11 @@ impl Precision {
 enum Panels {
     F32(Vec<f32>),
     F16(Vec<half::f16>),
+    /// Weights `round(w / scale[col])`; `scale[col] = max |w[col]| / 127`.
+    I8 {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+    },
 }
 
 /// A `[out, in]` weight matrix and its bias, packed for [`PackedLinear::forward`].
@@ -98,6 +109,24 @@ pub fn detected_kernel() -> Kernel {
     })
 }
 
+/// Lays `weight` (`[n, k]`) out as `[n / 16][k][16]` panels (the last one
+/// zero-padded), converting each value with `convert(column, value)`.
+fn pack<T: Copy + Default>(
+    weight: &[f32],
+    n: usize,
+    k: usize,
+    convert: impl Fn(usize, f32) -> T,
+) -> Vec<T> {
+    let mut packed = vec![T::default(); n.div_ceil(NR) * k * NR];
+    for j in 0..n {
+        let base = (j / NR) * k * NR + j % NR;
+        for (p, &w) in weight[j * k..(j + 1) * k].iter().enumerate() {
+            packed[base + p * NR] = convert(j, w);
+        }
+    }
+    packed
+}
+
 impl PackedLinear {
     /// Packs `weight` (`[n, k]`, row-major, as stored by PyTorch) and `bias` (`[n]`).
     pub fn new(
@@ -110,19 +139,20 @@ impl PackedLinear {
     ) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         assert_eq!(bias.len(), n, "bias is not [{n}]");
-        let panels_n = n.div_ceil(NR);
-        let mut packed = vec![0f32; panels_n * k * NR];
-        for j in 0..n {
-            let (panel, lane) = (j / NR, j % NR);
-            let row = &weight[j * k..(j + 1) * k];
-            let base = panel * k * NR;
-            for (p, &w) in row.iter().enumerate() {
-                packed[base + p * NR + lane] = w;
-            }
-        }
         let panels = match format {
-            Precision::F32 => Panels::F32(packed),
-            Precision::F16 => Panels::F16(packed.iter().map(|&w| half::f16::from_f32(w)).collect()),
+            Precision::F32 => Panels::F32(pack(weight, n, k, |_, w| w)),
+            Precision::F16 => Panels::F16(pack(weight, n, k, |_, w| half::f16::from_f32(w))),
+            Precision::Int8 => {
+                let mut scales = vec![0f32; n.div_ceil(NR) * NR];
+                for (j, s) in scales.iter_mut().enumerate().take(n) {
+                    let max = weight[j * k..(j + 1) * k]
+                        .iter()
+                        .fold(0f32, |m, w| m.max(w.abs()));
+                    *s = if max > 0.0 { max / 127.0 } else { 1.0 };
+                }
+                let q = pack(weight, n, k, |j, w| (w / scales[j]).round() as i8);
+                Panels::I8 { q, scales }
+            }
         };
         PackedLinear {
             kernel,
@@ -255,19 +285,43 @@ unsafe fn tile_inner(
                 }
                 match (&linear.panels, kernel) {
                     #[cfg(target_arch = "x86_64")]
-                    (Panels::F32(w), Kernel::Avx2Fma) => avx2::kernel_f32(
-                        kc,
-                        &a_rows,
-                        w.as_ptr().add(panel * k * NR + kb * NR),
-                        &mut tile,
+                    (Panels::F32(w), Kernel::Avx2Fma) => for_rows!(
+                        mr,
+                        kernel_f32(
+                            kc,
+                            &a_rows,
+                            w.as_ptr().add(panel * k * NR + kb * NR),
+                            &mut tile
+                        )
                     ),
                     #[cfg(target_arch = "x86_64")]
-                    (Panels::F16(w), Kernel::Avx2Fma) => avx2::kernel_f16(
-                        kc,
-                        &a_rows,
-                        w.as_ptr().add(panel * k * NR + kb * NR),
-                        &mut tile,
+                    (Panels::F16(w), Kernel::Avx2Fma) => for_rows!(
+                        mr,
+                        kernel_f16(
+                            kc,
+                            &a_rows,
+                            w.as_ptr().add(panel * k * NR + kb * NR),
+                            &mut tile
+                        )
                     ),
+                    #[cfg(target_arch = "x86_64")]
+                    (Panels::I8 { q, .. }, Kernel::Avx2Fma) => for_rows!(
+                        mr,
+                        kernel_i8(
+                            kc,
+                            &a_rows,
+                            q.as_ptr().add(panel * k * NR + kb * NR),
+                            &mut tile
+                        )
+                    ),
+                    (Panels::I8 { q, .. }, _) => {
+                        if r == rows.start {
+                            let src = &q[(panel * k + kb) * NR..(panel * k + kb + kc) * NR];
+                            widened.clear();
+                            widened.extend(src.iter().map(|&v| v as f32));
+                        }
+                        portable_kernel(kc, &a_rows, &widened, &mut tile)
+                    }
                     (Panels::F32(w), _) => {
                         portable_kernel(kc, &a_rows, &w[(panel * k + kb) * NR..], &mut tile)
                     }
@@ -279,6 +333,14 @@ unsafe fn tile_inner(
                             src.convert_to_f32_slice(&mut widened);
                         }
                         portable_kernel(kc, &a_rows, &widened, &mut tile)
+                    }
+                }
+                if let Panels::I8 { scales, .. } = &linear.panels {
+                    let scales = &scales[col0..col0 + NR];
+                    for t in tile.chunks_exact_mut(NR) {
+                        for (v, &s) in t.iter_mut().zip(scales) {
+                            *v *= s;
+                        }
                     }
                 }
                 for i in 0..mr {
@@ -338,28 +400,46 @@ mod avx2 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
+    /// The 6×16 (or `ROWS`×16) register block: per depth step, two 8-lane
+    /// weight vectors (from `$load`) times one broadcast value per row.
     macro_rules! kernel_body {
         ($kc:expr, $a:expr, $tile:expr, $load:expr) => {{
-            let mut c = [[_mm256_setzero_ps(); 2]; MR];
+            let mut c = [[_mm256_setzero_ps(); 2]; ROWS];
             for p in 0..$kc {
                 let (b0, b1) = $load(p);
-                for i in 0..MR {
+                for i in 0..ROWS {
                     let ai = _mm256_broadcast_ss(&*$a[i].add(p));
                     c[i][0] = _mm256_fmadd_ps(ai, b0, c[i][0]);
                     c[i][1] = _mm256_fmadd_ps(ai, b1, c[i][1]);
                 }
             }
-            for i in 0..MR {
+            for i in 0..ROWS {
                 _mm256_storeu_ps($tile.as_mut_ptr().add(i * NR), c[i][0]);
                 _mm256_storeu_ps($tile.as_mut_ptr().add(i * NR + 8), c[i][1]);
             }
         }};
     }
 
+    /// Calls `$kernel::<ROWS>` for the run-time row count `$rows` (1..=6), so
+    /// a short last row group (16 = 6 + 6 + 4) does no wasted work.
+    macro_rules! for_rows {
+        ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+            match $rows {
+                1 => $kernel::<1>($($arg),*),
+                2 => $kernel::<2>($($arg),*),
+                3 => $kernel::<3>($($arg),*),
+                4 => $kernel::<4>($($arg),*),
+                5 => $kernel::<5>($($arg),*),
+                _ => $kernel::<6>($($arg),*),
+            }
+        };
+    }
+    pub(super) use for_rows;
+
     /// # Safety
     /// AVX2 and FMA are available; each `a[i]` covers `kc` floats; `w` covers `kc × 16`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel_f32(
+    pub unsafe fn kernel_f32<const ROWS: usize>(
         kc: usize,
         a: &[*const f32; MR],
         w: *const f32,
@@ -376,7 +456,7 @@ mod avx2 {
     /// # Safety
     /// As [`kernel_f32`], plus F16C; `w` holds f16 values.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn kernel_f16(
+    pub unsafe fn kernel_f16<const ROWS: usize>(
         kc: usize,
         a: &[*const f32; MR],
         w: *const half::f16,
@@ -387,6 +467,26 @@ mod avx2 {
             (
                 _mm256_cvtph_ps(_mm_loadu_si128(w.add(p * NR) as *const __m128i)),
                 _mm256_cvtph_ps(_mm_loadu_si128(w.add(p * NR + 8) as *const __m128i)),
+            )
+        })
+    }
+
+    /// # Safety
+    /// As [`kernel_f32`]; `w` holds i8 values (unscaled: the caller applies
+    /// the column scales to the tile).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel_i8<const ROWS: usize>(
+        kc: usize,
+        a: &[*const f32; MR],
+        w: *const i8,
+        tile: &mut [f32; MR * NR],
+    ) {
+        kernel_body!(kc, a, tile, |p: usize| {
+            let lo = _mm_loadl_epi64(w.add(p * NR) as *const __m128i);
+            let hi = _mm_loadl_epi64(w.add(p * NR + 8) as *const __m128i);
+            (
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
             )
         })
     }
@@ -451,11 +551,13 @@ mod tests {
             let b = values(n, 3);
             for act in [Activation::None, Activation::Gelu] {
                 let want = naive(&x, m, &w, &b, n, k, act);
-                for format in [Precision::F32, Precision::F16] {
+                for format in [Precision::F32, Precision::F16, Precision::Int8] {
                     // f16 weights: relative error 2^-11 per weight, summed over k.
                     let tol = match format {
                         Precision::F32 => 1e-4,
                         Precision::F16 => 2e-2,
+                        // Half a step of max|w|/127 per weight, summed over k.
+                        Precision::Int8 => 0.2,
                     };
                     for &kernel in &kernels {
                         let packed = PackedLinear::new(&w, b.clone(), n, k, format, kernel);

@@ -81,9 +81,19 @@ impl Embedder {
             });
         }
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer =
-            TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)?;
-        let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config, options)?;
+        // The tokenizer (a 17 MB JSON vocabulary, ~0.5 s to build) and the
+        // weights (read, converted and packed) load on two threads at once.
+        let (tokenizer, encoder) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| {
+                TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)
+            });
+            let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config, options);
+            let tokenizer = tokenizer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (tokenizer, encoder)
+        });
+        let (tokenizer, encoder) = (tokenizer?, encoder?);
         let manifest = provision::read_manifest(dir).ok();
         // Default size: RAYON_NUM_THREADS (set by `--threads`), else every core.
         let pool = rayon::ThreadPoolBuilder::new()
