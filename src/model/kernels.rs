@@ -87,31 +87,50 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// The end of a linear layer on one output row: `y = act(y + bias) + residual`.
+/// The end of a linear layer on one output row, in one pass:
+/// `dst = act(src + bias) + residual`.
 #[inline(always)]
-pub fn finish_row(y: &mut [f32], bias: &[f32], residual: Option<&[f32]>, gelu_act: bool) {
-    for (v, &b) in y.iter_mut().zip(bias) {
-        *v += b;
-    }
-    if gelu_act {
-        for v in y.iter_mut() {
-            *v = gelu(*v);
+pub fn finish_into(
+    dst: &mut [f32],
+    src: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    gelu_act: bool,
+) {
+    let n = dst.len();
+    let (src, bias) = (&src[..n], &bias[..n]);
+    // One branch-free loop per case, so each vectorises.
+    match (gelu_act, residual) {
+        (false, None) => {
+            for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
+                *d = s + b;
+            }
         }
-    }
-    if let Some(res) = residual {
-        for (v, &r) in y.iter_mut().zip(res) {
-            *v += r;
+        (true, None) => {
+            for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
+                *d = gelu(s + b);
+            }
+        }
+        (false, Some(res)) => {
+            for (((d, &s), &b), &r) in dst.iter_mut().zip(src).zip(bias).zip(&res[..n]) {
+                *d = s + b + r;
+            }
+        }
+        (true, Some(res)) => {
+            for (((d, &s), &b), &r) in dst.iter_mut().zip(src).zip(bias).zip(&res[..n]) {
+                *d = gelu(s + b) + r;
+            }
         }
     }
 }
 
 dispatch!(
-    /// [`finish_row`] for `kernel` (tests call it; the products inline `finish_row`).
+    /// [`finish_into`] for `kernel` (tests call it; the products inline `finish_into`).
     ///
     /// # Safety
     /// `kernel` is supported by this CPU.
-    pub unsafe fn finish_row_with => finish_row, (
-        y: &mut [f32], bias: &[f32], residual: Option<&[f32]>, gelu_act: bool,
+    pub unsafe fn finish_into_with => finish_into, (
+        dst: &mut [f32], src: &[f32], bias: &[f32], residual: Option<&[f32]>, gelu_act: bool,
     )
 );
 
@@ -380,8 +399,9 @@ mod tests {
         let want = x.gelu_erf().unwrap().to_vec1::<f32>().unwrap();
         let bias = vec![0f32; 4096];
         for kernel in kernels() {
-            let mut got = x.to_vec1::<f32>().unwrap();
-            unsafe { finish_row_with(kernel, &mut got, &bias, None, true) };
+            let src = x.to_vec1::<f32>().unwrap();
+            let mut got = vec![0f32; src.len()];
+            unsafe { finish_into_with(kernel, &mut got, &src, &bias, None, true) };
             let worst = got
                 .iter()
                 .zip(&want)
