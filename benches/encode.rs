@@ -3,7 +3,7 @@
 //! same fields as `scripts/bench_peers.py`.
 //!
 //!     cargo bench --bench encode -- --threads N --input FILE [--precision f16|f32|int8]
-//!         [--query TEXT] [--query-runs 50]
+//!         [--query TEXT] [--query-runs 50] [--golden tests/golden/e5_small.json]
 
 use std::time::Instant;
 
@@ -17,6 +17,35 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// The worst cosine between this engine's vectors and the reference vectors
+/// of the golden file (sentence-transformers, f32), over all its texts.
+fn golden_min_cosine(model: &Embedder, path: &str) -> f64 {
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut worst = 1.0f64;
+    for item in golden["items"].as_array().unwrap() {
+        let role = match item["prefix"].as_str().unwrap() {
+            "query: " => Role::Query,
+            _ => Role::Passage,
+        };
+        let got = &model
+            .embed(&[item["text"].as_str().unwrap()], role)
+            .unwrap()[0]
+            .vector;
+        let want: Vec<f64> = item["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let dot: f64 = got.iter().zip(&want).map(|(a, b)| *a as f64 * b).sum();
+        let norms = want.iter().map(|b| b * b).sum::<f64>().sqrt()
+            * got.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+        worst = worst.min(dot / norms);
+    }
+    (worst * 1e6).round() / 1e6
 }
 
 fn main() {
@@ -71,6 +100,7 @@ fn main() {
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     lat.sort_by(f64::total_cmp);
+    let fidelity = arg(&args, "--golden").map(|path| golden_min_cosine(&model, &path));
     println!(
         "{}",
         serde_json::json!({
@@ -83,6 +113,7 @@ fn main() {
             "tokens_per_s": tokens as f64 / secs,
             "query_ms_median": lat[lat.len() / 2],
             "model_load_s": load_s,
+            "golden_min_cosine": fidelity,
         })
     );
 }

