@@ -159,15 +159,26 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
         doc_glob: a.doc.clone(),
         collapse: !a.no_collapse,
     };
-    let index = Index::new(store.load_vectors()?)?;
-    let mut model = None;
+    // A text query needs the model: load it (mostly the tokenizer's
+    // vocabulary) on another thread while the store's vectors are read.
+    let (index, preloaded) = std::thread::scope(|scope| {
+        let loading = matches!(source, QuerySource::Text(_)).then(|| scope.spawn(|| load_model(g)));
+        let index = store.load_vectors().and_then(Index::new);
+        let model = loading.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (index, model)
+    });
+    let index = index?;
+    let mut model = preloaded.transpose()?;
+    let mut checked = false;
     let mut embed = |text: &str| -> Result<Vec<f32>> {
         if model.is_none() {
-            let m = load_model(g)?;
-            store.check_meta(&ingest::store_meta(&m))?;
-            model = Some(m);
+            model = Some(load_model(g)?);
         }
         let m = model.as_ref().expect("loaded above");
+        if !checked {
+            store.check_meta(&ingest::store_meta(m))?;
+            checked = true;
+        }
         Ok(m.embed(&[text], Role::Query)?.remove(0).vector)
     };
     let (query, hits) = search::similar(&store, &index, &source, &opts, &mut embed)?;
