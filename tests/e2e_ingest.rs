@@ -938,3 +938,40 @@ fn empty_file_remove_and_prune() {
     );
     assert!(all_locations(&v).iter().all(|(p, _)| p != S002), "{v}");
 }
+
+/// `--precision` picks the encoder's weights; every choice stays within its
+/// fidelity bound of the exact path, and an unknown value is a usage error.
+#[test]
+fn precision_flag_selects_weights_and_rejects_unknown_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let embed = |extra: &[&str]| -> Vec<f32> {
+        let mut args = extra.to_vec();
+        args.extend([
+            "embed",
+            "--query",
+            "Qui a fondé OpenAI et en quelle année ?",
+        ]);
+        let o = pareil(dir.path(), &args);
+        assert!(o.status.success(), "pareil {args:?}: {}", stderr(&o));
+        let line: Value =
+            serde_json::from_str(common::stdout(&o).lines().next().expect("one JSON line"))
+                .unwrap();
+        line["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let default = embed(&[]);
+    let f16 = embed(&["--precision", "f16"]);
+    let exact = embed(&["--precision", "f32"]);
+    let int8 = embed(&["--precision", "int8"]);
+    assert_eq!(default, f16, "f16 is the default");
+    assert_ne!(f16, exact, "f16 weights give (slightly) different vectors");
+    assert!(common::cosine(&f16, &exact) >= 0.9999);
+    assert!(common::cosine(&int8, &exact) >= 0.999);
+    let bad = pareil(dir.path(), &["--precision", "f8", "embed", "x"]);
+    assert_eq!(exit_code(&bad), Some(2));
+    assert!(stderr(&bad).contains("f16"), "{}", stderr(&bad));
+}
