@@ -79,15 +79,19 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 /// Loads the model the global options point to.
 pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
     let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
-    let options = EncoderOptions {
+    Embedder::load_with(&dir, encoder_options(g))
+}
+
+/// The encoder settings the global options ask for (kernel: the best this CPU has).
+fn encoder_options(g: &GlobalArgs) -> EncoderOptions {
+    EncoderOptions {
         precision: match g.precision {
             PrecisionArg::F16 => Precision::F16,
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::Int8 => Precision::Int8,
         },
         ..EncoderOptions::default()
-    };
-    Embedder::load_with(&dir, options)
+    }
 }
 
 fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {
@@ -135,12 +139,17 @@ fn model_info(g: &GlobalArgs, a: InfoArgs) -> Result<Outcome> {
     let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
     let (manifest, checks) = provision::verify(&dir)?;
     let all_ok = checks.iter().all(|c| c.ok);
+    let encoder = encoder_options(g);
     if a.json {
         let v = serde_json::json!({
             "dir": dir,
             "manifest": manifest,
             "checks": checks,
             "ok": all_ok,
+            "encoder": {
+                "precision": encoder.precision.name(),
+                "kernel": encoder.kernel.name(),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -149,6 +158,11 @@ fn model_info(g: &GlobalArgs, a: InfoArgs) -> Result<Outcome> {
         println!("source    {}", manifest.source);
         println!("directory {}", dir.display());
         println!("note      {}", manifest.note);
+        println!(
+            "encoder   {} weights (--precision), {} kernel",
+            encoder.precision.name(),
+            encoder.kernel.name()
+        );
         for c in &checks {
             println!(
                 "  {} {:<28} {}",

@@ -92,6 +92,15 @@ pub enum Kernel {
     Portable,
 }
 
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx2Fma => "avx2+fma",
+            Kernel::Portable => "portable",
+        }
+    }
+}
+
 /// The fastest kernel this CPU supports, unless `PAREIL_KERNEL=portable`.
 pub fn detected_kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
