@@ -971,7 +971,10 @@ fn precision_flag_selects_weights_and_rejects_unknown_values() {
     assert_ne!(f16, exact, "f16 weights give (slightly) different vectors");
     assert!(common::cosine(&f16, &exact) >= 0.9999);
     assert!(common::cosine(&int8, &exact) >= 0.999);
-    let info = pareil_json(dir.path(), &["--precision", "int8", "model", "info", "--json"]);
+    let info = pareil_json(
+        dir.path(),
+        &["--precision", "int8", "model", "info", "--json"],
+    );
     assert_eq!(info["encoder"]["precision"], "int8");
     let bad = pareil(dir.path(), &["--precision", "f8", "embed", "x"]);
     assert_eq!(exit_code(&bad), Some(2));
