@@ -168,17 +168,15 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
         (index, model)
     });
     let index = index?;
-    let mut model = preloaded.transpose()?;
-    let mut checked = false;
+    let model = preloaded.transpose()?;
+    if let Some(m) = &model {
+        store.check_meta(&ingest::store_meta(m))?;
+    }
+    // `search::similar` embeds only text queries, and those have the model above.
     let mut embed = |text: &str| -> Result<Vec<f32>> {
-        if model.is_none() {
-            model = Some(load_model(g)?);
-        }
-        let m = model.as_ref().expect("loaded above");
-        if !checked {
-            store.check_meta(&ingest::store_meta(m))?;
-            checked = true;
-        }
+        let m = model
+            .as_ref()
+            .expect("a text query's model is loaded above");
         Ok(m.embed(&[text], Role::Query)?.remove(0).vector)
     };
     let (query, hits) = search::similar(&store, &index, &source, &opts, &mut embed)?;

@@ -124,16 +124,6 @@ pub fn finish_into(
     }
 }
 
-dispatch!(
-    /// [`finish_into`] for `kernel` (tests call it; the products inline `finish_into`).
-    ///
-    /// # Safety
-    /// `kernel` is supported by this CPU.
-    pub unsafe fn finish_into_with => finish_into, (
-        dst: &mut [f32], src: &[f32], bias: &[f32], residual: Option<&[f32]>, gelu_act: bool,
-    )
-);
-
 /// Multi-head self-attention over packed sequences, as one candle op.
 ///
 /// The input is the fused projection's `[tokens, 3·hidden]` output (queries,
@@ -350,6 +340,16 @@ mod tests {
     use super::*;
     use crate::model::gemm::detected_kernel;
     use candle_core::Device;
+
+    dispatch!(
+        /// [`finish_into`] for `kernel` (the products inline `finish_into` themselves).
+        ///
+        /// # Safety
+        /// `kernel` is supported by this CPU.
+        unsafe fn finish_into_with => finish_into, (
+            dst: &mut [f32], src: &[f32], bias: &[f32], residual: Option<&[f32]>, gelu_act: bool,
+        )
+    );
 
     fn kernels() -> Vec<Kernel> {
         let mut k = vec![Kernel::Portable];
