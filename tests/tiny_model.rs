@@ -275,8 +275,13 @@ fn encoder_matches_naive_reference() {
     let dir = tempfile::tempdir().unwrap();
     let w = build_tiny_model(dir.path());
     // Every precision and kernel, against the f64 forward pass: f32 weights
-    // within float rounding, f16 weights within their rounding.
-    for (precision, bound) in [(Precision::F32, 1e-4), (Precision::F16, 2e-3)] {
+    // within float rounding, f16 weights within their rounding, int8 within
+    // 8-bit weights' and 7-bit activations' rounding.
+    for (precision, bound) in [
+        (Precision::F32, 1e-4),
+        (Precision::F16, 2e-3),
+        (Precision::Int8, 1e-2),
+    ] {
         for kernel in [Kernel::Portable, EncoderOptions::default().kernel] {
             let model =
                 Embedder::load_with(dir.path(), EncoderOptions { precision, kernel }).unwrap();

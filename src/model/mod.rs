@@ -5,6 +5,7 @@ pub mod config;
 pub mod e5s1;
 pub mod encoder;
 pub mod gemm;
+pub mod int8;
 pub mod kernels;
 pub mod provision;
 pub mod tokenizer;
