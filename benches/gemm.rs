@@ -1,7 +1,7 @@
 //! Linear-layer products at the encoder's shapes: candle's matmul plus
 //! bias add (the previous path) against pareil's packed kernels.
 //!
-//!     cargo bench --bench gemm -- [--threads N]
+//!     cargo bench --bench gemm -- [--threads N] [--sweeps-only]
 
 use std::time::Instant;
 
@@ -27,18 +27,32 @@ fn model_sweep(precision: Precision, distinct_layers: usize) -> f64 {
     let layers: Vec<PackedLinear> = (0..distinct_layers)
         .flat_map(|l| {
             shapes.iter().map(move |&(n, k)| {
+                // Bell-shaped like trained weights (a sum of four uniforms):
+                // int8's per-column scale and i16 pairing depend on the shape.
                 let w: Vec<f32> = (0..n * k)
-                    .map(|i| ((i * 31 + l) % 997) as f32 / 997.0 - 0.5)
+                    .map(|i| {
+                        (0..4)
+                            .map(|t| ((i * 31 + l + t * 7919) * (2 * t + 1) % 997) as f32 / 997.0)
+                            .sum::<f32>()
+                            - 2.0
+                    })
                     .collect();
                 PackedLinear::new(&w, vec![0.0; n], n, k, precision, detected_kernel())
             })
         })
         .collect();
     let m = 16;
+    // Varied values, so int8's per-row quantisation does its real work.
+    let input = |k: usize| -> Vec<f32> {
+        (0..m * k)
+            .map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5)
+            .collect()
+    };
+    let (x384, x1536) = (input(384), input(1536));
     time(|| {
         for lin in layers.iter().cycle().take(48) {
-            let x = vec![0.25f32; m * lin.in_features()];
-            std::hint::black_box(lin.forward(&x, m, Activation::None, None));
+            let x = if lin.in_features() == 384 { &x384 } else { &x1536 };
+            std::hint::black_box(lin.forward(x, m, Activation::None, None));
         }
     })
 }
@@ -65,7 +79,10 @@ fn main() {
         model_sweep(Precision::F16, 1),
         model_sweep(Precision::Int8, 1)
     );
-    println!("| m | n | k | candle ms | packed f32 ms | packed f16 ms | GFLOP/s f32 |");
+    if args.iter().any(|a| a == "--sweeps-only") {
+        return;
+    }
+    println!("| m | n | k | candle ms | packed f32 ms | packed f16 ms | packed int8 ms | GFLOP/s f32 |");
     for &m in &[16usize, 128, 2048] {
         for &(n, k) in &[(1152usize, 384usize), (384, 384), (1536, 384), (384, 1536)] {
             let x: Vec<f32> = (0..m * k)
@@ -88,14 +105,20 @@ fn main() {
             });
             let p32 = PackedLinear::new(&w, b.clone(), n, k, Precision::F32, detected_kernel());
             let p16 = PackedLinear::new(&w, b.clone(), n, k, Precision::F16, detected_kernel());
+            let p8 = PackedLinear::new(&w, b.clone(), n, k, Precision::Int8, detected_kernel());
             let f32_ms = time(|| {
                 p32.forward(&x, m, Activation::None, None);
             });
             let f16_ms = time(|| {
                 p16.forward(&x, m, Activation::None, None);
             });
+            let int8_ms = time(|| {
+                p8.forward(&x, m, Activation::None, None);
+            });
             let gflops = 2.0 * (m * n * k) as f64 / (f32_ms * 1e-3) / 1e9;
-            println!("| {m} | {n} | {k} | {candle:.3} | {f32_ms:.3} | {f16_ms:.3} | {gflops:.0} |");
+            println!(
+                "| {m} | {n} | {k} | {candle:.3} | {f32_ms:.3} | {f16_ms:.3} | {int8_ms:.3} | {gflops:.0} |"
+            );
         }
     }
 }

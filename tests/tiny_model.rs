@@ -282,7 +282,7 @@ fn encoder_matches_naive_reference() {
         (Precision::F16, 2e-3),
         (Precision::Int8, 1e-2),
     ] {
-        for kernel in [Kernel::Portable, EncoderOptions::default().kernel] {
+        for kernel in Kernel::supported() {
             let model =
                 Embedder::load_with(dir.path(), EncoderOptions { precision, kernel }).unwrap();
             check_against_reference(&model, &w, bound);

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use self::avx2::{for_rows, kernel_f16, kernel_f32};
 use crate::model::int8;
-use crate::model::kernels::{dispatch, finish_into};
+use crate::model::kernels::{dispatch, finish_panel};
 
 /// Columns per packed panel (two 8-lane registers).
 const NR: usize = 16;
@@ -88,6 +88,9 @@ pub struct PackedLinear {
 /// Which microkernel a [`PackedLinear`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    /// AVX2/FMA/F16C plus AVX-512 VNNI (`vpdpbusd`) for the int8 products;
+    /// the f32/f16 products are the AVX2 ones.
+    Avx512Vnni,
     Avx2Fma,
     Portable,
 }
@@ -95,30 +98,59 @@ pub enum Kernel {
 impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
+            Kernel::Avx512Vnni => "avx512-vnni",
             Kernel::Avx2Fma => "avx2+fma",
             Kernel::Portable => "portable",
         }
     }
+
+    /// Whether the AVX2/FMA/F16C instructions are available to this kernel.
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Kernel::Avx2Fma | Kernel::Avx512Vnni)
+    }
+
+    /// Every kernel this CPU can run, the portable one first (for tests and
+    /// benchmarks that compare them).
+    pub fn supported() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Portable];
+        if cpu_kernel().has_avx2() {
+            kernels.push(Kernel::Avx2Fma);
+        }
+        if cpu_kernel() == Kernel::Avx512Vnni {
+            kernels.push(Kernel::Avx512Vnni);
+        }
+        kernels
+    }
 }
 
-/// The fastest kernel this CPU supports, unless `PAREIL_KERNEL=portable`.
-pub fn detected_kernel() -> Kernel {
+/// The fastest kernel this CPU supports, whatever `PAREIL_KERNEL` says.
+fn cpu_kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
     *KERNEL.get_or_init(|| {
-        if std::env::var("PAREIL_KERNEL").is_ok_and(|v| v == "portable") {
-            return Kernel::Portable;
-        }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
+                {
+                    return Kernel::Avx512Vnni;
+                }
                 return Kernel::Avx2Fma;
             }
         }
         Kernel::Portable
     })
+}
+
+/// The fastest kernel this CPU supports, unless `PAREIL_KERNEL` names a
+/// slower one (`portable`, or `avx2` to leave VNNI unused).
+pub fn detected_kernel() -> Kernel {
+    let best = cpu_kernel();
+    match std::env::var("PAREIL_KERNEL").as_deref() {
+        Ok("portable") => Kernel::Portable,
+        Ok("avx2") if best.has_avx2() => Kernel::Avx2Fma,
+        _ => best,
+    }
 }
 
 /// Lays `weight` (`[n, k]`) out as `[n / 16][k][16]` panels (the last one
@@ -317,7 +349,7 @@ unsafe fn tile_inner(
                 }
                 match (&linear.panels, kernel) {
                     #[cfg(target_arch = "x86_64")]
-                    (Panels::F32(w), Kernel::Avx2Fma) => for_rows!(
+                    (Panels::F32(w), Kernel::Avx2Fma | Kernel::Avx512Vnni) => for_rows!(
                         mr,
                         kernel_f32(
                             kc,
@@ -327,7 +359,7 @@ unsafe fn tile_inner(
                         )
                     ),
                     #[cfg(target_arch = "x86_64")]
-                    (Panels::F16(w), Kernel::Avx2Fma) => for_rows!(
+                    (Panels::F16(w), Kernel::Avx2Fma | Kernel::Avx512Vnni) => for_rows!(
                         mr,
                         kernel_f16(
                             kc,
@@ -361,7 +393,7 @@ unsafe fn tile_inner(
                         }
                     }
                     if last {
-                        finish_into(
+                        finish_panel(
                             dst,
                             t,
                             &linear.bias[col0..col0 + cols],
@@ -530,10 +562,7 @@ mod tests {
 
     #[test]
     fn packed_products_match_naive_for_every_kernel_format_and_shape() {
-        let mut kernels = vec![Kernel::Portable];
-        if detected_kernel() == Kernel::Avx2Fma {
-            kernels.push(Kernel::Avx2Fma);
-        }
+        let kernels = Kernel::supported();
         // Edge shapes: rows not a multiple of 6, columns not of 16, depth over KC.
         for &(m, n, k) in &[
             (1, 16, 8),
@@ -603,10 +632,7 @@ mod tests {
         let w = values(n * k, 8);
         let b = values(n, 9);
         let want = naive(&x, m, &w, &b, n, k, Activation::None);
-        let mut kernels = vec![Kernel::Portable];
-        if detected_kernel() == Kernel::Avx2Fma {
-            kernels.push(Kernel::Avx2Fma);
-        }
+        let kernels = Kernel::supported();
         let mut results = Vec::new();
         for kernel in kernels {
             let packed = PackedLinear::new(&w, b.clone(), n, k, Precision::Int8, kernel);
