@@ -51,7 +51,11 @@ fn model_sweep(precision: Precision, distinct_layers: usize) -> f64 {
     let (x384, x1536) = (input(384), input(1536));
     time(|| {
         for lin in layers.iter().cycle().take(48) {
-            let x = if lin.in_features() == 384 { &x384 } else { &x1536 };
+            let x = if lin.in_features() == 384 {
+                &x384
+            } else {
+                &x1536
+            };
             std::hint::black_box(lin.forward(x, m, Activation::None, None));
         }
     })
@@ -82,7 +86,9 @@ fn main() {
     if args.iter().any(|a| a == "--sweeps-only") {
         return;
     }
-    println!("| m | n | k | candle ms | packed f32 ms | packed f16 ms | packed int8 ms | GFLOP/s f32 |");
+    println!(
+        "| m | n | k | candle ms | packed f32 ms | packed f16 ms | packed int8 ms | GFLOP/s f32 |"
+    );
     for &m in &[16usize, 128, 2048] {
         for &(n, k) in &[(1152usize, 384usize), (384, 384), (1536, 384), (384, 1536)] {
             let x: Vec<f32> = (0..m * k)

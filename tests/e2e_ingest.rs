@@ -967,15 +967,18 @@ fn precision_flag_selects_weights_and_rejects_unknown_values() {
     let f16 = embed(&["--precision", "f16"]);
     let exact = embed(&["--precision", "f32"]);
     let int8 = embed(&["--precision", "int8"]);
-    assert_eq!(default, f16, "f16 is the default");
+    assert_eq!(default, int8, "int8 is the default");
     assert_ne!(f16, exact, "f16 weights give (slightly) different vectors");
+    assert_ne!(int8, f16, "int8 gives (slightly) different vectors");
     assert!(common::cosine(&f16, &exact) >= 0.9999);
     assert!(common::cosine(&int8, &exact) >= 0.999);
+    let info = pareil_json(dir.path(), &["model", "info", "--json"]);
+    assert_eq!(info["encoder"]["precision"], "int8");
     let info = pareil_json(
         dir.path(),
-        &["--precision", "int8", "model", "info", "--json"],
+        &["--precision", "f16", "model", "info", "--json"],
     );
-    assert_eq!(info["encoder"]["precision"], "int8");
+    assert_eq!(info["encoder"]["precision"], "f16");
     let bad = pareil(dir.path(), &["--precision", "f8", "embed", "x"]);
     assert_eq!(exit_code(&bad), Some(2));
     assert!(stderr(&bad).contains("f16"), "{}", stderr(&bad));

@@ -56,22 +56,22 @@ fn golden_vectors_match_sentence_transformers() {
     );
 }
 
-/// The default fast path (f16 weights) stays within the fidelity bound
-/// (the issue asks for 0.999; measured worst 0.9999995).
+/// The default fast path (int8) stays within the fidelity bound the issue
+/// sets (0.999; measured worst 0.99956).
 #[test]
 fn default_precision_meets_the_fidelity_bound() {
-    assert_eq!(EncoderOptions::default().precision, Precision::F16);
-    check_golden(EncoderOptions::default(), 0.9999, usize::MAX);
+    assert_eq!(EncoderOptions::default().precision, Precision::Int8);
+    check_golden(EncoderOptions::default(), 0.999, usize::MAX);
 }
 
 #[test]
-fn int8_precision() {
+fn f16_precision() {
     check_golden(
         EncoderOptions {
-            precision: Precision::Int8,
+            precision: Precision::F16,
             ..EncoderOptions::default()
         },
-        0.999,
+        0.9999,
         usize::MAX,
     );
 }

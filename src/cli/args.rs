@@ -63,15 +63,16 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub db: PathBuf,
-    /// Encoder weight precision: f16 (default: fastest, cosine ≥ 0.9999 to
-    /// f32 on the golden texts) or f32 (the checkpoint's exact values).
-    /// Both accumulate in f32; stored vectors from either are interchangeable.
+    /// Encoder weight precision: int8 (default: fastest; 8-bit weights and
+    /// activations, cosine ≥ 0.999 to f32 on the golden texts), f16 (cosine
+    /// ≥ 0.9999) or f32 (the checkpoint's exact values). Stored vectors from
+    /// any of them are interchangeable.
     #[arg(
         long,
         global = true,
         env = "PAREIL_PRECISION",
         value_enum,
-        default_value_t = PrecisionArg::F16
+        default_value_t = PrecisionArg::Int8
     )]
     pub precision: PrecisionArg,
     /// Worker threads for embedding and search (default: all cores).

@@ -187,32 +187,47 @@ const MAX_BLOCKS: usize = 64;
 #[inline(always)]
 fn quantize_row<P: RowPasses>(x: &[f32], q: &mut [u8], params: &mut RowParams) {
     // The largest magnitudes, descending, and the next one (`bound`): every
-    // value left in the row lies within ±bound. Blocks are visited from the
-    // largest maximum down, so after the first few every block's maximum is
-    // at most the bound and the scan stops (rows are 384 or 1536 values:
-    // 12 or 48 blocks, of which about OUTLIERS + 1 are read value by value).
+    // value left in the row lies within ±bound. The OUTLIERS + 1 largest
+    // values all lie in blocks whose maximum is at least `cut`, the
+    // (OUTLIERS + 1)-th largest block maximum (those blocks' maxima are
+    // OUTLIERS + 1 values ≥ cut), so only those blocks — about OUTLIERS + 1
+    // of a row's 12 or 48 — are read value by value. (Sorting the blocks
+    // instead was a tenth of a query's time.)
     let mut top = [(0u32, -1f32); OUTLIERS + 1];
-    let mut blocks = [(0f32, 0u32); MAX_BLOCKS];
-    let mut order: Vec<(f32, u32)> = Vec::new();
+    let mut stack = [0f32; MAX_BLOCKS];
+    let mut heap: Vec<f32> = Vec::new();
     let count = x.len().div_ceil(SCAN);
-    let blocks: &mut [(f32, u32)] = if count <= MAX_BLOCKS {
-        &mut blocks[..count]
+    let maxima: &mut [f32] = if count <= MAX_BLOCKS {
+        &mut stack[..count]
     } else {
-        order.resize(count, (0.0, 0));
-        &mut order
+        heap.resize(count, 0.0);
+        &mut heap
     };
-    for (c, (block, slot)) in x.chunks(SCAN).zip(blocks.iter_mut()).enumerate() {
-        *slot = (P::max_abs(block), c as u32);
-    }
-    blocks.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-    for &(max, c) in blocks.iter() {
-        if max <= top[OUTLIERS].1 {
-            break;
+    // The OUTLIERS + 1 largest block maxima, descending.
+    let mut largest = [-1f32; OUTLIERS + 1];
+    for (block, slot) in x.chunks(SCAN).zip(maxima.iter_mut()) {
+        let max = P::max_abs(block);
+        *slot = max;
+        if max > largest[OUTLIERS] {
+            let mut at = OUTLIERS;
+            while at > 0 && largest[at - 1] < max {
+                largest[at] = largest[at - 1];
+                at -= 1;
+            }
+            largest[at] = max;
         }
-        let first = c as usize * SCAN;
+    }
+    let cut = largest[OUTLIERS];
+    for (c, &max) in maxima.iter().enumerate() {
+        if max < cut || max <= top[OUTLIERS].1 {
+            continue;
+        }
+        let first = c * SCAN;
         for (i, &v) in x[first..(first + SCAN).min(x.len())].iter().enumerate() {
             let a = v.abs();
-            if a > top[OUTLIERS].1 {
+            // Values below `cut` cannot be among the largest (see above);
+            // the check skips nearly all of a block without the insertion.
+            if a >= cut && a > top[OUTLIERS].1 {
                 let mut at = OUTLIERS;
                 while at > 0 && top[at - 1].1 < a {
                     top[at] = top[at - 1];

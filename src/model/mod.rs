@@ -32,8 +32,8 @@ pub struct EncoderOptions {
 }
 
 impl Default for EncoderOptions {
-    /// f16 weights (the fastest setting within the fidelity bound) and the
-    /// best kernel this CPU supports.
+    /// int8 (the fastest setting within the fidelity bound) and the best
+    /// kernel this CPU supports.
     fn default() -> Self {
         EncoderOptions {
             precision: Precision::default(),
