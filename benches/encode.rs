@@ -71,7 +71,8 @@ fn main() {
     .expect("model installed (pareil model fetch)");
     let t = Instant::now();
     let precision = match arg(&args, "--precision").as_deref() {
-        None | Some("f16") => Precision::F16,
+        None => Precision::default(),
+        Some("f16") => Precision::F16,
         Some("f32") => Precision::F32,
         Some("int8") => Precision::Int8,
         Some(other) => panic!("--precision {other}: f16, f32 or int8"),
@@ -104,7 +105,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "engine": format!("pareil-{}", precision.name()),
+            "engine": format!("pareil-{} [{}]", precision.name(), options.kernel.name()),
             "threads": threads,
             "passages": lines.len(),
             "tokens": tokens,

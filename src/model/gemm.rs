@@ -11,9 +11,12 @@
 //! (short inputs), so both shapes keep every core busy.
 //!
 //! Weights are kept as f32 or as f16 (halving memory traffic, widened to f32
-//! in registers with F16C); accumulation is always f32. The 6×16 microkernel
-//! uses AVX2+FMA, chosen at run time; every other CPU, or `PAREIL_KERNEL=portable`,
-//! gets the portable path, and the tests compare both with a naive product.
+//! in registers with F16C), accumulated in f32; or as int8 with 8-bit
+//! activations and i32 sums ([`int8`], the default). The 6×16 float
+//! microkernel uses AVX2+FMA and the int8 one AVX-512 VNNI or AVX2, chosen at
+//! run time ([`detected_kernel`]); every other CPU, or
+//! `PAREIL_KERNEL=portable`, gets the portable path, and the tests compare
+//! every kernel the CPU has with a naive product and with each other.
 
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;

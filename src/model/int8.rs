@@ -346,7 +346,11 @@ unsafe fn tile(
             let mut y = [0f32; NR];
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2Fma | Kernel::Avx512Vnni => {
+                Kernel::Avx512Vnni => {
+                    avx2::dequantize16(acc_row, sums, scales, &x.params[row], panel_q, &mut y)
+                }
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2Fma => {
                     avx2::dequantize(acc_row, sums, scales, &x.params[row], panel_q, &mut y)
                 }
                 _ => dequantize(acc_row, sums, scales, &x.params[row], panel_q, &mut y),
@@ -544,6 +548,39 @@ mod avx2 {
             f = _mm256_mul_ps(f, _mm256_loadu_ps(scales.as_ptr().add(h * 8)));
             _mm256_storeu_ps(y.as_mut_ptr().add(h * 8), f);
         }
+    }
+
+    /// [`super::dequantize`] in one 16-lane pass: the same operations in the same
+    /// order, so the same values.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL are available; `panel_q` is the tile's whole panel.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+    #[inline]
+    pub unsafe fn dequantize16(
+        acc: &[i32; NR],
+        sums: &[i32; NR],
+        scales: &[f32; NR],
+        params: &RowParams,
+        panel_q: &[i8],
+        y: &mut [f32; NR],
+    ) {
+        let a = _mm512_loadu_si512(acc.as_ptr() as *const __m512i);
+        let s = _mm512_loadu_si512(sums.as_ptr() as *const __m512i);
+        let d = _mm512_sub_epi32(a, _mm512_mullo_epi32(_mm512_set1_epi32(params.zero), s));
+        let mut f = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(params.step));
+        for &(p, v) in &params.outliers {
+            if v != 0.0 {
+                let (p, byte) = (p as usize / 4, p as usize % 4);
+                let group = &panel_q[p * NR * 4..p * NR * 4 + 64];
+                let words = _mm512_loadu_si512(group.as_ptr() as *const __m512i);
+                let up = _mm_cvtsi32_si128(24 - 8 * byte as i32);
+                let w = _mm512_srai_epi32(_mm512_sll_epi32(words, up), 24);
+                f = _mm512_add_ps(f, _mm512_mul_ps(_mm512_set1_ps(v), _mm512_cvtepi32_ps(w)));
+            }
+        }
+        f = _mm512_mul_ps(f, _mm512_loadu_ps(scales.as_ptr()));
+        _mm512_storeu_ps(y.as_mut_ptr(), f);
     }
 
     /// Calls `$kernel::<ROWS>` for the run-time row count `$rows` (1..=4).
