@@ -27,7 +27,7 @@ use crate::model::int8;
 use crate::model::kernels::{dispatch, finish_panel};
 
 /// Columns per packed panel (two 8-lane registers).
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Rows per microkernel call.
 const MR: usize = 6;
 /// Depth per pass. The encoder's depths (384, 1536) fit in one, so each
