@@ -1,16 +1,39 @@
 //! pareil: local semantic similarity and duplicate detection over folders of
 //! text, with a multilingual sentence-embedding model on CPU through candle.
 //!
-//! The library owns the engine; `src/main.rs` and [`cli`] only parse
-//! arguments, call into it and print.
+//! [`Engine`] is the façade: open a store and a model, then ingest, ask for
+//! similar passages, list duplicates, remove, count. The `pareil` binary is a
+//! thin command line over it; the library never parses arguments or prints.
+//!
+//! ```no_run
+//! use pareil::engine::{Engine, IngestOptions, Input, NoProgress, Query, SimilarOptions};
+//! use pareil::model::Embedder;
+//!
+//! # fn main() -> pareil::Result<()> {
+//! let dir = pareil::model::provision::locate(None, pareil::model::DEFAULT_MODEL_ID,
+//!                                     "models".as_ref())?;
+//! let model = Embedder::load(&dir)?;
+//! let mut engine = Engine::create("pareil.db".as_ref(), model)?;
+//! engine.ingest(vec![Input::Path("seeds".into())], &IngestOptions::default(), &mut NoProgress)?;
+//! let found = engine.similar(&Query::Text("Qui a fondé OpenAI ?".into()), &SimilarOptions::default())?;
+//! for hit in &found.results {
+//!     println!("{:.3} {}:{} {}", hit.score, hit.path, hit.line_start, hit.snippet);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Module map (dependencies run downwards only): [`engine`] → [`dedup`],
+//! [`store`], [`model`], [`corpus`] → `kernels` (SIMD, private).
 
-pub mod cli;
 pub mod corpus;
 pub mod dedup;
+pub mod engine;
 pub mod error;
-pub mod ingest;
 pub mod model;
-pub mod search;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_support;
 
+pub use engine::Engine;
 pub use error::{Error, Result};

@@ -1,7 +1,9 @@
 //! The `pareil` binary: parse arguments, run the command, map errors to exit codes.
 
 use clap::Parser;
-use pareil::cli::{self, args::Cli, Outcome};
+mod cli;
+
+use cli::{args::Cli, Outcome};
 
 /// mimalloc instead of glibc malloc: building the tokenizer's 250k-entry
 /// vocabulary is a storm of small allocations, and start-up is most of a
@@ -18,6 +20,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    init_tracing();
     let cli = Cli::parse();
     if let Some(n) = cli.global.threads {
         // candle's matmuls and rayon both read this before their first use.
@@ -31,4 +34,26 @@ fn main() {
             std::process::exit(cli::exit_code(&err));
         }
     }
+}
+
+/// Spans of the pipeline stages (ingest, read, split, embed, write, search,
+/// dups, ...) with their timings, on stderr, when `PAREIL_LOG` (or
+/// `RUST_LOG`) asks for them, e.g. `PAREIL_LOG=pareil=debug`.
+fn init_tracing() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let filter = std::env::var("PAREIL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok();
+    let Some(filter) = filter else { return };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!(
+            "pareil: warning: PAREIL_LOG={filter:?} is not a valid filter ({e}); logging off"
+        );
+        tracing_subscriber::EnvFilter::new("off")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{copy_seeds, pareil, pareil_command, pareil_json, stderr};
-use pareil::store::Store;
+use pareil::store::SqliteStore;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -176,7 +176,7 @@ fn ingest_seeds_stores_five_documents_and_a_hundred_passages() {
     );
     assert_eq!(docs.values().sum::<u64>(), 100);
 
-    let store = Store::open_existing(s.dir.join("pareil.db"), true).unwrap();
+    let store = SqliteStore::open_existing(s.dir.join("pareil.db"), true).unwrap();
     store.integrity_check().unwrap();
     assert_eq!(store.meta().dim, 384);
 }
@@ -374,7 +374,7 @@ struct Snapshot {
 }
 
 fn snapshot(db: &Path) -> Snapshot {
-    let store = Store::open_existing(db, true).unwrap();
+    let store = SqliteStore::open_existing(db, true).unwrap();
     store.integrity_check().unwrap();
     let mut documents = BTreeMap::new();
     let mut passages = BTreeMap::new();

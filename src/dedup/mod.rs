@@ -39,7 +39,6 @@ pub mod diff;
 pub mod group;
 pub mod histogram;
 pub mod minhash;
-pub mod scan;
 pub mod shingle;
 #[cfg(test)]
 mod tests;

@@ -1,295 +1,163 @@
-//! The passage store: one SQLite file (default `./pareil.db`) holding
-//! documents, their passages, the chunks fed to the model, and a cache of
-//! vectors keyed by the hash of the exact model input. This file owns opening:
-//! deciding whether a path may be created, refusing files that are not ours or
-//! were made with another model, and the connection settings (WAL, busy
-//! timeout). Reads are in `read.rs`, writes in `write.rs`, the on-disk format
-//! in `schema.rs`.
+//! The passage store seam. [`Store`] is what the engine needs from a place
+//! that keeps documents, passages, the chunks fed to the model, their vectors
+//! (cached by the hash of the exact model input), duplicate marks and a few
+//! metadata values — and that answers nearest-neighbour questions on its own
+//! side ([`Store::nearest`], [`Store::neighbours`]), so a server-side vector
+//! engine (PostgreSQL + pgvector) can search where the vectors live instead
+//! of shipping them to the client.
 //!
-//! Durability: WAL with `synchronous=NORMAL`, so a killed process never leaves
-//! a half-written document (each document is one transaction); a power cut may
-//! lose the last few committed documents, never corrupt the file.
+//! Implementations: [`sqlite::SqliteStore`] (one file, the default). Every
+//! implementation must pass the shared conformance suite in
+//! `conformance.rs`. Backend errors reach callers as `#[source]` causes of
+//! the library's [`Error`](crate::Error), never as backend-specific variants.
+//!
+//! The plain data crossing this boundary lives in `types.rs`.
 
-mod read;
-mod schema;
+pub mod sqlite;
 mod types;
-mod write;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod conformance;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-
-pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use sqlite::{SqliteStore, APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
     ChunkId, DedupRow, DocumentId, DocumentRow, DuplicateMark, NewChunk, NewDocument, NewPassage,
     PassageId, PassageRow, ReplaceOutcome, Stats, StoreMeta, VectorSet,
 };
-pub use write::sha256_hex;
 
-use crate::error::{Error, Result};
-use schema::FileKind;
+use crate::error::Result;
 
 /// Where the store lives when no `--db` is given.
 pub const DEFAULT_PATH: &str = "pareil.db";
 
-/// How long a writer waits for another process's transaction before failing.
-/// Long, because a concurrent ingest holds the lock for one whole document.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Upper bound of the memory map used for reads (see `open_connection`).
-const MMAP_SIZE: i64 = 1 << 30;
-
-/// An open store. Reads take `&self`; writes take `&mut self` because each is a
-/// transaction on the one connection.
-pub struct Store {
-    conn: Connection,
-    path: PathBuf,
-    meta: StoreMeta,
-    read_only: bool,
+/// Lower-case hex SHA-256 of `data`: `norm_hash`, content hashes and
+/// embedding cache keys, so all hashes look alike.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(data);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .field("meta", &self.meta)
-            .field("read_only", &self.read_only)
-            .finish()
+/// A passage found by a vector search, with its best chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    pub passage: PassageId,
+    /// Cosine of the passage's best-matching chunk (vectors are unit length).
+    pub score: f32,
+    /// Index of that chunk within its passage (0 unless the passage was windowed).
+    pub chunk: usize,
+}
+
+/// Which passages a [`Store::nearest`] search may return.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Never return these passages (the query's own passage, say).
+    pub exclude_passages: HashSet<PassageId>,
+    /// Never return passages of these documents.
+    pub exclude_documents: HashSet<DocumentId>,
+    /// Only passages of these documents, when set.
+    pub only_documents: Option<HashSet<DocumentId>>,
+    /// Only passages scoring at least this much.
+    pub min_score: Option<f32>,
+}
+
+impl Filter {
+    /// Whether a passage of `doc` scoring `score` passes.
+    pub fn admits(&self, passage: PassageId, doc: DocumentId, score: f32) -> bool {
+        !self.exclude_passages.contains(&passage)
+            && !self.exclude_documents.contains(&doc)
+            && self
+                .only_documents
+                .as_ref()
+                .is_none_or(|d| d.contains(&doc))
+            && self.min_score.is_none_or(|m| score >= m)
     }
 }
 
-impl Store {
-    /// Opens the store at `path` for writing, creating it when the path does
-    /// not exist (or is an empty file). Refuses, without writing anything, a
-    /// file that is not a pareil store, a store of a newer format, and a store
-    /// whose recorded model differs from `meta` in any field.
-    pub fn create_or_open(path: impl AsRef<Path>, meta: &StoreMeta) -> Result<Store> {
-        let path = path.as_ref();
-        if meta.dim == 0 {
-            return Err(Error::Usage("store dimension must be at least 1".into()));
-        }
-        let exists = match std::fs::metadata(path) {
-            Ok(md) if md.is_dir() => return Err(is_dir(path)),
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        if exists {
-            // Inspect on a read-only handle first, so a foreign or broken
-            // file, or a store of another model, is refused before a writable
-            // connection ever touches it.
-            let (ro, kind) = inspect(path)?;
-            refuse_unless_ours_or_blank(&kind, path)?;
-            if let FileKind::Pareil { .. } = kind {
-                check_meta(path, &schema::read_meta(&ro, path)?, meta)?;
-            }
-        } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(Error::Store {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "cannot be created: directory {} does not exist",
-                        parent.display()
-                    ),
-                });
-            }
-        }
-
-        let mut conn = open_connection(path, false)?;
-        // Decide and initialise under the write lock: if two first ingests
-        // race, the second sees the first one's schema instead of a blank file.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| schema::unreadable(path, e))?;
-        match schema::classify(&tx, path)? {
-            FileKind::Blank => schema::initialise(&tx, meta)?,
-            FileKind::Pareil { version } => schema::check_version(path, version)?,
-            kind @ FileKind::Foreign { .. } => {
-                // Dropping `tx` rolls back; nothing was written.
-                return Err(refuse_unless_ours_or_blank(&kind, path).unwrap_err());
-            }
-        }
-        tx.commit()?;
-        enable_wal(&conn)?;
-
-        let stored = schema::read_meta(&conn, path)?;
-        let store = Store {
-            conn,
-            path: path.to_path_buf(),
-            meta: stored,
-            read_only: false,
-        };
-        store.check_meta(meta)?;
-        Ok(store)
-    }
-
-    /// Opens an existing store; never creates one. With `read_only` the file
-    /// is opened with SQLite's read-only flag and every write fails.
-    pub fn open_existing(path: impl AsRef<Path>, read_only: bool) -> Result<Store> {
-        let path = path.as_ref();
-        match std::fs::metadata(path) {
-            Ok(md) if md.is_dir() => return Err(is_dir(path)),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Store {
-                    path: path.to_path_buf(),
-                    reason: "no store here\n  fix: run `pareil ingest` first, or pass the --db \
-                             of an existing store"
-                        .into(),
-                });
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        }
-        let version = match inspect(path)?.1 {
-            FileKind::Pareil { version } => version,
-            FileKind::Blank => {
-                return Err(Error::Store {
-                    path: path.to_path_buf(),
-                    reason: "is an empty database, not a pareil store yet\n  fix: run `pareil \
-                             ingest` first"
-                        .into(),
-                });
-            }
-            kind => return Err(refuse_unless_ours_or_blank(&kind, path).unwrap_err()),
-        };
-        schema::check_version(path, version)?;
-        let conn = open_connection(path, read_only)?;
-        if !read_only {
-            enable_wal(&conn)?;
-        }
-        let meta = schema::read_meta(&conn, path)?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-            meta,
-            read_only,
-        })
-    }
-
-    /// The model settings recorded when the store was created.
-    pub fn meta(&self) -> &StoreMeta {
-        &self.meta
-    }
-
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether the store was opened read-only.
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
+/// A place that keeps passages and their vectors. Reads take `&self`; each
+/// write takes `&mut self` and is atomic (one transaction), so a killed
+/// process leaves either the old or the new version of a document.
+pub trait Store: Send {
+    /// Where the store lives, for messages (a file path, or a URL without its password).
+    fn location(&self) -> String;
+    /// The model settings the store was created with.
+    fn meta(&self) -> &StoreMeta;
     /// Fails with `StoreMismatch` naming each differing field when `wanted`
     /// is not what the store was made with.
-    pub fn check_meta(&self, wanted: &StoreMeta) -> Result<()> {
-        check_meta(&self.path, &self.meta, wanted)
-    }
+    fn check_meta(&self, wanted: &StoreMeta) -> Result<()>;
+    /// A stored metadata value (free-form keys next to the model settings).
+    fn meta_value(&self, key: &str) -> Result<Option<String>>;
+    /// Sets a metadata value.
+    fn set_meta_value(&mut self, key: &str, value: &str) -> Result<()>;
 
-    /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when it says "ok".
-    pub fn integrity_check(&self) -> Result<()> {
-        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
-        let lines = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        if lines == ["ok"] {
-            Ok(())
-        } else {
-            Err(Error::Store {
-                path: self.path.clone(),
-                reason: format!("integrity check failed: {}", lines.join("; ")),
-            })
-        }
-    }
+    /// Every document, in first-ingest order.
+    fn documents(&self) -> Result<Vec<DocumentRow>>;
+    /// The document stored under exactly `path`.
+    fn document_by_path(&self, path: &str) -> Result<Option<DocumentRow>>;
+    /// Writes `doc` in one transaction, replacing the document stored under
+    /// the same path (its passages, chunks and the duplicate marks pointing
+    /// at them; see [`ReplaceOutcome::unlinked_duplicates`]).
+    fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome>;
+    /// Removes the document stored under exactly `path`; whether there was one.
+    fn remove_document(&mut self, path: &str) -> Result<bool>;
 
-    /// Fails early, with a clear message, on a store opened read-only.
-    fn writable(&self) -> Result<()> {
-        if self.read_only {
-            return Err(Error::Store {
-                path: self.path.clone(),
-                reason: "was opened read-only and cannot be written".into(),
-            });
-        }
+    /// One passage with its document's path.
+    fn passage(&self, id: PassageId) -> Result<Option<PassageRow>>;
+    /// The passages with these ids that exist, in any order.
+    fn passages_by_ids(&self, ids: &[PassageId]) -> Result<Vec<PassageRow>>;
+    /// A document's passages in document order.
+    fn passages_of(&self, doc: DocumentId) -> Result<Vec<PassageRow>>;
+    /// The passage of the document at `path` (exact path) that covers `line`.
+    fn passage_at(&self, path: &str, line: usize) -> Result<Option<PassageRow>>;
+    /// Every passage's dedup record (stored normalised text, no passage
+    /// text), in ingest order: by document `ingest_order`, then index.
+    fn dedup_rows(&self) -> Result<Vec<DedupRow>>;
+
+    /// Vectors already stored for any of `keys`; missing keys are absent.
+    fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>>;
+    /// A passage's own vector: the mean of its chunk vectors, renormalised;
+    /// `None` when it has no chunks (stored as a duplicate reference).
+    fn passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>>;
+    /// The `k` passages most similar to `query` (a unit vector) that pass
+    /// `filter`, best first; ties broken by lower passage id.
+    fn nearest(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Neighbour>>;
+    /// For each of `passages`, its `k` most similar *other* passages scoring
+    /// at least `floor` (best chunk pair per passage pair), best first.
+    fn neighbours(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+    ) -> Result<Vec<Vec<Neighbour>>>;
+    /// Loads whatever searching needs (vectors into memory, say), so a
+    /// caller can overlap it with loading the model. Optional.
+    fn warm(&self) -> Result<()> {
         Ok(())
     }
-}
 
-fn is_dir(path: &Path) -> Error {
-    Error::Store {
-        path: path.to_path_buf(),
-        reason: "is a directory, not a store file\n  fix: pass a file path to --db".into(),
-    }
-}
+    /// Gives a passage stored as a duplicate reference (no chunks) its own
+    /// chunks and vectors and clears its mark, in one transaction.
+    fn add_chunks(
+        &mut self,
+        passage: PassageId,
+        chunks: &[NewChunk],
+        embeddings: &HashMap<String, Vec<f32>>,
+    ) -> Result<()>;
+    /// Marks passages as duplicates of canonical passages, in one transaction.
+    fn set_duplicates(&mut self, marks: &[DuplicateMark]) -> Result<()>;
+    /// Clears a passage's duplicate mark.
+    fn clear_duplicate(&mut self, passage: PassageId) -> Result<()>;
 
-fn check_meta(path: &Path, stored: &StoreMeta, wanted: &StoreMeta) -> Result<()> {
-    let diffs = stored.differences(wanted);
-    if diffs.is_empty() {
-        return Ok(());
-    }
-    Err(Error::StoreMismatch {
-        path: path.to_path_buf(),
-        reason: format!(
-            "it was built with another model setup:\n    {}\n  fix: pass another --db for this \
-             model, or remove {} and run `pareil ingest` again to rebuild it",
-            diffs.join("\n    "),
-            path.display()
-        ),
-    })
-}
-
-/// Header check, then a read-only SQLite handle to classify the file. The
-/// handle is returned so the caller can read the recorded meta through it.
-fn inspect(path: &Path) -> Result<(Connection, FileKind)> {
-    schema::check_header(path)?;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| schema::unreadable(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let kind = schema::classify(&conn, path)?;
-    Ok((conn, kind))
-}
-
-fn refuse_unless_ours_or_blank(kind: &FileKind, path: &Path) -> Result<()> {
-    match kind {
-        FileKind::Blank => Ok(()),
-        FileKind::Pareil { version } => schema::check_version(path, *version),
-        FileKind::Foreign {
-            application_id,
-            tables,
-        } => Err(schema::foreign_error(path, *application_id, tables)),
-    }
-}
-
-/// Opens the connection used for the store's lifetime. No URI flag: a path
-/// that happens to start with `file:` is still a plain path.
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| schema::unreadable(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "foreign_keys", true)?;
-    // Memory-map reads: `load_vectors` reads every vector page on each run,
-    // and mapping skips a copy into SQLite's small page cache. Address space
-    // only; SQLite falls back to plain reads where mmap is unavailable.
-    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
-    Ok(conn)
-}
-
-/// Switches an (already verified) pareil store to WAL, which persists in the
-/// file, so readers never block the one writer. `synchronous=NORMAL` is
-/// per-connection; in WAL it is still crash-safe for a killed process.
-fn enable_wal(conn: &Connection) -> Result<()> {
-    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(())
+    /// Counts, size and the recorded model.
+    fn stats(&self) -> Result<Stats>;
+    /// Deletes cached vectors no chunk uses; returns how many.
+    fn vacuum_embeddings(&mut self) -> Result<usize>;
 }

@@ -173,20 +173,15 @@ pub struct PassageRow {
     pub dup_score: Option<f64>,
 }
 
-/// The small per-passage record the dedup pass needs (no passage text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the dedup pass needs of a stored passage: the row, the normalised
+/// text stored at ingest (not recomputed), and the document's ingest order.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DedupRow {
-    pub id: PassageId,
-    pub doc_id: DocumentId,
-    /// Passage index within its document.
-    pub idx: usize,
-    /// The document's `ingest_order`; with `idx` it orders passages by first sight.
-    pub order: i64,
-    pub date: Option<String>,
+    pub passage: PassageRow,
+    /// Normalised text, as written by the ingest that stored the passage.
     pub norm: String,
-    /// SHA-256 of `norm`, hex; equal hashes mean equal normalised text.
-    pub norm_hash: String,
-    pub duplicate_of: Option<PassageId>,
+    /// The document's `ingest_order`; with `passage.idx` it orders passages by first sight.
+    pub order: i64,
 }
 
 /// A duplicate link to write with `set_duplicates`.
@@ -199,11 +194,15 @@ pub struct DuplicateMark {
     pub score: f64,
 }
 
-/// Every stored vector, row-major, with the chunk and passage each row belongs to.
+/// Stored vectors, row-major, with the chunk, passage and document each row
+/// belongs to; rows of one passage are contiguous, in chunk order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VectorSet {
     pub chunk_ids: Vec<ChunkId>,
     pub passage_ids: Vec<PassageId>,
+    pub doc_ids: Vec<DocumentId>,
+    /// Index of each row's chunk within its passage.
+    pub chunk_idx: Vec<u32>,
     pub dim: usize,
     /// `chunk_ids.len() * dim` floats; row `i` is `data[i*dim..(i+1)*dim]`.
     pub data: Vec<f32>,

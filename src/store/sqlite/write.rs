@@ -6,30 +6,19 @@
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
-use sha2::{Digest, Sha256};
 
-use super::types::{DocumentId, DuplicateMark, NewDocument, PassageId, ReplaceOutcome};
-use super::Store;
+use super::SqliteStore;
 use crate::error::{Error, Result};
+use crate::store::sha256_hex;
+use crate::store::types::{
+    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, ReplaceOutcome,
+};
 
 // Offsets, counts and sizes are written `as i64`: the crate is built without
 // rusqlite's `fallible_uint` feature, and no file comes near 2^63 bytes.
 
 /// SQL for "now" in the format of `documents.ingested_at`.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
-
-/// Lower-case hex SHA-256 of `data`. Used for `norm_hash`; offered to callers
-/// for content hashes and embedding cache keys so all hashes look alike.
-pub fn sha256_hex(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(data);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
-    }
-    out
-}
 
 /// Encodes a vector as the stored blob: `dim` f32 values, little-endian.
 pub(super) fn encode_vector(v: &[f32]) -> Vec<u8> {
@@ -40,12 +29,19 @@ pub(super) fn encode_vector(v: &[f32]) -> Vec<u8> {
     out
 }
 
-impl Store {
+impl SqliteStore {
+    /// Starts a write transaction and counts it in `meta.generation`, so
+    /// whatever is derived from the store (an index) can tell it is stale.
     fn begin(&mut self) -> Result<Transaction<'_>> {
         self.writable()?;
-        Ok(self
+        let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
+            [],
+        )?;
+        Ok(tx)
     }
 
     /// Writes `doc` in one transaction: the old passages and chunks of the same
@@ -198,6 +194,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.vectors_rewritten(doc_id, true)?;
         Ok(ReplaceOutcome {
             doc_id,
             passage_ids,
@@ -206,6 +203,69 @@ impl Store {
             embeddings_reused: reused,
             unlinked_duplicates,
         })
+    }
+
+    /// Gives a passage stored without vectors (a duplicate reference) its
+    /// own chunks and clears its duplicate mark, in one transaction: what a
+    /// reference becomes when its canonical copy is edited away.
+    pub fn add_chunks(
+        &mut self,
+        passage: PassageId,
+        chunks: &[NewChunk],
+        embeddings: &HashMap<String, Vec<f32>>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.begin()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO embeddings (hash, vector) VALUES (?1, ?2) ON CONFLICT(hash) DO NOTHING",
+            )?;
+            for c in chunks {
+                if let Some(v) = embeddings.get(&c.emb_key) {
+                    insert.execute(params![c.emb_key, encode_vector(v)])?;
+                }
+            }
+            let mut find_emb = tx.prepare_cached("SELECT id FROM embeddings WHERE hash = ?1")?;
+            let mut insert_chunk = tx.prepare_cached(
+                "INSERT INTO chunks (passage_id, idx, byte_start, byte_end, tokens, emb_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (ci, c) in chunks.iter().enumerate() {
+                let emb_id: i64 = find_emb
+                    .query_row([&c.emb_key], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| Error::Store {
+                        path: path.clone(),
+                        reason: format!(
+                            "chunk {ci} of passage {passage} uses embedding key {}, which is \
+                             neither stored nor supplied",
+                            c.emb_key
+                        ),
+                    })?;
+                insert_chunk.execute(params![
+                    passage,
+                    ci as i64,
+                    c.byte_start as i64,
+                    c.byte_end as i64,
+                    c.tokens as i64,
+                    emb_id
+                ])?;
+            }
+            let n = tx.execute(
+                "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
+                 WHERE id = ?1",
+                [passage],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("passage {passage}")));
+            }
+        }
+        tx.commit()?;
+        if self.vectors.get().is_some() {
+            let set = self.vectors_of_passage(passage)?;
+            self.vectors.get_mut().expect("checked above").append(set)?;
+        }
+        Ok(())
     }
 
     /// Removes the document stored under exactly `path`, with its passages and
@@ -222,6 +282,9 @@ impl Store {
             delete_document(&tx, id)?;
         }
         tx.commit()?;
+        if let Some(id) = id {
+            self.vectors_rewritten(id, false)?;
+        }
         Ok(id.is_some())
     }
 
@@ -244,13 +307,18 @@ impl Store {
             rows
         };
         let mut removed = Vec::new();
+        let mut ids = Vec::new();
         for (id, path) in docs {
             if remove(&path) {
                 delete_document(&tx, id)?;
                 removed.push(path);
+                ids.push(id);
             }
         }
         tx.commit()?;
+        for id in ids {
+            self.vectors_rewritten(id, false)?;
+        }
         Ok(removed)
     }
 

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Row};
 
-use super::types::{DedupRow, DocumentId, DocumentRow, PassageId, PassageRow, Stats, VectorSet};
-use super::Store;
+use super::SqliteStore;
 use crate::error::{Error, Result};
+use crate::store::types::{
+    DedupRow, DocumentId, DocumentRow, PassageId, PassageRow, Stats, VectorSet,
+};
 
 const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d.date, \
      d.ingest_order, d.ingested_at, \
@@ -69,7 +71,7 @@ fn decode_into(blob: &[u8], dim: usize, out: &mut Vec<f32>) -> bool {
     true
 }
 
-impl Store {
+impl SqliteStore {
     fn bad_vector(&self, what: &str) -> Error {
         Error::Store {
             path: self.path.clone(),
@@ -105,55 +107,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Finds a document by its stored path, or else by a unique path suffix
-    /// made of whole components (`b/c.txt` or `c.txt` for `a/b/c.txt`).
-    /// `NotFound` when nothing matches, `Usage` naming the candidates when
-    /// several do.
-    pub fn find_document(&self, query: &str) -> Result<DocumentRow> {
-        if let Some(doc) = self.document_by_path(query)? {
-            return Ok(doc);
-        }
-        let wanted = query.trim_start_matches("./").replace('\\', "/");
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path FROM documents ORDER BY path")?;
-        let paths = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let matches: Vec<&String> = paths
-            .iter()
-            .filter(|p| {
-                let p = p.replace('\\', "/");
-                let p = p.trim_start_matches("./");
-                p == wanted
-                    || (p.len() > wanted.len()
-                        && p.ends_with(wanted.as_str())
-                        && p.as_bytes()[p.len() - wanted.len() - 1] == b'/')
-            })
-            .collect();
-        match matches.as_slice() {
-            [] => Err(Error::NotFound(format!(
-                "no document matching {query:?} in the store"
-            ))),
-            [one] => Ok(self
-                .document_by_path(one)?
-                .ok_or_else(|| Error::NotFound(format!("document {one:?}")))?),
-            many => {
-                let shown: Vec<&str> = many.iter().take(10).map(|s| s.as_str()).collect();
-                Err(Error::Usage(format!(
-                    "{query:?} matches {} documents: {}{}; give more of the path",
-                    many.len(),
-                    shown.join(", "),
-                    if many.len() > shown.len() {
-                        ", ..."
-                    } else {
-                        ""
-                    }
-                )))
-            }
-        }
-    }
-
     /// Vectors already stored for any of `keys`; missing keys are absent from
     /// the map.
     pub fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
@@ -182,36 +135,46 @@ impl Store {
         Ok(out)
     }
 
-    /// Every chunk's vector, row-major, in chunk id order. Reads only ids and
-    /// blobs (no text) and joins on integer keys, so it stays fast for 100k+
-    /// rows.
+    /// Every chunk's vector, row-major, rows of a passage together. Reads
+    /// only ids and blobs (no text) and joins on integer keys, so it stays
+    /// fast for 100k+ rows.
     pub fn load_vectors(&self) -> Result<VectorSet> {
+        self.vectors_where("1", [])
+    }
+
+    /// The vectors of one document's chunks (appended to the in-memory
+    /// index after a write).
+    pub(super) fn vectors_of_document(&self, doc: DocumentId) -> Result<VectorSet> {
+        self.vectors_where("p.doc_id = ?1", [doc])
+    }
+
+    /// The vectors of one passage's chunks, in chunk order.
+    pub(super) fn vectors_of_passage(&self, passage: PassageId) -> Result<VectorSet> {
+        self.vectors_where("c.passage_id = ?1", [passage])
+    }
+
+    fn vectors_where<P: rusqlite::Params>(&self, condition: &str, params: P) -> Result<VectorSet> {
         let dim = self.meta.dim;
-        let n: usize = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM chunks", [], |r| uint(r, 0))?;
         let mut set = VectorSet {
-            chunk_ids: Vec::with_capacity(n),
-            passage_ids: Vec::with_capacity(n),
             dim,
-            data: Vec::with_capacity(n * dim),
+            ..VectorSet::default()
         };
-        let mut stmt = self.conn.prepare(
-            "SELECT c.id, c.passage_id, e.vector FROM chunks c \
-             JOIN embeddings e ON e.id = c.emb_id ORDER BY c.id",
-        )?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT c.id, c.passage_id, p.doc_id, c.idx, e.vector FROM chunks c \
+             JOIN passages p ON p.id = c.passage_id \
+             JOIN embeddings e ON e.id = c.emb_id WHERE {condition} ORDER BY c.passage_id, c.idx"
+        ))?;
+        let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {
             let chunk_id: i64 = row.get(0)?;
-            if !decode_into(
-                row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
-                dim,
-                &mut set.data,
-            ) {
+            let blob = row.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
+            if !decode_into(blob, dim, &mut set.data) {
                 return Err(self.bad_vector(&format!("of chunk {chunk_id}")));
             }
             set.chunk_ids.push(chunk_id);
             set.passage_ids.push(row.get(1)?);
+            set.doc_ids.push(row.get(2)?);
+            set.chunk_idx.push(uint(row, 3)?);
         }
         Ok(set)
     }
@@ -258,44 +221,37 @@ impl Store {
         Ok(rows)
     }
 
-    /// The passage of the document `path` (exact, or a unique suffix; see
-    /// `find_document`) whose line span contains the 1-based `line`;
-    /// `Ok(None)` when the line falls between passages or past the end.
+    /// The passage of the document stored under exactly `path` whose line
+    /// span contains the 1-based `line`; `Ok(None)` when there is no such
+    /// document, or the line falls between passages or past the end.
     pub fn passage_at(&self, path: &str, line: usize) -> Result<Option<PassageRow>> {
-        let doc = self.find_document(path)?;
         Ok(self
             .conn
             .query_row(
                 &format!(
                     "SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id \
-                     WHERE p.doc_id = ?1 AND p.line_start <= ?2 AND p.line_end >= ?2 \
+                     WHERE d.path = ?1 AND p.line_start <= ?2 AND p.line_end >= ?2 \
                      ORDER BY p.idx LIMIT 1"
                 ),
-                rusqlite::params![doc.id, line as i64],
+                rusqlite::params![path, line as i64],
                 passage_row,
             )
             .optional()?)
     }
 
-    /// All passages as light dedup rows, ordered by first sight (document
-    /// ingest order, then passage index).
-    pub fn all_passages_for_dedup(&self) -> Result<Vec<DedupRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT p.id, p.doc_id, p.idx, d.ingest_order, d.date, p.norm, p.norm_hash, \
-             p.duplicate_of FROM passages p JOIN documents d ON d.id = p.doc_id \
-             ORDER BY d.ingest_order, p.idx",
-        )?;
+    /// Every passage with its stored normalised text, ordered by first sight
+    /// (document ingest order, then passage index).
+    pub fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order FROM passages p \
+             JOIN documents d ON d.id = p.doc_id ORDER BY d.ingest_order, p.idx"
+        ))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(DedupRow {
-                    id: r.get(0)?,
-                    doc_id: r.get(1)?,
-                    idx: uint(r, 2)?,
-                    order: r.get(3)?,
-                    date: r.get(4)?,
-                    norm: r.get(5)?,
-                    norm_hash: r.get(6)?,
-                    duplicate_of: r.get(7)?,
+                    passage: passage_row(r)?,
+                    norm: r.get(13)?,
+                    order: r.get(14)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
-use super::types::StoreMeta;
 use crate::error::{Error, Result};
+use crate::store::types::StoreMeta;
 
 /// `PRAGMA application_id` of a pareil store: the bytes "PARL". SQLite keeps it
 /// in the file header (offset 68), so a foreign file is recognised before any
@@ -19,7 +19,25 @@ pub const APPLICATION_ID: i32 = 0x5041_524C;
 
 /// `PRAGMA user_version` written by this build. A store with a higher number
 /// was made by a newer pareil and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// History: 1 — first release. 2 — `meta.generation` (a counter every write
+/// transaction increments, so a derived index can tell it is stale) and an
+/// index on `documents(ingest_order)` (dedup reads passages in that order).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The oldest format this build opens. Older stores are refused with a fix;
+/// stores from this version up to [`SCHEMA_VERSION`] are read as they are and
+/// migrated in place, in one transaction, when opened for writing.
+pub const OLDEST_SUPPORTED_VERSION: i64 = 1;
+
+/// Migration steps: the SQL that takes a store from version `to - 1` to `to`.
+/// Steps only add (tables, columns, indexes, meta keys), so a store still
+/// at an older supported version reads correctly without them.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "CREATE INDEX IF NOT EXISTS documents_ingest_order ON documents(ingest_order);
+     INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');",
+)];
 
 /// First 16 bytes of every SQLite 3 database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -198,6 +216,16 @@ pub fn check_version(path: &Path, version: i64) -> Result<()> {
             ),
         });
     }
+    if (1..OLDEST_SUPPORTED_VERSION).contains(&version) {
+        return Err(Error::StoreMismatch {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it uses store format version {version}; this build opens versions \
+                 {OLDEST_SUPPORTED_VERSION} to {SCHEMA_VERSION}\n  fix: pass another --db path, \
+                 or remove the file and run `pareil ingest` again to rebuild it"
+            ),
+        });
+    }
     if version < 1 {
         // Our application id with no version cannot come from `initialise`,
         // which sets both in one transaction: something else edited the file.
@@ -219,7 +247,19 @@ pub fn initialise(conn: &Connection, meta: &StoreMeta) -> rusqlite::Result<()> {
     conn.execute_batch(DDL)?;
     write_meta(conn, meta)?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    // A new store is the oldest format plus every migration: one path to
+    // each version, so a migrated store and a new one cannot differ.
+    conn.pragma_update(None, "user_version", OLDEST_SUPPORTED_VERSION)?;
+    migrate(conn, OLDEST_SUPPORTED_VERSION)
+}
+
+/// Applies the migration steps after `from`, and records the new version.
+/// Must run inside a write transaction, so a crash leaves the old version.
+pub fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > from) {
+        conn.execute_batch(sql)?;
+        conn.pragma_update(None, "user_version", to)?;
+    }
     Ok(())
 }
 

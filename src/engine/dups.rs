@@ -1,0 +1,357 @@
+//! Duplicates over what a store holds: the stored passages become dedup
+//! items (in ingest order, so the first ingested copy is canonical, with the
+//! normalised text stored at ingest), the store answers the semantic
+//! neighbours, `dedup` decides, and the pairs come back as findings and
+//! groups with paths and lines. Ingestion uses the same [`Corpus`] for its
+//! per-document checks.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::Engine;
+use crate::dedup::{
+    self, find_pairs_touching, group, merge_blocks, Histogram, Item, Kind, Thresholds,
+};
+use crate::error::Result;
+use crate::store::{DedupRow, PassageRow, Store};
+
+/// Neighbours kept per passage for the semantic layer.
+pub const SEMANTIC_NEIGHBOURS: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct DupsOptions {
+    pub thresholds: Thresholds,
+    pub kinds: Vec<Kind>,
+    /// Only findings with a side in a document whose path matches this glob.
+    pub doc_glob: Option<String>,
+    /// Also compute per-kind score histograms.
+    pub histograms: bool,
+}
+
+impl Default for DupsOptions {
+    fn default() -> Self {
+        DupsOptions {
+            thresholds: Thresholds::default(),
+            kinds: Kind::ALL.to_vec(),
+            doc_glob: None,
+            histograms: false,
+        }
+    }
+}
+
+/// A run of passages in one document.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Place {
+    pub path: String,
+    pub line_start: usize,
+    pub line_end: usize,
+    pub passages: usize,
+    /// Stored passage ids of the run, in order.
+    pub ids: Vec<i64>,
+    /// The first passage's text (shortened for display by the caller).
+    pub text: String,
+}
+
+/// One duplicate finding: a canonical run and its copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateFinding {
+    pub kind: Kind,
+    /// Lowest pair score in the block.
+    pub score: f32,
+    pub mean_score: f32,
+    pub canonical: Place,
+    pub duplicate: Place,
+    pub explanation: Option<String>,
+}
+
+/// A member of a duplicate group.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateMember {
+    pub place: Place,
+    pub kind: Kind,
+    pub score: f32,
+    pub explanation: Option<String>,
+}
+
+/// A canonical passage and every passage that duplicates it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateGroup {
+    pub canonical: Place,
+    pub members: Vec<DuplicateMember>,
+}
+
+/// Everything one `dups` run produces.
+#[derive(Debug, Clone, Serialize)]
+pub struct DupsReport {
+    pub passages: usize,
+    pub findings: Vec<DuplicateFinding>,
+    pub groups: Vec<DuplicateGroup>,
+    pub histograms: Vec<Histogram>,
+}
+
+impl Engine {
+    /// Every duplicate in the store, as findings (blocks) and groups.
+    pub fn dups(&self, opts: &DupsOptions) -> Result<DupsReport> {
+        let _span = tracing::info_span!("dups").entered();
+        let corpus = Corpus::load(self.store())?;
+        let items = corpus.items();
+        let neighbours = if opts.kinds.contains(&Kind::Semantic) {
+            // The histogram needs scores below the threshold too.
+            let floor = if opts.histograms {
+                0.0
+            } else {
+                opts.thresholds.semantic_floor()
+            };
+            Some(corpus.neighbours(self.store(), floor, 0)?)
+        } else {
+            None
+        };
+        let pairs = {
+            let _span = tracing::info_span!("detect", passages = items.len()).entered();
+            find_pairs_touching(
+                &items,
+                0,
+                neighbours.as_deref(),
+                &opts.thresholds,
+                &opts.kinds,
+            )?
+        };
+        let histograms = if opts.histograms {
+            dedup::histogram(
+                &items,
+                neighbours.as_deref(),
+                &opts.thresholds,
+                &opts.kinds,
+                20,
+            )?
+        } else {
+            Vec::new()
+        };
+        corpus.report(&items, &pairs, opts.doc_glob.as_deref(), histograms)
+    }
+}
+
+/// Passages as dedup items, in ingest order.
+pub(crate) struct Corpus {
+    pub rows: Vec<PassageRow>,
+    norms: Vec<String>,
+    orders: Vec<u64>,
+    langs: Vec<Option<&'static str>>,
+}
+
+impl Corpus {
+    /// Every stored passage, with the normalised text stored at ingest.
+    pub fn load(store: &dyn Store) -> Result<Self> {
+        let _span = tracing::info_span!("load_passages").entered();
+        let mut corpus = Corpus::empty();
+        for row in store.dedup_rows()? {
+            corpus.push(row);
+        }
+        Ok(corpus)
+    }
+
+    fn empty() -> Self {
+        Corpus {
+            rows: Vec::new(),
+            norms: Vec::new(),
+            orders: Vec::new(),
+            langs: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Adds a passage at the end.
+    pub fn push(&mut self, row: DedupRow) {
+        self.langs
+            .push(crate::corpus::guess_language(&row.passage.text));
+        self.rows.push(row.passage);
+        self.norms.push(row.norm);
+        self.orders.push(row.order as u64);
+    }
+
+    /// Keeps the first `len` passages (drops a document that was checked but not kept).
+    pub fn truncate(&mut self, len: usize) {
+        self.rows.truncate(len);
+        self.norms.truncate(len);
+        self.orders.truncate(len);
+        self.langs.truncate(len);
+    }
+
+    /// Drops the passages of document `doc` (replaced by a new version).
+    pub fn remove_document(&mut self, doc: i64) {
+        let keep: Vec<bool> = self.rows.iter().map(|r| r.doc_id != doc).collect();
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        self.rows.retain_mask(&keep);
+        self.norms.retain_mask(&keep);
+        self.orders.retain_mask(&keep);
+        self.langs.retain_mask(&keep);
+    }
+
+    /// Moves the passages of document `doc` out (see [`restore`](Self::restore)).
+    pub fn take_document(&mut self, doc: i64) -> Corpus {
+        let keep: Vec<bool> = self.rows.iter().map(|r| r.doc_id != doc).collect();
+        let mut taken = Corpus::empty();
+        for i in (0..self.len()).filter(|&i| !keep[i]) {
+            taken.rows.push(self.rows[i].clone());
+            taken.norms.push(self.norms[i].clone());
+            taken.orders.push(self.orders[i]);
+            taken.langs.push(self.langs[i]);
+        }
+        self.remove_document(doc);
+        taken
+    }
+
+    /// Appends passages moved out by [`take_document`](Self::take_document).
+    pub fn restore(&mut self, taken: Corpus) {
+        self.rows.extend(taken.rows);
+        self.norms.extend(taken.norms);
+        self.orders.extend(taken.orders);
+        self.langs.extend(taken.langs);
+    }
+
+    pub fn items(&self) -> Vec<Item<'_>> {
+        (0..self.rows.len())
+            .map(|i| Item {
+                id: self.rows[i].id,
+                doc: self.rows[i].doc_id,
+                pos: self.rows[i].idx,
+                order: self.orders[i],
+                text: &self.rows[i].text,
+                norm: &self.norms[i],
+                lang: self.langs[i],
+            })
+            .collect()
+    }
+
+    /// Passage-level semantic neighbours from the store, as item indices,
+    /// for items `from` onwards (empty lists before).
+    pub fn neighbours(
+        &self,
+        store: &dyn Store,
+        floor: f32,
+        from: usize,
+    ) -> Result<Vec<Vec<(usize, f32)>>> {
+        let _span = tracing::info_span!("semantic_neighbours").entered();
+        let item_of: HashMap<i64, usize> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i))
+            .collect();
+        let ids: Vec<i64> = self.rows[from..].iter().map(|r| r.id).collect();
+        let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor)?;
+        let mut out = vec![Vec::new(); self.rows.len()];
+        for (i, list) in (from..).zip(lists) {
+            out[i] = list
+                .into_iter()
+                .filter_map(|n| item_of.get(&n.passage).map(|&j| (j, n.score)))
+                .collect();
+        }
+        Ok(out)
+    }
+
+    fn place(&self, first: usize, last: usize) -> Place {
+        let rows = &self.rows[first..=last];
+        Place {
+            path: rows[0].path.clone(),
+            line_start: rows[0].line_start,
+            line_end: rows[rows.len() - 1].line_end,
+            passages: rows.len(),
+            ids: rows.iter().map(|r| r.id).collect(),
+            text: rows[0].text.clone(),
+        }
+    }
+
+    /// Item-level pairs as findings and groups with paths and lines, keeping
+    /// those with a side in a document the glob admits.
+    pub fn report(
+        &self,
+        items: &[Item],
+        pairs: &[dedup::Pair],
+        doc_glob: Option<&str>,
+        histograms: Vec<Histogram>,
+    ) -> Result<DupsReport> {
+        let glob = crate::corpus::doc_glob(doc_glob)?;
+        let keep = |i: usize| glob.as_ref().is_none_or(|g| g.is_match(&self.rows[i].path));
+        let findings = merge_blocks(items, pairs)
+            .into_iter()
+            .filter(|f| keep(f.canonical.first) || keep(f.duplicate.first))
+            .map(|f| DuplicateFinding {
+                kind: f.kind,
+                score: f.score,
+                mean_score: f.mean_score,
+                canonical: self.place(f.canonical.first, f.canonical.last),
+                duplicate: self.place(f.duplicate.first, f.duplicate.last),
+                explanation: f.explanation,
+            })
+            .collect();
+        let groups = group(items, pairs)
+            .into_iter()
+            .filter(|g| keep(g.canonical) || g.members.iter().any(|m| keep(m.index)))
+            .map(|g| DuplicateGroup {
+                canonical: self.place(g.canonical, g.canonical),
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|m| DuplicateMember {
+                        place: self.place(m.index, m.index),
+                        kind: m.kind,
+                        score: m.score,
+                        explanation: m.explanation,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(DupsReport {
+            passages: items.len(),
+            findings,
+            groups,
+            histograms,
+        })
+    }
+
+    /// The corpus with the passages of `docs` moved to the end (whole
+    /// documents, in their order), and the index of the first moved item.
+    pub fn with_docs_last(self, docs: &HashSet<i64>) -> (Corpus, usize) {
+        let mut parts: Vec<(DedupRow, Option<&'static str>)> = Vec::with_capacity(self.len());
+        let rows = self.rows.into_iter().zip(self.norms).zip(self.orders);
+        for (((passage, norm), order), lang) in rows.zip(self.langs) {
+            let row = DedupRow {
+                passage,
+                norm,
+                order: order as i64,
+            };
+            parts.push((row, lang));
+        }
+        let (moved, kept): (Vec<_>, Vec<_>) = parts
+            .into_iter()
+            .partition(|(r, _)| docs.contains(&r.passage.doc_id));
+        let first = kept.len();
+        let mut c = Corpus::empty();
+        for (row, lang) in kept.into_iter().chain(moved) {
+            c.langs.push(lang);
+            c.rows.push(row.passage);
+            c.norms.push(row.norm);
+            c.orders.push(row.order as u64);
+        }
+        (c, first)
+    }
+}
+
+/// Keeps the entries of a column whose mask entry is true.
+trait Retain {
+    fn retain_mask(&mut self, keep: &[bool]);
+}
+
+impl<T> Retain for Vec<T> {
+    fn retain_mask(&mut self, keep: &[bool]) {
+        let mut i = 0;
+        self.retain(|_| (keep[i], i += 1).0);
+    }
+}

@@ -1,0 +1,828 @@
+//! Ingestion: inputs → passages → chunks (windows of over-long passages) →
+//! embeddings (cached by model input) → one store transaction per document,
+//! with dedup on ingestion (report, skip, fail). Unchanged files are skipped
+//! by content hash, so a killed run resumes where it stopped without
+//! re-embedding what was committed.
+//!
+//! Dedup on ingestion keeps per-run state ([`RunState`]): the stored passages
+//! are read once per run (with the normalised text stored at ingest) and
+//! kept current as documents are written, and semantic neighbours come from
+//! the store's search, so checking each document does not reload the store.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::dups::{Corpus, DuplicateFinding, SEMANTIC_NEIGHBOURS};
+use super::{embedding_key, Engine};
+use crate::corpus;
+use crate::dedup::{find_pairs_touching, Kind, Pair, Thresholds};
+use crate::error::{Error, Result};
+use crate::model::{Embedder, Role};
+use crate::store::{
+    DedupRow, DuplicateMark, Filter, NewChunk, NewDocument, NewPassage, PassageId, PassageRow,
+    Store, StoreMeta,
+};
+
+/// Sentences of overlap between consecutive windows of an over-long passage.
+pub const WINDOW_OVERLAP_SENTENCES: usize = 1;
+
+/// The name under which text read from standard input is stored.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// One thing to ingest: a file or directory, or a named stream (the CLI
+/// hands in standard input as `Reader { name: STDIN_NAME, .. }`).
+pub enum Input {
+    Path(PathBuf),
+    Reader {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Glob patterns a file inside a directory must match (all when empty).
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Decode invalid UTF-8 with replacement characters instead of skipping the file.
+    pub lossy: bool,
+    /// Drop stored documents whose files no longer exist.
+    pub prune: bool,
+    pub on_duplicate: OnDuplicate,
+    pub thresholds: Thresholds,
+}
+
+/// What ingestion does with passages that duplicate stored ones (or each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDuplicate {
+    /// Store everything; report the duplicates.
+    #[default]
+    Report,
+    /// Store exact/near/contained duplicates as references to their canonical
+    /// passage (text and location kept, no vector, not returned by `similar`).
+    Skip,
+    /// Do not write a document containing duplicates of any kind.
+    Fail,
+}
+
+/// Receives progress events; the CLI draws a bar from them.
+pub trait Progress {
+    fn files(&mut self, _total: usize) {}
+    fn file_started(&mut self, _path: &str, _passages_to_embed: usize) {}
+    fn embedded(&mut self, _n: usize) {}
+    fn warn(&mut self, _msg: &str) {}
+}
+
+/// Progress sink that ignores everything.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestReport {
+    pub documents: usize,
+    pub documents_unchanged: usize,
+    pub documents_written: usize,
+    pub passages: usize,
+    /// Chunks whose vectors were computed in this run.
+    pub chunks_embedded: usize,
+    /// Chunks whose vectors came from the cache.
+    pub chunks_reused: usize,
+    /// Passages longer than the model window, split into several chunks.
+    pub passages_windowed: usize,
+    pub removed: Vec<String>,
+    /// Files not ingested, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Stored ids of the passages of each written document, by path.
+    #[serde(skip)]
+    pub written: Vec<(String, Vec<i64>)>,
+    /// Duplicates touching the documents of this run.
+    pub duplicates: Vec<DuplicateFinding>,
+    /// Passages stored as references to a canonical copy (`--on-duplicate skip`).
+    pub passages_skipped_as_duplicates: usize,
+    /// Documents not written because they hold duplicates (`--on-duplicate fail`).
+    pub refused: Vec<(String, String)>,
+    /// Passages stored as references whose canonical copy was edited away
+    /// in this run, embedded so they stay searchable.
+    pub references_restored: usize,
+    pub seconds: f64,
+}
+
+/// A file read and split, ready to be embedded and written.
+struct PreparedDocument {
+    doc: NewDocument,
+    /// Chunk texts by embedding key.
+    chunk_texts: HashMap<String, String>,
+    windowed: usize,
+}
+
+/// A passage of the document being ingested (by index), its canonical copy, kind and score.
+struct DuplicateOf {
+    passage: usize,
+    canonical: Canonical,
+    kind: Kind,
+    score: f32,
+}
+
+/// The canonical side of a duplicate found before writing.
+enum Canonical {
+    Stored(PassageId),
+    SameDocument(usize),
+}
+
+/// What one ingest run keeps between documents.
+struct RunState {
+    meta: StoreMeta,
+    /// Stored passages, current as documents are written; loaded on the
+    /// first document that needs a duplicate check (`skip` and `fail`).
+    corpus: Option<Corpus>,
+    /// Documents that were already stored when their new version was written.
+    seen: HashSet<String>,
+}
+
+impl Engine {
+    /// Ingests files, directories and streams. Per document: unchanged files
+    /// are skipped by hash, the rest split, embedded (only what the vector
+    /// cache lacks) and written in one transaction, duplicates handled per
+    /// `opts.on_duplicate`.
+    pub fn ingest(
+        &mut self,
+        inputs: Vec<Input>,
+        opts: &IngestOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<IngestReport> {
+        let _span = tracing::info_span!("ingest").entered();
+        let started = Instant::now();
+        self.model()?;
+        let mut report = IngestReport::default();
+        let mut state = RunState {
+            meta: self.store.meta().clone(),
+            corpus: None,
+            seen: HashSet::new(),
+        };
+        let sources = resolve_inputs(inputs, opts)?;
+        progress.files(sources.len());
+        for (name, source) in sources {
+            report.documents += 1;
+            state.seen.insert(name.clone());
+            let read = {
+                let _span = tracing::info_span!("read", path = %name).entered();
+                read_source(source)
+            };
+            let (bytes, mtime) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    skip(&mut report, progress, name, e);
+                    continue;
+                }
+            };
+            self.ingest_one(
+                &name,
+                &bytes,
+                mtime,
+                opts,
+                &mut state,
+                progress,
+                &mut report,
+            )?;
+        }
+        if opts.on_duplicate == OnDuplicate::Report && !report.written.is_empty() {
+            report.duplicates = self.duplicates_touching_run(&report, &opts.thresholds)?;
+        }
+        if opts.prune {
+            report.removed = self.prune(&state.seen)?;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_one(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        mtime: Option<i64>,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let hash = corpus::content_hash(bytes);
+        if let Some(existing) = self.store.document_by_path(name)? {
+            if existing.content_hash == hash {
+                report.documents_unchanged += 1;
+                progress.file_started(name, 0);
+                return Ok(());
+            }
+        }
+        let text = match corpus::read_text(Path::new(name), bytes, opts.lossy) {
+            Ok(t) => t,
+            Err(e @ (Error::InvalidUtf8 { .. } | Error::Binary { .. })) => {
+                skip(report, progress, name.to_string(), e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let doc = self.prepare(&state.meta, name, bytes, &text, mtime)?;
+        match opts.on_duplicate {
+            OnDuplicate::Report => self.write(doc, state, progress, report).map(|_| ()),
+            OnDuplicate::Skip => self.write_skipping_duplicates(doc, opts, state, progress, report),
+            OnDuplicate::Fail => self.write_unless_duplicates(doc, opts, state, progress, report),
+        }
+    }
+
+    /// `--on-duplicate skip`: duplicate passages are stored as references to
+    /// their canonical copy. Lexical duplicates are found before embedding,
+    /// so they cost no model time; semantic ones need the document's
+    /// vectors, computed once and reused for the write.
+    fn write_skipping_duplicates(
+        &mut self,
+        mut doc: PreparedDocument,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let (findings, mut marks) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
+        report.duplicates.extend(findings);
+        doc.drop_chunks_of(&marks);
+        self.embed_missing(&mut doc, progress, report)?;
+        let (findings, semantic) = self.semantic_duplicates(&doc, state, &opts.thresholds)?;
+        report.duplicates.extend(findings);
+        doc.drop_chunks_of(&semantic);
+        marks.extend(semantic);
+        report.passages_skipped_as_duplicates += marks.len();
+        let ids = self.write(doc, state, progress, report)?;
+        let marks: Vec<DuplicateMark> = marks
+            .into_iter()
+            .map(|m| DuplicateMark {
+                passage_id: ids[m.passage],
+                canonical_id: match m.canonical {
+                    Canonical::Stored(id) => id,
+                    Canonical::SameDocument(i) => ids[i],
+                },
+                kind: m.kind.as_str().into(),
+                score: m.score as f64,
+            })
+            .collect();
+        self.store.set_duplicates(&marks)
+    }
+
+    /// `--on-duplicate fail`: a document holding any duplicate is not written.
+    fn write_unless_duplicates(
+        &mut self,
+        mut doc: PreparedDocument,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        // Lexical duplicates refuse the document before any embedding.
+        let (findings, _) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
+        if refuse(report, &doc.doc.path, findings) {
+            return Ok(());
+        }
+        self.embed_missing(&mut doc, progress, report)?;
+        let (findings, _) = self.semantic_duplicates(&doc, state, &opts.thresholds)?;
+        if refuse(report, &doc.doc.path, findings) {
+            return Ok(());
+        }
+        self.write(doc, state, progress, report).map(|_| ())
+    }
+
+    /// Splits a document's text into passages and chunks.
+    fn prepare(
+        &self,
+        meta: &StoreMeta,
+        path: &str,
+        bytes: &[u8],
+        text: &str,
+        mtime: Option<i64>,
+    ) -> Result<PreparedDocument> {
+        let _span = tracing::info_span!("split", path).entered();
+        let model = self.model.as_ref().expect("ingest loads the model first");
+        let split = corpus::split_passages(text);
+        let mut chunk_texts = HashMap::new();
+        let mut windowed = 0;
+        let mut passages = Vec::with_capacity(split.passages.len());
+        for p in split.passages {
+            let chunks = chunk_passage(model, meta, &p.text, &mut chunk_texts);
+            windowed += usize::from(chunks.len() > 1);
+            passages.push(NewPassage {
+                line_start: p.line_start,
+                line_end: p.line_end,
+                byte_start: p.byte_start,
+                byte_end: p.byte_end,
+                norm: corpus::normalize(&p.text),
+                text: p.text,
+                chunks,
+            });
+        }
+        Ok(PreparedDocument {
+            doc: NewDocument {
+                path: path.to_string(),
+                content_hash: corpus::content_hash(bytes),
+                size: bytes.len() as u64,
+                mtime,
+                date: split.date,
+                passages,
+                embeddings: HashMap::new(),
+            },
+            chunk_texts,
+            windowed,
+        })
+    }
+
+    /// Embeds the chunks of `doc` that neither the store's cache nor
+    /// `doc.doc.embeddings` holds, adding them to the latter.
+    fn embed_missing(
+        &self,
+        doc: &mut PreparedDocument,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let computed = &doc.doc.embeddings;
+        let keys: Vec<String> = doc
+            .chunk_texts
+            .keys()
+            .filter(|k| !computed.contains_key(*k))
+            .cloned()
+            .collect();
+        let cached = self.store.cached_embeddings(&keys)?;
+        let missing: Vec<&String> = keys.iter().filter(|k| !cached.contains_key(*k)).collect();
+        progress.file_started(&doc.doc.path, missing.len());
+        let texts: Vec<&str> = missing
+            .iter()
+            .map(|k| doc.chunk_texts[*k].as_str())
+            .collect();
+        let model = self.model.as_ref().expect("ingest loads the model first");
+        let vectors = {
+            let _span = tracing::info_span!("embed", chunks = texts.len()).entered();
+            model.embed_with_progress(&texts, Role::Passage, &mut |n| progress.embedded(n))?
+        };
+        report.chunks_embedded += vectors.len();
+        for (k, e) in missing.into_iter().zip(vectors) {
+            doc.doc.embeddings.insert(k.clone(), e.vector);
+        }
+        Ok(())
+    }
+
+    /// Embeds what the cache lacks and writes the document in one
+    /// transaction; restores the references its old version's passages
+    /// were canonical for. Returns the new passage ids.
+    fn write(
+        &mut self,
+        mut doc: PreparedDocument,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<Vec<PassageId>> {
+        self.embed_missing(&mut doc, progress, report)?;
+        // Only vectors the document uses are written; `embeddings` may hold
+        // vectors of chunks dropped since (duplicates stored as references).
+        let mut doc = doc;
+        doc.doc
+            .embeddings
+            .retain(|k, _| doc.chunk_texts.contains_key(k));
+        let total_chunks: usize = doc.doc.passages.iter().map(|p| p.chunks.len()).sum();
+        // Chunks repeated inside the document, or cached, count as reused.
+        report.chunks_reused += total_chunks.saturating_sub(doc.doc.embeddings.len());
+        report.passages_windowed += doc.windowed;
+        report.passages += doc.doc.passages.len();
+        let outcome = {
+            let _span = tracing::info_span!("write", path = %doc.doc.path).entered();
+            self.store.replace_document(&doc.doc)?
+        };
+        report.documents_written += 1;
+        report
+            .written
+            .push((doc.doc.path.clone(), outcome.passage_ids.clone()));
+        if let Some(corpus) = state.corpus.as_mut() {
+            corpus.remove_document(outcome.doc_id);
+            let order = self
+                .store
+                .document_by_path(&doc.doc.path)?
+                .map_or(i64::MAX, |d| d.ingest_order);
+            for (row, p) in doc.rows(outcome.doc_id, &outcome.passage_ids) {
+                corpus.push(DedupRow {
+                    passage: row,
+                    norm: p.norm.clone(),
+                    order,
+                });
+            }
+        }
+        for id in outcome.unlinked_duplicates {
+            self.restore_reference(id, &state.meta, progress, report)?;
+        }
+        Ok(outcome.passage_ids)
+    }
+
+    /// A passage stored as a reference whose canonical copy is gone gets its
+    /// own chunks and vectors back, so it stays searchable.
+    fn restore_reference(
+        &mut self,
+        id: PassageId,
+        meta: &StoreMeta,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let Some(row) = self.store.passage(id)? else {
+            return Ok(());
+        };
+        let model = self.model.as_ref().expect("ingest loads the model first");
+        let mut chunk_texts = HashMap::new();
+        let chunks = chunk_passage(model, meta, &row.text, &mut chunk_texts);
+        let mut prepared = PreparedDocument {
+            doc: NewDocument {
+                path: row.path.clone(),
+                ..NewDocument::default()
+            },
+            chunk_texts,
+            windowed: 0,
+        };
+        self.embed_missing(&mut prepared, progress, report)?;
+        self.store
+            .add_chunks(id, &chunks, &prepared.doc.embeddings)?;
+        report.references_restored += 1;
+        Ok(())
+    }
+
+    /// The stored corpus for duplicate checks, loaded once per run.
+    fn corpus<'s>(&self, state: &'s mut RunState) -> Result<&'s mut Corpus> {
+        if state.corpus.is_none() {
+            state.corpus = Some(Corpus::load(self.store())?);
+        }
+        Ok(state.corpus.as_mut().expect("loaded above"))
+    }
+
+    /// Exact, near and contained duplicates of `doc`'s passages among the
+    /// stored passages (other than its own old version) and earlier passages
+    /// of `doc`: the findings, and each duplicate passage of `doc` with its
+    /// canonical copy.
+    fn lexical_duplicates(
+        &self,
+        doc: &PreparedDocument,
+        state: &mut RunState,
+        th: &Thresholds,
+    ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
+        let _span = tracing::info_span!("lexical_check", path = %doc.doc.path).entered();
+        let old = self.store.document_by_path(&doc.doc.path)?.map(|d| d.id);
+        let corpus = self.corpus(state)?;
+        with_candidate(corpus, doc, old, |corpus, first_new| {
+            let items = corpus.items();
+            let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
+            let marks = duplicate_marks(corpus, first_new, &pairs);
+            Ok((
+                corpus.report(&items, &pairs, None, Vec::new())?.findings,
+                marks,
+            ))
+        })
+    }
+
+    /// Semantic duplicates of `doc` among the stored passages and earlier
+    /// passages of `doc`, whose vectors must be in the cache or computed:
+    /// stored neighbours come from the store's search, the document's own
+    /// pairs from its vectors.
+    fn semantic_duplicates(
+        &self,
+        doc: &PreparedDocument,
+        state: &mut RunState,
+        th: &Thresholds,
+    ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
+        let _span = tracing::info_span!("semantic_check", path = %doc.doc.path).entered();
+        let old = self.store.document_by_path(&doc.doc.path)?.map(|d| d.id);
+        let vectors = self.passage_chunk_vectors(doc)?;
+        let store = self.store();
+        let corpus = self.corpus(state)?;
+        with_candidate(corpus, doc, old, |corpus, first_new| {
+            let neighbours = candidate_neighbours(store, corpus, first_new, &vectors, old, th)?;
+            let items = corpus.items();
+            let pairs =
+                find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
+            let marks = duplicate_marks(corpus, first_new, &pairs);
+            Ok((
+                corpus.report(&items, &pairs, None, Vec::new())?.findings,
+                marks,
+            ))
+        })
+    }
+
+    /// Each passage's chunk vectors (empty for passages stored as references).
+    fn passage_chunk_vectors(&self, doc: &PreparedDocument) -> Result<Vec<Vec<Vec<f32>>>> {
+        let keys: Vec<String> = doc.chunk_texts.keys().cloned().collect();
+        let cached = self.store.cached_embeddings(&keys)?;
+        doc.doc
+            .passages
+            .iter()
+            .map(|p| {
+                p.chunks
+                    .iter()
+                    .map(|c| {
+                        doc.doc
+                            .embeddings
+                            .get(&c.emb_key)
+                            .or_else(|| cached.get(&c.emb_key))
+                            .cloned()
+                            .ok_or_else(|| {
+                                Error::Usage(format!("chunk {} was not embedded", c.emb_key))
+                            })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// All kinds of duplicates that involve a document written in this run.
+    fn duplicates_touching_run(
+        &self,
+        report: &IngestReport,
+        th: &Thresholds,
+    ) -> Result<Vec<DuplicateFinding>> {
+        let _span = tracing::info_span!("duplicate_report").entered();
+        let written: HashSet<&str> = report.written.iter().map(|(p, _)| p.as_str()).collect();
+        let docs: HashSet<i64> = self
+            .store
+            .documents()?
+            .into_iter()
+            .filter(|d| written.contains(d.path.as_str()))
+            .map(|d| d.id)
+            .collect();
+        let (corpus, first_new) = Corpus::load(self.store())?.with_docs_last(&docs);
+        let neighbours = corpus.neighbours(self.store(), th.semantic_floor(), first_new)?;
+        let items = corpus.items();
+        let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &Kind::ALL)?;
+        Ok(corpus.report(&items, &pairs, None, Vec::new())?.findings)
+    }
+
+    /// Removes stored documents whose files no longer exist (and that this
+    /// run did not see); returns their paths.
+    fn prune(&mut self, seen: &HashSet<String>) -> Result<Vec<String>> {
+        let gone: Vec<String> = self
+            .store
+            .documents()?
+            .into_iter()
+            .map(|d| d.path)
+            .filter(|p| p != STDIN_NAME && !seen.contains(p) && !Path::new(p).exists())
+            .collect();
+        for p in &gone {
+            self.store.remove_document(p)?;
+        }
+        Ok(gone)
+    }
+}
+
+/// A passage's chunks: the whole passage, or windows on sentence boundaries
+/// when it is longer than the model's window; their texts go into `texts`.
+fn chunk_passage(
+    model: &Embedder,
+    meta: &StoreMeta,
+    text: &str,
+    texts: &mut HashMap<String, String>,
+) -> Vec<NewChunk> {
+    let max = model.max_tokens();
+    let count = |s: &str| model.count_tokens(s, Role::Passage).unwrap_or(usize::MAX);
+    let spans = if count(text) <= max {
+        vec![(0, text.len())]
+    } else {
+        corpus::windows(text, max, WINDOW_OVERLAP_SENTENCES, &count)
+    };
+    spans
+        .into_iter()
+        .map(|(s, e)| {
+            let chunk = &text[s..e];
+            let key = embedding_key(meta, Role::Passage, chunk);
+            texts.insert(key.clone(), chunk.to_string());
+            NewChunk {
+                byte_start: s,
+                byte_end: e,
+                tokens: count(chunk).min(max),
+                emb_key: key,
+            }
+        })
+        .collect()
+}
+
+/// Runs `check` on the corpus with `doc`'s old version left out and `doc`'s
+/// passages appended (from the returned index on), then restores the corpus.
+fn with_candidate<T>(
+    corpus: &mut Corpus,
+    doc: &PreparedDocument,
+    old: Option<i64>,
+    check: impl FnOnce(&Corpus, usize) -> Result<T>,
+) -> Result<T> {
+    // Passages of the old version stay in the corpus (the write will replace
+    // them) but must not be compared: move them out for the check.
+    let saved = old.map(|id| corpus.take_document(id));
+    let first_new = corpus.len();
+    for (row, p) in doc.rows(NEW_DOC, &[]) {
+        corpus.push(DedupRow {
+            passage: row,
+            norm: p.norm.clone(),
+            order: i64::MAX,
+        });
+    }
+    let result = check(corpus, first_new);
+    corpus.truncate(first_new);
+    if let Some(rows) = saved {
+        corpus.restore(rows);
+    }
+    result
+}
+
+/// Stored neighbours of each new passage with vectors, from the store's
+/// search, plus the pairs inside the new document, as item-index lists.
+fn candidate_neighbours(
+    store: &dyn Store,
+    corpus: &Corpus,
+    first_new: usize,
+    vectors: &[Vec<Vec<f32>>],
+    old: Option<i64>,
+    th: &Thresholds,
+) -> Result<Vec<Vec<(usize, f32)>>> {
+    let item_of: HashMap<i64, usize> = corpus.rows[..first_new]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, i))
+        .collect();
+    let filter = Filter {
+        exclude_documents: old.into_iter().collect(),
+        min_score: Some(th.semantic_floor()),
+        ..Filter::default()
+    };
+    let mut out: Vec<Vec<(usize, f32)>> = vec![Vec::new(); corpus.len()];
+    for (i, chunks) in vectors.iter().enumerate() {
+        let mut best: HashMap<usize, f32> = HashMap::new();
+        let mut note = |j: usize, s: f32| {
+            let e = best.entry(j).or_insert(s);
+            *e = e.max(s);
+        };
+        for v in chunks {
+            for n in store.nearest(v, SEMANTIC_NEIGHBOURS * 2, &filter)? {
+                if let Some(&j) = item_of.get(&n.passage) {
+                    note(j, n.score);
+                }
+            }
+            for (j, other) in vectors.iter().enumerate().filter(|(j, _)| *j != i) {
+                for w in other {
+                    let s = crate::model::dot(v, w);
+                    if s >= th.semantic_floor() {
+                        note(first_new + j, s);
+                    }
+                }
+            }
+        }
+        let mut list: Vec<(usize, f32)> = best.into_iter().collect();
+        list.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        list.truncate(SEMANTIC_NEIGHBOURS);
+        out[first_new + i] = list;
+    }
+    Ok(out)
+}
+
+/// Reads a source's bytes, and a file's modification time.
+fn read_source(source: Source) -> Result<(Vec<u8>, Option<i64>)> {
+    match source {
+        Source::File(p) => {
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            Ok((bytes, mtime_of(&p)))
+        }
+        Source::Reader(name, mut r) => {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).map_err(|e| Error::io(&name, e))?;
+            Ok((buf, None))
+        }
+    }
+}
+
+/// Where a document's bytes come from.
+enum Source {
+    File(PathBuf),
+    Reader(String, Box<dyn Read + Send>),
+}
+
+/// Expands directories (with the include/exclude globs) into files, each
+/// under the name it is stored with; streams keep their name.
+fn resolve_inputs(inputs: Vec<Input>, opts: &IngestOptions) -> Result<Vec<(String, Source)>> {
+    let mut paths = Vec::new();
+    let mut readers = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Path(p) => paths.push(p),
+            Input::Reader { name, reader } => {
+                readers.push((name.clone(), Source::Reader(name, reader)))
+            }
+        }
+    }
+    let files = if paths.is_empty() {
+        Vec::new()
+    } else {
+        corpus::discover(&paths, &opts.include, &opts.exclude)?
+    };
+    let mut out: Vec<(String, Source)> = files
+        .into_iter()
+        .map(|p| (display_path(&p), Source::File(p)))
+        .collect();
+    out.extend(readers);
+    Ok(out)
+}
+
+fn skip(report: &mut IngestReport, progress: &mut dyn Progress, name: String, e: Error) {
+    progress.warn(&e.to_string());
+    report.skipped.push((name, e.to_string()));
+}
+
+/// The path string a file is stored under: as given, without a leading "./".
+pub fn display_path(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    s.strip_prefix("./").unwrap_or(&s).to_string()
+}
+
+fn mtime_of(path: &Path) -> Option<i64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// Placeholder document id of a document not yet written.
+const NEW_DOC: i64 = -1;
+
+impl PreparedDocument {
+    /// Removes the chunks of passages stored as references, and their texts.
+    fn drop_chunks_of(&mut self, marks: &[DuplicateOf]) {
+        for m in marks {
+            self.doc.passages[m.passage].chunks.clear();
+        }
+        let used: HashSet<String> = self
+            .doc
+            .passages
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(|c| c.emb_key.clone()))
+            .collect();
+        self.chunk_texts.retain(|k, _| used.contains(k));
+    }
+
+    /// The document's passages as stored rows: with `ids` once written,
+    /// else with placeholder ids.
+    fn rows<'d>(
+        &'d self,
+        doc_id: i64,
+        ids: &[PassageId],
+    ) -> impl Iterator<Item = (PassageRow, &'d NewPassage)> + 'd {
+        let ids = ids.to_vec();
+        self.doc.passages.iter().enumerate().map(move |(i, p)| {
+            let row = PassageRow {
+                id: ids.get(i).copied().unwrap_or(-1 - i as i64),
+                doc_id,
+                path: self.doc.path.clone(),
+                date: self.doc.date.clone(),
+                idx: i,
+                line_start: p.line_start,
+                line_end: p.line_end,
+                byte_start: p.byte_start,
+                byte_end: p.byte_end,
+                text: p.text.clone(),
+                duplicate_of: None,
+                dup_kind: None,
+                dup_score: None,
+            };
+            (row, p)
+        })
+    }
+}
+
+/// Records `name` as refused for `findings`, if there are any; says whether it was.
+fn refuse(report: &mut IngestReport, name: &str, findings: Vec<DuplicateFinding>) -> bool {
+    if findings.is_empty() {
+        return false;
+    }
+    report.refused.push((
+        name.to_string(),
+        format!("{} duplicate finding(s)", findings.len()),
+    ));
+    report.duplicates.extend(findings);
+    true
+}
+
+/// For each pair whose duplicate side is a passage of the new document
+/// (items from `first_new` on), that passage and its canonical copy, once.
+fn duplicate_marks(corpus: &Corpus, first_new: usize, pairs: &[Pair]) -> Vec<DuplicateOf> {
+    let mut marks = Vec::new();
+    let mut marked = HashSet::new();
+    for p in pairs {
+        if p.b >= first_new && marked.insert(p.b) {
+            let canonical = if p.a >= first_new {
+                Canonical::SameDocument(p.a - first_new)
+            } else {
+                Canonical::Stored(corpus.rows[p.a].id)
+            };
+            marks.push(DuplicateOf {
+                passage: p.b - first_new,
+                canonical,
+                kind: p.kind,
+                score: p.score,
+            });
+        }
+    }
+    marks
+}

@@ -1,0 +1,186 @@
+//! The engine: the one façade that the command line, the server and Rust
+//! users call alike (TEI's `Infer`). It owns a [`Store`] and, when a command
+//! needs one, the embedding model, and runs the pipelines that join them:
+//! [`ingest`](Engine::ingest), [`similar`](Engine::similar),
+//! [`dups`](Engine::dups), [`remove`](Engine::remove), [`stats`](Engine::stats).
+//! Options are plain structs with `Default`; results are typed reports.
+//! Nothing here prints, parses arguments or touches process stdin: a caller
+//! that wants `-` hands in a reader ([`Input::Reader`]).
+//!
+//! Dependencies run one way: engine → corpus, dedup, store, model.
+
+mod documents;
+mod dups;
+mod ingest;
+mod similar;
+
+use std::path::{Path, PathBuf};
+
+pub use documents::find_document;
+pub use dups::{DuplicateFinding, DuplicateGroup, DuplicateMember, DupsOptions, DupsReport, Place};
+pub use ingest::{
+    IngestOptions, IngestReport, Input, NoProgress, OnDuplicate, Progress, STDIN_NAME,
+};
+pub use similar::{Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarResults};
+
+use crate::error::{Error, Result};
+use crate::model::{Embedder, EncoderOptions, Role, POOLING};
+use crate::store::{SqliteStore, Stats, Store, StoreMeta};
+
+/// Where to find the model, for an engine that loads it only when a command
+/// needs it (a text query does; `dups`, `stats` and stored-passage queries do not).
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub dir: PathBuf,
+    pub options: EncoderOptions,
+}
+
+/// A store and (possibly not yet loaded) model.
+pub struct Engine {
+    store: Box<dyn Store>,
+    model: Option<Embedder>,
+    spec: Option<ModelSpec>,
+}
+
+impl Engine {
+    /// An engine over any store, with a loaded model or none.
+    pub fn new(store: Box<dyn Store>, model: Option<Embedder>) -> Self {
+        Engine {
+            store,
+            model,
+            spec: None,
+        }
+    }
+
+    /// Opens the SQLite store at `db` for ingesting with `model`, creating
+    /// it when missing; refuses a store made with another model setup.
+    pub fn create(db: &Path, model: Embedder) -> Result<Self> {
+        let store = SqliteStore::create_or_open(db, &store_meta(&model))?;
+        Ok(Engine::new(Box::new(store), Some(model)))
+    }
+
+    /// Opens an existing SQLite store (read-only unless `writable`); the
+    /// model described by `model` is loaded on first need.
+    pub fn open(db: &Path, writable: bool, model: Option<ModelSpec>) -> Result<Self> {
+        let store = SqliteStore::open_existing(db, !writable)?;
+        Ok(Engine {
+            store: Box::new(store),
+            model: None,
+            spec: model,
+        })
+    }
+
+    /// Sets where the model is, to be loaded on first need.
+    pub fn with_model(mut self, spec: ModelSpec) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+
+    /// The store, for reads the façade does not wrap.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The model, loading it (and checking it against the store) on first use.
+    pub fn model(&mut self) -> Result<&Embedder> {
+        if self.model.is_none() {
+            let model = self.load_model()?;
+            self.attach_model(model)?;
+        }
+        Ok(self.model.as_ref().expect("loaded above"))
+    }
+
+    fn load_model(&self) -> Result<Embedder> {
+        load(self.spec.as_ref())
+    }
+
+    fn attach_model(&mut self, model: Embedder) -> Result<()> {
+        self.store.check_meta(&store_meta(&model))?;
+        self.model = Some(model);
+        Ok(())
+    }
+
+    /// Loads the model on a second thread while the store warms up (reads
+    /// its vectors): a one-shot text query pays for the slower of the two,
+    /// not their sum.
+    fn model_and_warm_store(&mut self) -> Result<()> {
+        if self.model.is_some() {
+            return self.store.warm();
+        }
+        let spec = self.spec.clone();
+        let (warmed, model) = std::thread::scope(|scope| {
+            let loading = scope.spawn(|| load(spec.as_ref()));
+            let warmed = self.store.warm();
+            let model = loading
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (warmed, model)
+        });
+        warmed?;
+        self.attach_model(model?)
+    }
+
+    /// Counts, size and the recorded model.
+    pub fn stats(&self) -> Result<Stats> {
+        let _span = tracing::info_span!("stats").entered();
+        self.store.stats()
+    }
+
+    /// Removes the documents matching each of `paths` (a stored path or a
+    /// unique path suffix); returns the removed paths. Fails, before
+    /// removing anything, naming every path that matched nothing or several
+    /// documents.
+    pub fn remove(&mut self, paths: &[String]) -> Result<Vec<String>> {
+        let _span = tracing::info_span!("remove", paths = paths.len()).entered();
+        let mut found = Vec::new();
+        let mut problems = Vec::new();
+        for p in paths {
+            match find_document(self.store.as_ref(), p) {
+                Ok(doc) => found.push(doc.path),
+                Err(e @ (Error::NotFound(_) | Error::Usage(_))) => problems.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::NotFound(problems.join("; ")));
+        }
+        for path in &found {
+            self.store.remove_document(path)?;
+        }
+        self.store.vacuum_embeddings()?;
+        Ok(found)
+    }
+}
+
+/// Loads the model `spec` describes.
+fn load(spec: Option<&ModelSpec>) -> Result<Embedder> {
+    let spec = spec.ok_or_else(|| Error::ModelMissing {
+        what: "this engine was opened without a model".into(),
+        fix: "open the engine with a model (`Engine::create`, or `Engine::with_model`)".into(),
+    })?;
+    Embedder::load_with(&spec.dir, spec.options)
+}
+
+/// The store metadata a loaded model implies.
+pub fn store_meta(model: &Embedder) -> StoreMeta {
+    StoreMeta {
+        model_id: model.model_id(),
+        revision: model.revision(),
+        dim: model.dim(),
+        pooling: POOLING.into(),
+        passage_prefix: Role::Passage.prefix().into(),
+        query_prefix: Role::Query.prefix().into(),
+    }
+}
+
+/// Cache key of a model input: the same text under the same model and
+/// revision always has the same vector.
+pub fn embedding_key(meta: &StoreMeta, role: Role, text: &str) -> String {
+    let prefix = match role {
+        Role::Query => &meta.query_prefix,
+        Role::Passage => &meta.passage_prefix,
+    };
+    crate::store::sha256_hex(
+        format!("{}\n{}\n{prefix}{text}", meta.model_id, meta.revision).as_bytes(),
+    )
+}

@@ -1,0 +1,337 @@
+//! Similar passages: resolve the query (a text, a stored passage, a
+//! `file:line`) to a vector, ask the store for its nearest passages, and
+//! shape the answer: filters, identical texts collapsed into one hit with
+//! their other locations, and the sentence that best matches the query.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::{find_document, Engine};
+use crate::error::{Error, Result};
+use crate::model::Role;
+use crate::store::{Filter, Neighbour, PassageId, PassageRow, Store};
+
+/// How far below the k-th shown score copies of shown hits are still looked for.
+const COLLAPSE_SCORE_SLACK: f32 = 0.02;
+
+/// What to search with.
+#[derive(Debug, Clone)]
+pub enum Query {
+    /// Free text, embedded with the model's query prompt.
+    Text(String),
+    /// A stored passage by id (its own vector; it is excluded from the results).
+    Passage(PassageId),
+    /// The stored passage covering `line` of the document at `path` (a
+    /// stored path or a unique suffix of one).
+    At { path: String, line: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct SimilarOptions {
+    /// Number of results.
+    pub k: usize,
+    pub min_score: Option<f32>,
+    /// Leave out passages of the query passage's own document.
+    pub exclude_same_doc: bool,
+    /// Only documents whose path matches this glob.
+    pub doc_glob: Option<String>,
+    /// Show identical passages once, listing their other locations.
+    pub collapse: bool,
+}
+
+impl Default for SimilarOptions {
+    fn default() -> Self {
+        SimilarOptions {
+            k: 10,
+            min_score: None,
+            exclude_same_doc: false,
+            doc_glob: None,
+            collapse: true,
+        }
+    }
+}
+
+/// A place a passage occurs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Location {
+    pub id: i64,
+    pub path: String,
+    pub line_start: usize,
+    pub line_end: usize,
+}
+
+impl From<&PassageRow> for Location {
+    fn from(row: &PassageRow) -> Self {
+        Location {
+            id: row.id,
+            path: row.path.clone(),
+            line_start: row.line_start,
+            line_end: row.line_end,
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub rank: usize,
+    pub id: i64,
+    pub score: f32,
+    pub path: String,
+    pub line_start: usize,
+    pub line_end: usize,
+    pub text: String,
+    /// Index of the passage's best-matching chunk (0 unless the passage was windowed).
+    pub chunk: usize,
+    /// The sentence of `text` that best matches the query.
+    pub snippet: String,
+    /// Other locations of the same (normalised) text, when collapsed.
+    pub also: Vec<Location>,
+}
+
+/// The query as resolved: the passage it came from, if any.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedQuery {
+    pub text: String,
+    pub passage: Option<Location>,
+    /// Other locations of the query passage's own text (collapsed, not results).
+    pub also: Vec<Location>,
+}
+
+/// The answer to a similar-passages query.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimilarResults {
+    pub query: ResolvedQuery,
+    pub results: Vec<Hit>,
+}
+
+impl Engine {
+    /// The passages most similar to `query`. Stored-passage queries need no
+    /// model; a text query loads it (overlapped with reading the vectors).
+    pub fn similar(&mut self, query: &Query, opts: &SimilarOptions) -> Result<SimilarResults> {
+        let _span = tracing::info_span!("similar", k = opts.k).entered();
+        let (vector, text, own) = match query {
+            Query::Text(t) => {
+                self.model_and_warm_store()?;
+                let model = self.model()?;
+                let _embed = tracing::info_span!("embed_query").entered();
+                (
+                    model.embed(&[t], Role::Query)?.remove(0).vector,
+                    t.clone(),
+                    None,
+                )
+            }
+            Query::Passage(_) | Query::At { .. } => {
+                let row = stored_query_passage(self.store(), query)?;
+                let vector = self.store.passage_vector(row.id)?.ok_or_else(|| {
+                    Error::NotFound(match row.duplicate_of {
+                        Some(c) => format!(
+                            "passage {} is stored as a duplicate of passage {c}; query that one",
+                            row.id
+                        ),
+                        None => format!("passage {} has no vector", row.id),
+                    })
+                })?;
+                (vector, row.text.clone(), Some(row))
+            }
+        };
+        let filter = self.filter_for(own.as_ref(), opts)?;
+        let mut shaper = Shaper::new(own.as_ref(), &text, opts);
+        let _search = tracing::info_span!("search").entered();
+        // Ask for more than k: collapsed copies and their locations come from
+        // beyond the k-th passage. Widen until the shaping says it has seen enough.
+        let mut want = (opts.k * 4).max(opts.k + 32);
+        loop {
+            let found = self.store.nearest(&vector, want, &filter)?;
+            shaper.reset();
+            if shaper.consume(self.store(), &found)? || found.len() < want {
+                break;
+            }
+            want *= 4;
+        }
+        Ok(shaper.finish(own))
+    }
+
+    /// The store-side filter: the query passage itself, its document with
+    /// `exclude_same_doc`, and the documents the glob admits.
+    fn filter_for(&self, own: Option<&PassageRow>, opts: &SimilarOptions) -> Result<Filter> {
+        let mut filter = Filter {
+            min_score: opts.min_score,
+            ..Filter::default()
+        };
+        if let Some(row) = own {
+            filter.exclude_passages.insert(row.id);
+            if opts.exclude_same_doc {
+                filter.exclude_documents.insert(row.doc_id);
+            }
+        }
+        if let Some(glob) = crate::corpus::doc_glob(opts.doc_glob.as_deref())? {
+            let docs = self.store.documents()?;
+            filter.only_documents = Some(
+                docs.iter()
+                    .filter(|d| glob.is_match(&d.path))
+                    .map(|d| d.id)
+                    .collect(),
+            );
+        }
+        Ok(filter)
+    }
+}
+
+/// The stored passage a `Passage` or `At` query names.
+fn stored_query_passage(store: &dyn Store, query: &Query) -> Result<PassageRow> {
+    match query {
+        Query::Passage(id) => store
+            .passage(*id)?
+            .ok_or_else(|| Error::NotFound(format!("no passage with id {id}"))),
+        Query::At { path, line } => {
+            let doc = find_document(store, path)?;
+            store
+                .passage_at(&doc.path, *line)?
+                .ok_or_else(|| Error::NotFound(format!("no stored passage covers {path}:{line}")))
+        }
+        Query::Text(_) => unreachable!("text queries have no stored passage"),
+    }
+}
+
+/// Turns ranked neighbours into hits: k of them, identical texts collapsed.
+struct Shaper<'a> {
+    opts: &'a SimilarOptions,
+    query_text: &'a str,
+    /// Normalised text of a stored query passage: its copies are its other
+    /// locations, not results.
+    query_norm: Option<String>,
+    hits: Vec<Hit>,
+    by_norm: HashMap<String, usize>,
+    query_also: Vec<Location>,
+}
+
+impl<'a> Shaper<'a> {
+    fn new(own: Option<&PassageRow>, query_text: &'a str, opts: &'a SimilarOptions) -> Self {
+        Shaper {
+            opts,
+            query_text,
+            query_norm: own
+                .filter(|_| opts.collapse)
+                .map(|r| crate::corpus::normalize(&r.text)),
+            hits: Vec::new(),
+            by_norm: HashMap::new(),
+            query_also: Vec::new(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.hits.clear();
+        self.by_norm.clear();
+        self.query_also.clear();
+    }
+
+    /// Takes neighbours best first; true once nothing further can change the answer.
+    fn consume(&mut self, store: &dyn Store, found: &[Neighbour]) -> Result<bool> {
+        const PAGE: usize = 64;
+        for page in found.chunks(PAGE) {
+            let ids: Vec<i64> = page.iter().map(|n| n.passage).collect();
+            let rows: HashMap<i64, PassageRow> = store
+                .passages_by_ids(&ids)?
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect();
+            for n in page {
+                let Some(row) = rows.get(&n.passage) else {
+                    continue;
+                };
+                if self.take(row, n) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Takes one neighbour; true when the answer is complete.
+    fn take(&mut self, row: &PassageRow, n: &Neighbour) -> bool {
+        let k = self.opts.k;
+        // Once k hits are shown, keep scanning only as far as copies of them
+        // can score (identical texts score alike), to list their locations.
+        if self.hits.len() == k
+            && self
+                .hits
+                .last()
+                .is_some_and(|h| n.score < h.score - COLLAPSE_SCORE_SLACK)
+        {
+            return true;
+        }
+        let key = self
+            .opts
+            .collapse
+            .then(|| crate::corpus::normalize(&row.text));
+        if key.is_some() && key == self.query_norm {
+            self.query_also.push(row.into());
+            return false;
+        }
+        if let Some(&i) = key.as_ref().and_then(|k| self.by_norm.get(k)) {
+            self.hits[i].also.push(row.into());
+            return false;
+        }
+        if self.hits.len() == k {
+            // With collapse, still collecting other locations of shown hits.
+            return !self.opts.collapse;
+        }
+        if let Some(key) = key {
+            self.by_norm.insert(key, self.hits.len());
+        }
+        let (s, e) = best_sentence(&row.text, self.query_text);
+        self.hits.push(Hit {
+            rank: self.hits.len() + 1,
+            id: row.id,
+            score: n.score,
+            path: row.path.clone(),
+            line_start: row.line_start,
+            line_end: row.line_end,
+            snippet: row.text[s..e].to_string(),
+            text: row.text.clone(),
+            chunk: n.chunk,
+            also: Vec::new(),
+        });
+        self.hits.len() == k && !self.opts.collapse
+    }
+
+    fn finish(self, own: Option<PassageRow>) -> SimilarResults {
+        SimilarResults {
+            query: ResolvedQuery {
+                text: self.query_text.to_string(),
+                passage: own.as_ref().map(Location::from),
+                also: self.query_also,
+            },
+            results: self.hits,
+        }
+    }
+}
+
+/// The sentence of `text` sharing the most words with `query`, as a byte
+/// span: the snippet shown beside a result.
+pub fn best_sentence(text: &str, query: &str) -> (usize, usize) {
+    let spans = crate::corpus::sentences(text);
+    if spans.len() <= 1 {
+        return (0, text.len());
+    }
+    let folded = |s: &str| crate::corpus::fold_accents(&crate::corpus::normalize(s));
+    let qn = folded(query);
+    let qwords: HashSet<&str> = crate::corpus::words(&qn)
+        .into_iter()
+        .filter(|w| w.chars().count() > 2)
+        .collect();
+    let mut best = (0usize, spans[0]);
+    for &(s, e) in &spans {
+        let sn = folded(&text[s..e]);
+        let hits = crate::corpus::words(&sn)
+            .into_iter()
+            .filter(|w| qwords.contains(w))
+            .count();
+        if hits > best.0 {
+            best = (hits, (s, e));
+        }
+    }
+    best.1
+}

@@ -1,0 +1,440 @@
+//! The store conformance suite: what every [`Store`] implementation must do,
+//! written once against the trait (tantivy's `directory/tests.rs` is the
+//! model). An implementation's test module instantiates it with
+//! [`store_conformance_tests!`](crate::store_conformance_tests), handing in
+//! a function that opens a fresh, empty store of 4-dimensional vectors made
+//! with [`test_support::meta`]; each check then runs on its own store.
+
+use std::collections::HashSet;
+
+use crate::error::Error;
+use crate::store::{DuplicateMark, Filter, NewChunk, NewDocument, PassageId, Store};
+use crate::test_support::{self, document, key_of, unit, vector_for};
+
+/// Dimension of the conformance stores.
+pub const DIM: usize = 4;
+
+/// A store under test and whatever must live as long as it (a temp dir, a server).
+pub struct Fixture {
+    pub store: Box<dyn Store>,
+    pub _guard: Box<dyn std::any::Any>,
+}
+
+/// Instantiates every conformance check as a `#[test]` for one implementation.
+/// `$open` is an expression of type `fn() -> Fixture`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_conformance_tests {
+    ($open:expr) => {
+        $crate::store_conformance_tests!(@tests $open;
+            meta_is_recorded_and_checked, documents_round_trip, replace_keeps_identity,
+            remove_forgets_everything, embeddings_are_cached_by_key, nearest_ranks_and_filters,
+            neighbours_are_other_passages_above_floor, passage_vector_is_the_mean_of_chunks,
+            duplicate_references_and_restoring_them, dedup_rows_in_ingest_order,
+            search_follows_writes, generation_counts_writes, stats_count);
+    };
+    (@tests $open:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                let mut fixture = ($open)();
+                $crate::store::conformance::$name(fixture.store.as_mut());
+            }
+        )*
+    };
+}
+
+fn doc(path: &str, texts: &[&str]) -> NewDocument {
+    document(path, texts, &HashSet::new(), |t| vector_for(t, DIM))
+}
+
+/// A document whose passages have the given vectors.
+fn doc_with_vectors(path: &str, passages: &[(&str, Vec<f32>)]) -> NewDocument {
+    let texts: Vec<&str> = passages.iter().map(|p| p.0).collect();
+    let mut d = document(path, &texts, &HashSet::new(), |t| vector_for(t, DIM));
+    for (text, v) in passages {
+        d.embeddings.insert(key_of(text), unit(v.clone()));
+    }
+    d
+}
+
+pub fn meta_is_recorded_and_checked(s: &mut dyn Store) {
+    let meta = test_support::meta(DIM);
+    assert_eq!(s.meta(), &meta);
+    s.check_meta(&meta).unwrap();
+    let other = crate::store::StoreMeta {
+        dim: DIM + 1,
+        ..meta
+    };
+    assert!(matches!(
+        s.check_meta(&other),
+        Err(Error::StoreMismatch { .. })
+    ));
+    assert_eq!(s.meta_value("conformance.key").unwrap(), None);
+    s.set_meta_value("conformance.key", "v1").unwrap();
+    s.set_meta_value("conformance.key", "v2").unwrap();
+    assert_eq!(
+        s.meta_value("conformance.key").unwrap().as_deref(),
+        Some("v2")
+    );
+}
+
+pub fn documents_round_trip(s: &mut dyn Store) {
+    let a = s
+        .replace_document(&doc("dir/a.txt", &["first", "second", "third"]))
+        .unwrap();
+    let b = s.replace_document(&doc("b.txt", &["other"])).unwrap();
+    assert_eq!(a.passage_ids.len(), 3);
+    assert!(!a.replaced);
+    let docs = s.documents().unwrap();
+    assert_eq!(
+        docs.iter()
+            .map(|d| (d.path.as_str(), d.passages))
+            .collect::<Vec<_>>(),
+        vec![("dir/a.txt", 3), ("b.txt", 1)]
+    );
+    assert!(docs[0].ingest_order < docs[1].ingest_order);
+    assert_eq!(s.document_by_path("b.txt").unwrap().unwrap().id, b.doc_id);
+    assert!(
+        s.document_by_path("a.txt").unwrap().is_none(),
+        "exact paths only"
+    );
+
+    let ps = s.passages_of(a.doc_id).unwrap();
+    assert_eq!(
+        ps.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
+        ["first", "second", "third"]
+    );
+    assert_eq!(ps.iter().map(|p| p.id).collect::<Vec<_>>(), a.passage_ids);
+    let p = s.passage(a.passage_ids[1]).unwrap().unwrap();
+    assert_eq!((p.path.as_str(), p.idx, p.line_start), ("dir/a.txt", 1, 3));
+    assert!(s.passage(-5).unwrap().is_none());
+    let mut some = s
+        .passages_by_ids(&[b.passage_ids[0], -5, a.passage_ids[0]])
+        .unwrap();
+    some.sort_by_key(|p| p.id);
+    assert_eq!(some.len(), 2);
+    assert_eq!(s.passage_at("dir/a.txt", 5).unwrap().unwrap().text, "third");
+    assert!(
+        s.passage_at("dir/a.txt", 4).unwrap().is_none(),
+        "between passages"
+    );
+    assert!(
+        s.passage_at("a.txt", 1).unwrap().is_none(),
+        "exact paths only"
+    );
+}
+
+pub fn replace_keeps_identity(s: &mut dyn Store) {
+    let first = s.replace_document(&doc("a.txt", &["one", "two"])).unwrap();
+    s.replace_document(&doc("b.txt", &["three"])).unwrap();
+    let order = s.document_by_path("a.txt").unwrap().unwrap().ingest_order;
+    let again = s.replace_document(&doc("a.txt", &["two", "four"])).unwrap();
+    assert!(again.replaced);
+    assert_eq!(again.doc_id, first.doc_id);
+    assert_eq!(again.embeddings_reused, 1, "\"two\" was cached");
+    assert_eq!(again.embeddings_written, 1);
+    let d = s.document_by_path("a.txt").unwrap().unwrap();
+    assert_eq!(
+        d.ingest_order, order,
+        "an edit does not make a document newer"
+    );
+    let texts: Vec<String> = s
+        .passages_of(d.id)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.text)
+        .collect();
+    assert_eq!(texts, ["two", "four"]);
+    assert!(
+        s.passage(first.passage_ids[0]).unwrap().is_none(),
+        "old passages are gone"
+    );
+}
+
+pub fn remove_forgets_everything(s: &mut dyn Store) {
+    let a = s
+        .replace_document(&doc("a.txt", &["alpha", "beta"]))
+        .unwrap();
+    s.replace_document(&doc("b.txt", &["gamma"])).unwrap();
+    s.warm().unwrap();
+    assert!(s.remove_document("a.txt").unwrap());
+    assert!(!s.remove_document("a.txt").unwrap());
+    assert!(s.document_by_path("a.txt").unwrap().is_none());
+    assert!(s.passage(a.passage_ids[0]).unwrap().is_none());
+    let hits = s
+        .nearest(&vector_for("alpha", DIM), 10, &Filter::default())
+        .unwrap();
+    assert_eq!(hits.len(), 1, "only b.txt's passage is left: {hits:?}");
+    assert_eq!(s.stats().unwrap().passages, 1);
+}
+
+pub fn embeddings_are_cached_by_key(s: &mut dyn Store) {
+    s.replace_document(&doc("a.txt", &["cached"])).unwrap();
+    let keys = vec![key_of("cached"), key_of("absent")];
+    let found = s.cached_embeddings(&keys).unwrap();
+    assert_eq!(found.len(), 1);
+    let v = &found[&key_of("cached")];
+    let want = vector_for("cached", DIM);
+    assert!(v.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+    // A chunk may use a cached key without supplying the vector.
+    let cached: HashSet<String> = [key_of("cached")].into();
+    let d = document("b.txt", &["cached"], &cached, |t| vector_for(t, DIM));
+    assert!(d.embeddings.is_empty());
+    s.replace_document(&d).unwrap();
+    // A key that is neither stored nor supplied is refused, and nothing is written.
+    let mut bad = doc("c.txt", &["new text"]);
+    bad.embeddings.clear();
+    assert!(s.replace_document(&bad).is_err());
+    assert!(s.document_by_path("c.txt").unwrap().is_none());
+}
+
+pub fn nearest_ranks_and_filters(s: &mut dyn Store) {
+    let a = s
+        .replace_document(&doc_with_vectors(
+            "a.txt",
+            &[
+                ("x", vec![1.0, 0.0, 0.0, 0.0]),
+                ("xy", vec![1.0, 1.0, 0.0, 0.0]),
+            ],
+        ))
+        .unwrap();
+    let b = s
+        .replace_document(&doc_with_vectors(
+            "b.txt",
+            &[
+                ("y", vec![0.0, 1.0, 0.0, 0.0]),
+                ("xz", vec![1.0, 0.0, 0.5, 0.0]),
+            ],
+        ))
+        .unwrap();
+    let q = [1.0, 0.0, 0.0, 0.0];
+    let hits = s.nearest(&q, 3, &Filter::default()).unwrap();
+    let ids: Vec<PassageId> = hits.iter().map(|n| n.passage).collect();
+    assert_eq!(ids, [a.passage_ids[0], b.passage_ids[1], a.passage_ids[1]]);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+
+    let f = Filter {
+        exclude_passages: [a.passage_ids[0]].into(),
+        exclude_documents: [b.doc_id].into(),
+        ..Filter::default()
+    };
+    let ids: Vec<PassageId> = s
+        .nearest(&q, 10, &f)
+        .unwrap()
+        .iter()
+        .map(|n| n.passage)
+        .collect();
+    assert_eq!(ids, [a.passage_ids[1]]);
+    let f = Filter {
+        only_documents: Some([b.doc_id].into()),
+        min_score: Some(0.5),
+        ..Filter::default()
+    };
+    let ids: Vec<PassageId> = s
+        .nearest(&q, 10, &f)
+        .unwrap()
+        .iter()
+        .map(|n| n.passage)
+        .collect();
+    assert_eq!(ids, [b.passage_ids[1]], "y scores 0, below the floor");
+}
+
+pub fn neighbours_are_other_passages_above_floor(s: &mut dyn Store) {
+    let a = s
+        .replace_document(&doc_with_vectors(
+            "a.txt",
+            &[
+                ("p", vec![1.0, 0.0, 0.0, 0.0]),
+                ("q", vec![0.9, 0.1, 0.0, 0.0]),
+                ("r", vec![0.0, 0.0, 1.0, 0.0]),
+            ],
+        ))
+        .unwrap();
+    let [p, q, r] = a.passage_ids[..] else {
+        panic!()
+    };
+    let lists = s.neighbours(&[p, r], 5, 0.5).unwrap();
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].iter().map(|n| n.passage).collect::<Vec<_>>(), [q]);
+    assert!(lists[0][0].score > 0.9);
+    assert!(lists[1].is_empty(), "nothing near r above 0.5");
+    let all = s.neighbours(&[p], 5, -1.0).unwrap();
+    assert_eq!(all[0].len(), 2, "every other passage, never itself");
+}
+
+pub fn passage_vector_is_the_mean_of_chunks(s: &mut dyn Store) {
+    let mut d = doc("w.txt", &["windowed passage"]);
+    let (k1, k2) = (key_of("window one"), key_of("window two"));
+    d.passages[0].chunks = vec![
+        NewChunk {
+            byte_start: 0,
+            byte_end: 8,
+            tokens: 1,
+            emb_key: k1.clone(),
+        },
+        NewChunk {
+            byte_start: 5,
+            byte_end: 16,
+            tokens: 2,
+            emb_key: k2.clone(),
+        },
+    ];
+    d.embeddings.clear();
+    d.embeddings.insert(k1, vec![1.0, 0.0, 0.0, 0.0]);
+    d.embeddings.insert(k2, vec![0.0, 1.0, 0.0, 0.0]);
+    let w = s.replace_document(&d).unwrap();
+    let v = s.passage_vector(w.passage_ids[0]).unwrap().unwrap();
+    let h = std::f32::consts::FRAC_1_SQRT_2;
+    assert!(
+        v.iter()
+            .zip([h, h, 0.0, 0.0])
+            .all(|(a, b)| (a - b).abs() < 1e-5),
+        "{v:?}"
+    );
+    // A passage's best chunk is what search reports.
+    let hit = s
+        .nearest(&[0.0, 1.0, 0.0, 0.0], 1, &Filter::default())
+        .unwrap()[0];
+    assert_eq!((hit.passage, hit.chunk), (w.passage_ids[0], 1));
+}
+
+pub fn duplicate_references_and_restoring_them(s: &mut dyn Store) {
+    let a = s.replace_document(&doc("a.txt", &["original"])).unwrap();
+    let mut copy = doc("b.txt", &["original copy"]);
+    copy.passages[0].chunks.clear();
+    copy.embeddings.clear();
+    let b = s.replace_document(&copy).unwrap();
+    let (canonical, reference) = (a.passage_ids[0], b.passage_ids[0]);
+    let mark = DuplicateMark {
+        passage_id: reference,
+        canonical_id: canonical,
+        kind: "near".into(),
+        score: 0.9,
+    };
+    s.set_duplicates(std::slice::from_ref(&mark)).unwrap();
+    let p = s.passage(reference).unwrap().unwrap();
+    assert_eq!(
+        (p.duplicate_of, p.dup_kind.as_deref()),
+        (Some(canonical), Some("near"))
+    );
+    assert_eq!(
+        s.passage_vector(reference).unwrap(),
+        None,
+        "a reference has no vector"
+    );
+    assert!(s
+        .set_duplicates(&[DuplicateMark {
+            canonical_id: -9,
+            ..mark.clone()
+        }])
+        .is_err());
+    assert_eq!(s.stats().unwrap().duplicates, 1);
+
+    // Editing the canonical away unlinks the reference ...
+    let edited = s.replace_document(&doc("a.txt", &["rewritten"])).unwrap();
+    assert_eq!(edited.unlinked_duplicates, [reference]);
+    assert_eq!(s.passage(reference).unwrap().unwrap().duplicate_of, None);
+    // ... and giving it chunks makes it searchable again.
+    let chunk = NewChunk {
+        byte_start: 0,
+        byte_end: 13,
+        tokens: 2,
+        emb_key: key_of("original copy"),
+    };
+    let vectors = [(key_of("original copy"), vector_for("original copy", DIM))].into();
+    s.add_chunks(reference, &[chunk], &vectors).unwrap();
+    let hit = s
+        .nearest(&vector_for("original copy", DIM), 1, &Filter::default())
+        .unwrap();
+    assert_eq!(hit[0].passage, reference);
+
+    let mark = DuplicateMark {
+        canonical_id: edited.passage_ids[0],
+        ..mark
+    };
+    s.set_duplicates(&[mark]).unwrap();
+    s.clear_duplicate(reference).unwrap();
+    assert_eq!(s.passage(reference).unwrap().unwrap().dup_kind, None);
+}
+
+pub fn dedup_rows_in_ingest_order(s: &mut dyn Store) {
+    s.replace_document(&doc("a.txt", &["Même  «texte»", "a only"]))
+        .unwrap();
+    s.replace_document(&doc("b.txt", &["b only"])).unwrap();
+    // Rewriting a.txt keeps its place in ingest order.
+    s.replace_document(&doc("a.txt", &["Même  «texte»", "a again"]))
+        .unwrap();
+    let rows = s.dedup_rows().unwrap();
+    let got: Vec<(&str, usize)> = rows
+        .iter()
+        .map(|r| (r.passage.path.as_str(), r.passage.idx))
+        .collect();
+    assert_eq!(got, [("a.txt", 0), ("a.txt", 1), ("b.txt", 0)]);
+    assert_eq!(
+        rows[0].norm,
+        crate::corpus::normalize("Même  «texte»"),
+        "the stored norm"
+    );
+    assert!(rows[0].order < rows[2].order);
+}
+
+pub fn search_follows_writes(s: &mut dyn Store) {
+    s.replace_document(&doc_with_vectors(
+        "a.txt",
+        &[("old", vec![1.0, 0.0, 0.0, 0.0])],
+    ))
+    .unwrap();
+    let q = [1.0, 0.0, 0.0, 0.0];
+    assert_eq!(s.nearest(&q, 5, &Filter::default()).unwrap().len(), 1);
+    let a = s
+        .replace_document(&doc_with_vectors(
+            "a.txt",
+            &[("new", vec![0.0, 1.0, 0.0, 0.0])],
+        ))
+        .unwrap();
+    let b = s
+        .replace_document(&doc_with_vectors(
+            "b.txt",
+            &[("more", vec![1.0, 0.1, 0.0, 0.0])],
+        ))
+        .unwrap();
+    let ids: Vec<PassageId> = s
+        .nearest(&q, 5, &Filter::default())
+        .unwrap()
+        .iter()
+        .map(|n| n.passage)
+        .collect();
+    assert_eq!(
+        ids,
+        [b.passage_ids[0], a.passage_ids[0]],
+        "the old version is gone"
+    );
+}
+
+pub fn generation_counts_writes(s: &mut dyn Store) {
+    let generation = |s: &dyn Store| -> u64 {
+        s.meta_value("generation")
+            .unwrap()
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let g0 = generation(s);
+    s.replace_document(&doc("a.txt", &["one"])).unwrap();
+    let g1 = generation(s);
+    assert!(g1 > g0);
+    s.remove_document("a.txt").unwrap();
+    assert!(generation(s) > g1);
+}
+
+pub fn stats_count(s: &mut dyn Store) {
+    s.replace_document(&doc("a.txt", &["one", "two", "one"]))
+        .unwrap();
+    s.replace_document(&doc("a.txt", &["one"])).unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!((st.documents, st.passages, st.chunks), (1, 1, 1));
+    assert_eq!(st.embeddings, 2, "\"two\" stays cached until vacuum");
+    assert_eq!(st.orphan_embeddings, 1);
+    assert_eq!(s.vacuum_embeddings().unwrap(), 1);
+    assert_eq!(s.stats().unwrap().embeddings, 1);
+}

@@ -1,0 +1,434 @@
+//! The passage store: one SQLite file (default `./pareil.db`) holding
+//! documents, their passages, the chunks fed to the model, and a cache of
+//! vectors keyed by the hash of the exact model input. This file owns opening:
+//! deciding whether a path may be created, refusing files that are not ours or
+//! were made with another model, and the connection settings (WAL, busy
+//! timeout). Reads are in `read.rs`, writes in `write.rs`, the on-disk format
+//! in `schema.rs`.
+//!
+//! Durability: WAL with `synchronous=NORMAL`, so a killed process never leaves
+//! a half-written document (each document is one transaction); a power cut may
+//! lose the last few committed documents, never corrupt the file.
+
+mod read;
+mod schema;
+mod vectors;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::store::{
+    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
+    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+};
+pub use schema::{APPLICATION_ID, OLDEST_SUPPORTED_VERSION, SCHEMA_VERSION};
+use vectors::VectorIndex;
+
+use crate::error::{Error, Result};
+use schema::FileKind;
+
+/// How long a writer waits for another process's transaction before failing.
+/// Long, because a concurrent ingest holds the lock for one whole document.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Upper bound of the memory map used for reads (see `open_connection`).
+const MMAP_SIZE: i64 = 1 << 30;
+
+/// An open store. Reads take `&self`; writes take `&mut self` because each is a
+/// transaction on the one connection.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    meta: StoreMeta,
+    read_only: bool,
+    /// Every chunk vector, loaded on the first search and kept current by
+    /// this store's own writes.
+    vectors: OnceCell<VectorIndex>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store at `path` for writing, creating it when the path does
+    /// not exist (or is an empty file). Refuses, without writing anything, a
+    /// file that is not a pareil store, a store of a newer format, and a store
+    /// whose recorded model differs from `meta` in any field.
+    pub fn create_or_open(path: impl AsRef<Path>, meta: &StoreMeta) -> Result<SqliteStore> {
+        let path = path.as_ref();
+        if meta.dim == 0 {
+            return Err(Error::Usage("store dimension must be at least 1".into()));
+        }
+        let exists = match std::fs::metadata(path) {
+            Ok(md) if md.is_dir() => return Err(is_dir(path)),
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        if exists {
+            // Inspect on a read-only handle first, so a foreign or broken
+            // file, or a store of another model, is refused before a writable
+            // connection ever touches it.
+            let (ro, kind) = inspect(path)?;
+            refuse_unless_ours_or_blank(&kind, path)?;
+            if let FileKind::Pareil { .. } = kind {
+                check_meta(path, &schema::read_meta(&ro, path)?, meta)?;
+            }
+        } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(Error::Store {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "cannot be created: directory {} does not exist",
+                        parent.display()
+                    ),
+                });
+            }
+        }
+
+        let mut conn = open_connection(path, false)?;
+        // Decide and initialise under the write lock: if two first ingests
+        // race, the second sees the first one's schema instead of a blank file.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| schema::unreadable(path, e))?;
+        match schema::classify(&tx, path)? {
+            FileKind::Blank => schema::initialise(&tx, meta)?,
+            FileKind::Pareil { version } => {
+                schema::check_version(path, version)?;
+                schema::migrate(&tx, version)?;
+            }
+            kind @ FileKind::Foreign { .. } => {
+                // Dropping `tx` rolls back; nothing was written.
+                return Err(refuse_unless_ours_or_blank(&kind, path).unwrap_err());
+            }
+        }
+        tx.commit()?;
+        enable_wal(&conn)?;
+
+        let stored = schema::read_meta(&conn, path)?;
+        let store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            meta: stored,
+            read_only: false,
+            vectors: OnceCell::new(),
+        };
+        store.check_meta(meta)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store; never creates one. With `read_only` the file
+    /// is opened with SQLite's read-only flag and every write fails.
+    pub fn open_existing(path: impl AsRef<Path>, read_only: bool) -> Result<SqliteStore> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Ok(md) if md.is_dir() => return Err(is_dir(path)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Store {
+                    path: path.to_path_buf(),
+                    reason: "no store here\n  fix: run `pareil ingest` first, or pass the --db \
+                             of an existing store"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        let version = match inspect(path)?.1 {
+            FileKind::Pareil { version } => version,
+            FileKind::Blank => {
+                return Err(Error::Store {
+                    path: path.to_path_buf(),
+                    reason: "is an empty database, not a pareil store yet\n  fix: run `pareil \
+                             ingest` first"
+                        .into(),
+                });
+            }
+            kind => return Err(refuse_unless_ours_or_blank(&kind, path).unwrap_err()),
+        };
+        schema::check_version(path, version)?;
+        let mut conn = open_connection(path, read_only)?;
+        if !read_only {
+            if version < SCHEMA_VERSION {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                schema::migrate(&tx, now)?;
+                tx.commit()?;
+            }
+            enable_wal(&conn)?;
+        }
+        let meta = schema::read_meta(&conn, path)?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            meta,
+            read_only,
+            vectors: OnceCell::new(),
+        })
+    }
+
+    /// The model settings recorded when the store was created.
+    pub fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Fails with `StoreMismatch` naming each differing field when `wanted`
+    /// is not what the store was made with.
+    pub fn check_meta(&self, wanted: &StoreMeta) -> Result<()> {
+        check_meta(&self.path, &self.meta, wanted)
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when it says "ok".
+    pub fn integrity_check(&self) -> Result<()> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if lines == ["ok"] {
+            Ok(())
+        } else {
+            Err(Error::Store {
+                path: self.path.clone(),
+                reason: format!("integrity check failed: {}", lines.join("; ")),
+            })
+        }
+    }
+
+    /// Fails early, with a clear message, on a store opened read-only.
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Store {
+                path: self.path.clone(),
+                reason: "was opened read-only and cannot be written".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// The in-memory vectors, loaded on first use.
+    fn vector_index(&self) -> Result<&VectorIndex> {
+        if let Some(index) = self.vectors.get() {
+            return Ok(index);
+        }
+        let index = VectorIndex::new(self.load_vectors()?)?;
+        Ok(self.vectors.get_or_init(|| index))
+    }
+
+    /// Keeps loaded vectors current after `doc` was rewritten (`rewritten`)
+    /// or removed: its old rows die, its new rows are appended.
+    fn vectors_rewritten(&mut self, doc: DocumentId, rewritten: bool) -> Result<()> {
+        if self.vectors.get().is_none() {
+            return Ok(());
+        }
+        let added = if rewritten {
+            Some(self.vectors_of_document(doc)?)
+        } else {
+            None
+        };
+        let index = self.vectors.get_mut().expect("checked above");
+        index.forget_document(doc);
+        if let Some(set) = added {
+            index.append(set)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+    fn check_meta(&self, wanted: &StoreMeta) -> Result<()> {
+        check_meta(&self.path, &self.meta, wanted)
+    }
+    fn meta_value(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+    fn set_meta_value(&mut self, key: &str, value: &str) -> Result<()> {
+        self.writable()?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            [key, value],
+        )?;
+        Ok(())
+    }
+    fn documents(&self) -> Result<Vec<DocumentRow>> {
+        SqliteStore::documents(self)
+    }
+    fn document_by_path(&self, path: &str) -> Result<Option<DocumentRow>> {
+        SqliteStore::document_by_path(self, path)
+    }
+    fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome> {
+        SqliteStore::replace_document(self, doc)
+    }
+    fn remove_document(&mut self, path: &str) -> Result<bool> {
+        SqliteStore::remove_document(self, path)
+    }
+    fn passage(&self, id: PassageId) -> Result<Option<PassageRow>> {
+        SqliteStore::passage(self, id)
+    }
+    fn passages_by_ids(&self, ids: &[PassageId]) -> Result<Vec<PassageRow>> {
+        SqliteStore::passages_by_ids(self, ids)
+    }
+    fn passages_of(&self, doc: DocumentId) -> Result<Vec<PassageRow>> {
+        SqliteStore::passages_of(self, doc)
+    }
+    fn passage_at(&self, path: &str, line: usize) -> Result<Option<PassageRow>> {
+        SqliteStore::passage_at(self, path, line)
+    }
+    fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        SqliteStore::dedup_rows(self)
+    }
+    fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        SqliteStore::cached_embeddings(self, keys)
+    }
+    fn passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>> {
+        let set = self.vectors_of_passage(id)?;
+        let rows: Vec<Vec<f32>> = (0..set.len()).map(|i| set.row(i).to_vec()).collect();
+        Ok(vectors::mean_unit(&rows, self.meta.dim))
+    }
+    fn nearest(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Neighbour>> {
+        self.vector_index()?.nearest(query, k, filter)
+    }
+    fn neighbours(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        self.vector_index()?.neighbours(passages, k, floor)
+    }
+    fn warm(&self) -> Result<()> {
+        self.vector_index().map(|_| ())
+    }
+    fn add_chunks(
+        &mut self,
+        passage: PassageId,
+        chunks: &[NewChunk],
+        embeddings: &HashMap<String, Vec<f32>>,
+    ) -> Result<()> {
+        SqliteStore::add_chunks(self, passage, chunks, embeddings)
+    }
+    fn set_duplicates(&mut self, marks: &[DuplicateMark]) -> Result<()> {
+        SqliteStore::set_duplicates(self, marks)
+    }
+    fn clear_duplicate(&mut self, passage: PassageId) -> Result<()> {
+        SqliteStore::clear_duplicate(self, passage)
+    }
+    fn stats(&self) -> Result<Stats> {
+        SqliteStore::stats(self)
+    }
+    fn vacuum_embeddings(&mut self) -> Result<usize> {
+        SqliteStore::vacuum_embeddings(self)
+    }
+}
+
+fn is_dir(path: &Path) -> Error {
+    Error::Store {
+        path: path.to_path_buf(),
+        reason: "is a directory, not a store file\n  fix: pass a file path to --db".into(),
+    }
+}
+
+fn check_meta(path: &Path, stored: &StoreMeta, wanted: &StoreMeta) -> Result<()> {
+    let diffs = stored.differences(wanted);
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(Error::StoreMismatch {
+        path: path.to_path_buf(),
+        reason: format!(
+            "it was built with another model setup:\n    {}\n  fix: pass another --db for this \
+             model, or remove {} and run `pareil ingest` again to rebuild it",
+            diffs.join("\n    "),
+            path.display()
+        ),
+    })
+}
+
+/// Header check, then a read-only SQLite handle to classify the file. The
+/// handle is returned so the caller can read the recorded meta through it.
+fn inspect(path: &Path) -> Result<(Connection, FileKind)> {
+    schema::check_header(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| schema::unreadable(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let kind = schema::classify(&conn, path)?;
+    Ok((conn, kind))
+}
+
+fn refuse_unless_ours_or_blank(kind: &FileKind, path: &Path) -> Result<()> {
+    match kind {
+        FileKind::Blank => Ok(()),
+        FileKind::Pareil { version } => schema::check_version(path, *version),
+        FileKind::Foreign {
+            application_id,
+            tables,
+        } => Err(schema::foreign_error(path, *application_id, tables)),
+    }
+}
+
+/// Opens the connection used for the store's lifetime. No URI flag: a path
+/// that happens to start with `file:` is still a plain path.
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| schema::unreadable(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // Memory-map reads: `load_vectors` reads every vector page on each run,
+    // and mapping skips a copy into SQLite's small page cache. Address space
+    // only; SQLite falls back to plain reads where mmap is unavailable.
+    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
+    Ok(conn)
+}
+
+/// Switches an (already verified) pareil store to WAL, which persists in the
+/// file, so readers never block the one writer. `synchronous=NORMAL` is
+/// per-connection; in WAL it is still crash-safe for a killed process.
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}

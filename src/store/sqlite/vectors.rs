@@ -1,0 +1,308 @@
+//! Exact vector search for the SQLite store: every chunk vector held in
+//! memory as one `[rows, dim]` matrix (loaded once per open store, on first
+//! use), scores as one matrix product (gemm through candle), each passage
+//! scored by its best chunk. Writes through the same store keep the matrix
+//! current without reloading it: a replaced or removed document's rows are
+//! marked dead and the new rows appended, so an ingest that searches before
+//! every document (dedup on ingestion) reads the vectors once per run.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+use crate::store::{DocumentId, Filter, Neighbour, PassageId, VectorSet};
+
+/// The loaded vectors, with the passage, document and chunk index of each row.
+/// Rows of one passage are contiguous and in chunk order.
+pub(super) struct VectorIndex {
+    passage_ids: Vec<PassageId>,
+    doc_ids: Vec<DocumentId>,
+    chunk_idx: Vec<u32>,
+    live: Vec<bool>,
+    dim: usize,
+    matrix: Tensor,
+}
+
+impl VectorIndex {
+    pub(super) fn new(set: VectorSet) -> Result<Self> {
+        let rows = set.len();
+        let matrix = Tensor::from_vec(set.data, (rows, set.dim), &Device::Cpu)?;
+        Ok(VectorIndex {
+            live: vec![true; rows],
+            passage_ids: set.passage_ids,
+            doc_ids: set.doc_ids,
+            chunk_idx: set.chunk_idx,
+            dim: set.dim,
+            matrix,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.passage_ids.len()
+    }
+
+    /// Marks every row of `doc` dead (its passages were replaced or removed).
+    pub(super) fn forget_document(&mut self, doc: DocumentId) {
+        for (live, &d) in self.live.iter_mut().zip(&self.doc_ids) {
+            if d == doc {
+                *live = false;
+            }
+        }
+    }
+
+    /// Appends rows (a freshly written document's chunks).
+    pub(super) fn append(&mut self, set: VectorSet) -> Result<()> {
+        if set.is_empty() {
+            return Ok(());
+        }
+        let added = Tensor::from_vec(set.data, (set.passage_ids.len(), set.dim), &Device::Cpu)?;
+        self.matrix = Tensor::cat(&[&self.matrix, &added], 0)?;
+        self.live
+            .extend(std::iter::repeat_n(true, set.passage_ids.len()));
+        self.passage_ids.extend(set.passage_ids);
+        self.doc_ids.extend(set.doc_ids);
+        self.chunk_idx.extend(set.chunk_idx);
+        Ok(())
+    }
+
+    /// Cosine of `query` (unit vector) with every row.
+    fn scores(&self, query: &[f32]) -> Result<Vec<f32>> {
+        if self.len() == 0 {
+            return Ok(Vec::new());
+        }
+        let q = Tensor::from_slice(query, (self.dim, 1), &Device::Cpu)?;
+        Ok(self.matrix.matmul(&q)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// The best `k` live passages for `query` that pass `filter`.
+    pub(super) fn nearest(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Neighbour>> {
+        let scores = self.scores(query)?;
+        // Rows of a passage are contiguous: its best chunk is found in one pass.
+        let mut best: Vec<(Neighbour, DocumentId)> = Vec::new();
+        for r in (0..self.len()).filter(|&r| self.live[r]) {
+            let (passage, score) = (self.passage_ids[r], scores[r]);
+            let chunk = self.chunk_idx[r] as usize;
+            match best.last_mut() {
+                Some((last, _)) if last.passage == passage => {
+                    if score > last.score {
+                        (last.score, last.chunk) = (score, chunk);
+                    }
+                }
+                _ => best.push((
+                    Neighbour {
+                        passage,
+                        score,
+                        chunk,
+                    },
+                    self.doc_ids[r],
+                )),
+            }
+        }
+        let mut best: Vec<Neighbour> = best
+            .into_iter()
+            .filter(|(n, doc)| filter.admits(n.passage, *doc, n.score))
+            .map(|(n, _)| n)
+            .collect();
+        keep_best(&mut best, k, |n| (n.passage, n.score));
+        Ok(best)
+    }
+
+    /// For each of `passages`, its `k` most similar other live passages
+    /// scoring at least `floor`: chunk rows compared block by block
+    /// (`[block, dim] × [dim, n]`, so memory stays at `block × n` scores),
+    /// then the best chunk pair per passage pair.
+    pub(super) fn neighbours(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let mut rows_of: HashMap<PassageId, Vec<usize>> = HashMap::new();
+        for r in (0..self.len()).filter(|&r| self.live[r]) {
+            rows_of.entry(self.passage_ids[r]).or_default().push(r);
+        }
+        let rows: Vec<usize> = passages
+            .iter()
+            .flat_map(|p| rows_of.get(p).into_iter().flatten().copied())
+            .collect();
+        // Twice k chunk neighbours per chunk, so a windowed neighbour's
+        // several chunks cannot crowd out other passages.
+        let chunk_lists = self.top_k_for_rows(&rows, 2 * k, floor)?;
+        let by_row: HashMap<usize, Vec<(usize, f32)>> = rows.into_iter().zip(chunk_lists).collect();
+        Ok(passages
+            .iter()
+            .map(|p| {
+                let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
+                for r in rows_of.get(p).into_iter().flatten() {
+                    for &(other, score) in &by_row[r] {
+                        let q = self.passage_ids[other];
+                        if q == *p {
+                            continue;
+                        }
+                        let n = Neighbour {
+                            passage: q,
+                            score,
+                            chunk: self.chunk_idx[other] as usize,
+                        };
+                        best.entry(q)
+                            .and_modify(|b| {
+                                if score > b.score {
+                                    *b = n
+                                }
+                            })
+                            .or_insert(n);
+                    }
+                }
+                let mut list: Vec<Neighbour> = best.into_values().collect();
+                keep_best(&mut list, k, |n| (n.passage, n.score));
+                list
+            })
+            .collect())
+    }
+
+    /// For each of `rows`, its `k` most similar other live rows with cosine ≥ `min_score`.
+    fn top_k_for_rows(
+        &self,
+        rows: &[usize],
+        k: usize,
+        min_score: f32,
+    ) -> Result<Vec<Vec<(usize, f32)>>> {
+        let n = self.len();
+        let mut out = Vec::with_capacity(rows.len());
+        if n == 0 || rows.is_empty() {
+            return Ok(vec![Vec::new(); rows.len()]);
+        }
+        let block = (64 * 1024 * 1024 / 4 / n).clamp(16, 1024);
+        let mt = self.matrix.t()?;
+        for chunk in rows.chunks(block) {
+            let ids = Tensor::from_vec(
+                chunk.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+                chunk.len(),
+                &Device::Cpu,
+            )?;
+            let sims = self
+                .matrix
+                .index_select(&ids, 0)?
+                .matmul(&mt)?
+                .to_vec2::<f32>()?;
+            for (&me, row) in chunk.iter().zip(sims) {
+                let mut cand: Vec<(usize, f32)> = row
+                    .into_iter()
+                    .enumerate()
+                    .filter(|&(j, s)| j != me && self.live[j] && s >= min_score)
+                    .collect();
+                keep_best(&mut cand, k, |&(j, s)| (j as i64, s));
+                out.push(cand);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Keeps the `k` highest-scoring entries, best first (ties by lower id).
+fn keep_best<T>(list: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (i64, f32)) {
+    let order = |a: &T, b: &T| {
+        let (ia, sa) = key(a);
+        let (ib, sb) = key(b);
+        sb.total_cmp(&sa).then(ia.cmp(&ib))
+    };
+    if list.len() > k && k > 0 {
+        list.select_nth_unstable_by(k - 1, order);
+    }
+    list.truncate(k);
+    list.sort_by(order);
+}
+
+/// The mean of a passage's chunk vectors, renormalised: the passage's own
+/// vector when it was windowed into several chunks.
+pub(super) fn mean_unit(rows: &[Vec<f32>], dim: usize) -> Option<Vec<f32>> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut v = vec![0f32; dim];
+    for r in rows {
+        v.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+    }
+    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|a| *a /= norm);
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_index(n: usize, dim: usize) -> VectorIndex {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut data = Vec::with_capacity(n * dim);
+        for _ in 0..n {
+            let row: Vec<f32> = (0..dim)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.3
+                })
+                .collect();
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            data.extend(row.iter().map(|x| x / norm));
+        }
+        VectorIndex::new(VectorSet {
+            chunk_ids: (0..n as i64).collect(),
+            passage_ids: (0..n as i64).collect(),
+            doc_ids: (0..n as i64).map(|i| i / 10).collect(),
+            chunk_idx: vec![0; n],
+            dim,
+            data,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn blocked_neighbours_equal_brute_force() {
+        // More rows than one block, so several blocks run.
+        let index = random_index(2100, 8);
+        let all: Vec<PassageId> = (0..2100).collect();
+        let lists = index.neighbours(&all, 5, 0.0).unwrap();
+        for (p, list) in all.iter().zip(&lists).step_by(97) {
+            let mut brute: Vec<(i64, f32)> = index
+                .scores(
+                    index
+                        .matrix
+                        .get(*p as usize)
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                        .as_slice(),
+                )
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .filter(|&(j, s)| j as i64 != *p && s >= 0.0)
+                .map(|(j, s)| (j as i64, s))
+                .collect();
+            keep_best(&mut brute, 5, |&x| x);
+            let got: Vec<i64> = list.iter().map(|n| n.passage).collect();
+            let want: Vec<i64> = brute.iter().map(|x| x.0).collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn dead_rows_are_never_returned() {
+        let mut index = random_index(100, 8);
+        index.forget_document(3);
+        let q = index.matrix.get(35).unwrap().to_vec1::<f32>().unwrap();
+        let hits = index.nearest(&q, 100, &Filter::default()).unwrap();
+        assert_eq!(hits.len(), 90);
+        assert!(hits.iter().all(|n| !(30..40).contains(&n.passage)));
+        let lists = index.neighbours(&[0], 100, -1.0).unwrap();
+        assert!(lists[0].iter().all(|n| !(30..40).contains(&n.passage)));
+    }
+}
