@@ -550,13 +550,13 @@ fn duplicate_marks(
     let mut marks = Vec::new();
     let mut marked = HashSet::new();
     for p in pairs {
-        if p.b >= first_new && marked.insert(p.b) {
-            let canonical = if p.a >= first_new {
-                Canonical::SameDocument(p.a - first_new)
+        if p.duplicate >= first_new && marked.insert(p.duplicate) {
+            let canonical = if p.canonical >= first_new {
+                Canonical::SameDocument(p.canonical - first_new)
             } else {
-                Canonical::Stored(corpus.rows[p.a].id)
+                Canonical::Stored(corpus.rows[p.canonical].id)
             };
-            marks.push((p.b - first_new, canonical, p.kind, p.score));
+            marks.push((p.duplicate - first_new, canonical, p.kind, p.score));
         }
     }
     marks

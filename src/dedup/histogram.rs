@@ -2,7 +2,7 @@
 //! score, so a user can see where the duplicates separate from the merely
 //! similar and choose thresholds from data rather than guesswork.
 
-use super::{scan, Item, Kind, Thresholds};
+use super::{detect, Item, Kind, SemanticNeighbour, Thresholds};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
@@ -40,13 +40,13 @@ pub struct Histogram {
 /// included, which is what calibrating the model's cosine needs.
 pub fn histogram(
     items: &[Item],
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
     bins: usize,
 ) -> Result<Vec<Histogram>> {
     let bins = bins.max(1);
-    let s = scan(items, neighbours, th, kinds, 0, true)?;
+    let s = detect(items, neighbours, th, kinds, 0, true)?;
     Ok(Kind::ALL
         .into_iter()
         .filter(|k| kinds.contains(k))

@@ -230,15 +230,27 @@ impl Thresholds {
     }
 }
 
-/// A duplicate pair: indices into the `items` slice, `a` the canonical side
-/// (lower `(order, index)`). For `contained`, either side may be the shorter
-/// one; compare word counts to tell which lies inside which.
+/// A duplicate pair of indices into the `items` slice. For `contained`,
+/// either side may be the shorter one; compare word counts to tell which
+/// lies inside which.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pair {
-    pub a: usize,
-    pub b: usize,
+    /// The older side: lower `(order, index)`.
+    pub canonical: usize,
+    /// The newer side, reported as the copy.
+    pub duplicate: usize,
     pub kind: Kind,
     /// 1 for exact, Jaccard for near, containment for contained, cosine for semantic.
+    pub score: f32,
+}
+
+/// One entry of a passage's semantic neighbour list: another passage and
+/// the embedding cosine between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SemanticNeighbour {
+    /// Index of the other passage in the `items` slice.
+    pub index: usize,
+    /// Cosine similarity of the two passages' embeddings.
     pub score: f32,
 }
 
@@ -271,9 +283,9 @@ const MINHASH_SEED: u64 = 0x7061_7265_696c; // "pareil"
 
 /// Every duplicate pair among `items`, for the requested `kinds`.
 ///
-/// `neighbours[i]` lists `(j, cosine)` for passage `i`'s nearest neighbours
-/// (any k, any order, self entries ignored); needed only for
-/// [`Kind::Semantic`]. Pairs are sorted by `(a, b)`.
+/// `neighbours[i]` lists passage `i`'s nearest neighbours (any k, any
+/// order, self entries ignored); needed only for [`Kind::Semantic`]. Pairs
+/// are sorted by `(canonical, duplicate)`.
 ///
 /// Near and contained pairs are computed between the representatives of
 /// exact groups (a near copy is reported against the canonical of the text
@@ -281,11 +293,11 @@ const MINHASH_SEED: u64 = 0x7061_7265_696c; // "pareil"
 /// requested, every neighbour at or above the semantic threshold is semantic.
 pub fn find_pairs(
     items: &[Item],
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
-    Ok(scan(items, neighbours, th, kinds, 0, false)?.pairs)
+    Ok(detect(items, neighbours, th, kinds, 0, false)?.pairs)
 }
 
 /// Like [`find_pairs`] but returns (and verifies) only pairs involving at
@@ -295,16 +307,16 @@ pub fn find_pairs(
 pub fn find_pairs_touching(
     items: &[Item],
     first_new: usize,
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
-    Ok(scan(items, neighbours, th, kinds, first_new, false)?.pairs)
+    Ok(detect(items, neighbours, th, kinds, first_new, false)?.pairs)
 }
 
 /// What one pass produces: the pairs, and optionally each passage's best
 /// score per kind among all verified candidates (for [`histogram`]).
-pub(crate) struct Scan {
+pub(crate) struct Detection {
     pub pairs: Vec<Pair>,
     /// `best[i][kind as usize]`, NaN when passage `i` had no candidate.
     pub best: Vec<[f32; 4]>,
@@ -326,14 +338,14 @@ struct NearSketch {
     compact: Option<Box<[u16; minhash::PERMS]>>,
 }
 
-pub(crate) fn scan(
+pub(crate) fn detect(
     items: &[Item],
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
     first_new: usize,
     collect_best: bool,
-) -> Result<Scan> {
+) -> Result<Detection> {
     th.validate()?;
     let n = items.len();
     if n > u32::MAX as usize {
@@ -346,10 +358,10 @@ pub(crate) fn scan(
                 nb.len()
             )));
         }
-        if let Some((i, (j, _))) = nb
+        if let Some((i, j)) = nb
             .iter()
             .enumerate()
-            .find_map(|(i, l)| l.iter().find(|(j, _)| *j >= n).map(|x| (i, *x)))
+            .find_map(|(i, l)| l.iter().find(|s| s.index >= n).map(|s| (i, s.index)))
         {
             return Err(Error::Usage(format!(
                 "passage {i} lists neighbour {j}, but only {n} passages given"
@@ -419,8 +431,8 @@ pub(crate) fn scan(
                     for y in x + 1..g.len() {
                         if touches(g[x], g[y]) {
                             pairs.push(Pair {
-                                a: g[x],
-                                b: g[y],
+                                canonical: g[x],
+                                duplicate: g[y],
                                 kind: Kind::Exact,
                                 score: 1.0,
                             });
@@ -596,8 +608,13 @@ pub(crate) fn scan(
                 None
             };
             if let Some((kind, score)) = kind {
-                let (a, b) = canon(v.i, v.j);
-                pairs.push(Pair { a, b, kind, score });
+                let (canonical, duplicate) = canon(v.i, v.j);
+                pairs.push(Pair {
+                    canonical,
+                    duplicate,
+                    kind,
+                    score,
+                });
             }
             if collect_best {
                 for x in [v.i, v.j] {
@@ -621,11 +638,15 @@ pub(crate) fn scan(
         // re-reported as semantic.
         let mut uf = group::UnionFind::new(n);
         for p in &pairs {
-            uf.union(p.a, p.b);
+            uf.union(p.canonical, p.duplicate);
         }
         let mut sem: HashMap<(usize, usize), f32> = HashMap::new();
         for (i, list) in nb.iter().enumerate() {
-            for &(j, cos) in list {
+            for &SemanticNeighbour {
+                index: j,
+                score: cos,
+            } in list
+            {
                 if j == i || cos.is_nan() {
                     continue;
                 }
@@ -645,14 +666,14 @@ pub(crate) fn scan(
                 *e = e.max(cos);
             }
         }
-        pairs.extend(sem.into_iter().map(|((a, b), score)| Pair {
-            a,
-            b,
+        pairs.extend(sem.into_iter().map(|((canonical, duplicate), score)| Pair {
+            canonical,
+            duplicate,
             kind: Kind::Semantic,
             score,
         }));
     }
 
-    pairs.sort_unstable_by_key(|p| (p.a, p.b));
-    Ok(Scan { pairs, best })
+    pairs.sort_unstable_by_key(|p| (p.canonical, p.duplicate));
+    Ok(Detection { pairs, best })
 }

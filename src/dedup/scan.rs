@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{
-    find_pairs_touching, group, histogram, merge_blocks, Histogram, Item, Kind, Pair, Thresholds,
+    find_pairs_touching, group, histogram, merge_blocks, Histogram, Item, Kind, Pair,
+    SemanticNeighbour, Thresholds,
 };
 use crate::error::Result;
 use crate::search::Index;
@@ -158,7 +159,7 @@ impl Corpus {
         index: &Index,
         min_score: f32,
         from: usize,
-    ) -> Result<Vec<Vec<(usize, f32)>>> {
+    ) -> Result<Vec<Vec<SemanticNeighbour>>> {
         let item_of: HashMap<i64, usize> = self
             .rows
             .iter()
@@ -194,7 +195,9 @@ impl Corpus {
                 let mut v: Vec<(usize, f32)> = m.into_iter().collect();
                 v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
                 v.truncate(SEMANTIC_NEIGHBOURS);
-                v
+                v.into_iter()
+                    .map(|(index, score)| SemanticNeighbour { index, score })
+                    .collect()
             })
             .collect())
     }
