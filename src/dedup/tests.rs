@@ -40,32 +40,52 @@ fn normalize(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Owned passages; `items()` borrows them as the detectors expect.
+/// One owned passage of a test corpus.
+struct Row {
+    doc: i64,
+    pos: usize,
+    text: String,
+    norm: String,
+}
+
+/// Owned passages; `items()` borrows them as the detectors expect. The one
+/// place the tests build [`Item`]s.
 #[derive(Default)]
 struct Corpus {
-    rows: Vec<(i64, usize, String, String)>,
+    rows: Vec<Row>,
 }
 
 impl Corpus {
     /// Appends a document's passages; ingest order = insertion order.
     fn doc(&mut self, doc: i64, passages: &[&str]) -> &mut Self {
         for (pos, t) in passages.iter().enumerate() {
-            self.rows.push((doc, pos, t.to_string(), normalize(t)));
+            self.push(doc, pos, t.to_string(), normalize(t));
         }
         self
     }
 
+    /// Appends one passage with its normalised text.
+    fn push(&mut self, doc: i64, pos: usize, text: String, norm: String) {
+        self.rows.push(Row {
+            doc,
+            pos,
+            text,
+            norm,
+        });
+    }
+
+    /// Id and ingest order are the insertion index; language unknown.
     fn items(&self) -> Vec<Item<'_>> {
         self.rows
             .iter()
             .enumerate()
-            .map(|(k, (doc, pos, text, norm))| Item {
+            .map(|(k, r)| Item {
                 id: k as i64,
-                doc: *doc,
-                pos: *pos,
+                doc: r.doc,
+                pos: r.pos,
                 order: k as u64,
-                text,
-                norm,
+                text: &r.text,
+                norm: &r.norm,
                 lang: None,
             })
             .collect()
@@ -545,28 +565,19 @@ fn seeds_lexical_findings() {
     };
     let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     files.sort();
-    let mut rows: Vec<(i64, usize, usize, String, String)> = Vec::new();
+    let mut c = Corpus::default();
+    // (file number, first line) of each passage, for the messages.
+    let mut lines: Vec<(i64, usize)> = Vec::new();
     for (d, f) in files.iter().enumerate() {
         let text = std::fs::read_to_string(f).unwrap();
         for (pos, (line, t)) in seed_passages(&text).into_iter().enumerate() {
             let norm = normalize(&t);
-            rows.push((d as i64, pos, line, t, norm));
+            c.push(d as i64, pos, t, norm);
+            lines.push((d as i64, line));
         }
     }
-    let items: Vec<Item> = rows
-        .iter()
-        .enumerate()
-        .map(|(k, (doc, pos, _, text, norm))| Item {
-            id: k as i64,
-            doc: *doc,
-            pos: *pos,
-            order: k as u64,
-            text,
-            norm,
-            lang: None,
-        })
-        .collect();
-    let at = |i: usize| format!("{:03}:{}", rows[i].0, rows[i].2);
+    let items = c.items();
+    let at = |i: usize| format!("{:03}:{}", lines[i].0, lines[i].1);
     let pairs = lexical(&items);
     let findings = merge_blocks(&items, &pairs);
     for f in &findings {
@@ -702,19 +713,11 @@ fn synthetic(n: usize, planted: usize, seed: u64) -> (Rows, Plants) {
 
 fn run_synthetic(n: usize, planted: usize) -> std::time::Duration {
     let (rows, plants) = synthetic(n, planted, 42);
-    let items: Vec<Item> = rows
-        .iter()
-        .enumerate()
-        .map(|(k, (t, norm))| Item {
-            id: k as i64,
-            doc: k as i64,
-            pos: 0,
-            order: k as u64,
-            text: t,
-            norm,
-            lang: None,
-        })
-        .collect();
+    let mut c = Corpus::default();
+    for (k, (text, norm)) in rows.into_iter().enumerate() {
+        c.push(k as i64, 0, text, norm);
+    }
+    let items = c.items();
     let t0 = std::time::Instant::now();
     let pairs = lexical(&items);
     let dt = t0.elapsed();
