@@ -26,12 +26,13 @@
 //! (folding once, both shingle kinds, the MinHash sketch) and the exact
 //! verification of their merged candidates, where a pair proposed by one
 //! stage may be classified by the other. Each stage records the scores it
-//! measures in `BestScores`, which is all [`histogram`] reads.
+//! measures in `BestScores`, which is all [`histogram()`] reads.
 //!
 //! Around the pipeline: [`shingle`] (folding, shingles, hashing),
-//! [`blocks`] (pairs merged into runs of consecutive passages), [`group`]
-//! (connected components with a canonical member), [`diff`] (the word
-//! diffs that explain near and contained pairs), [`histogram`].
+//! [`blocks`] (pairs merged into runs of consecutive passages),
+//! [`group`](mod@group) (connected components with a canonical member),
+//! [`diff`] (the word diffs that explain near and contained pairs),
+//! [`histogram`](mod@histogram).
 //!
 //! Why two shingle kinds: character 5-shingles make `near` tolerant of
 //! typos (an edited character changes at most 5 shingles, less than one
@@ -178,7 +179,7 @@ pub struct Thresholds {
     pub min_words_near: usize,
     /// Minimum embedding cosine for `semantic`. Placeholder: must be
     /// calibrated from the model's measured cosine distribution (use
-    /// [`histogram`]).
+    /// [`histogram()`]).
     pub semantic: f32,
     /// Minimum embedding cosine for `semantic` when the two passages are in
     /// different languages (translations score lower than same-language
@@ -306,7 +307,7 @@ pub fn find_pairs_touching(
 }
 
 /// What every stage is given: the passages, the thresholds, which pairs to
-/// report, and whether scores are being collected for [`histogram`].
+/// report, and whether scores are being collected for [`histogram()`].
 struct Context<'a> {
     items: &'a [Item<'a>],
     th: &'a Thresholds,
@@ -341,7 +342,7 @@ impl Context<'_> {
 
 /// Each passage's best score per kind among the verified candidates (exact
 /// groups, near and contained verifications, neighbour lists), NaN where a
-/// passage had none: what [`histogram`] plots. Empty, and deaf to
+/// passage had none: what [`histogram()`] plots. Empty, and deaf to
 /// [`BestScores::offer`], unless collection was requested.
 pub(crate) struct BestScores(Vec<[f32; 4]>);
 
