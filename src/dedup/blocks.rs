@@ -31,9 +31,9 @@ pub struct Finding {
     pub score: f32,
     /// Mean pair score in the block.
     pub mean_score: f32,
-    /// The older side (every pair's `a`).
+    /// The older side (every pair's `canonical`).
     pub canonical: Span,
-    /// The copy (every pair's `b`).
+    /// The copy (every pair's `duplicate`).
     pub duplicate: Span,
     /// The block's pairs, in passage order.
     pub pairs: Vec<Pair>,
@@ -42,13 +42,13 @@ pub struct Finding {
     pub explanation: Option<String>,
 }
 
-/// Merges pairs into blocks. Pair `(a, b)` extends the block ending with
-/// `(a', b')` when `a` follows `a'` and `b` follows `b'` in their documents
-/// (`pos + 1`, same documents). Every pair lands in exactly one finding.
-/// Findings come oldest canonical first.
+/// Merges pairs into blocks. Pair `(c, d)` (canonical, duplicate) extends
+/// the block ending with `(c', d')` when `c` follows `c'` and `d` follows
+/// `d'` in their documents (`pos + 1`, same documents). Every pair lands in
+/// exactly one finding. Findings come oldest canonical first.
 pub fn merge_blocks(items: &[Item], pairs: &[Pair]) -> Vec<Finding> {
     let key = |p: &Pair| {
-        let (x, y) = (&items[p.a], &items[p.b]);
+        let (x, y) = (&items[p.canonical], &items[p.duplicate]);
         (x.doc, x.pos, y.doc, y.pos)
     };
     let mut order: Vec<usize> = (0..pairs.len()).collect();
@@ -99,7 +99,11 @@ fn finding(items: &[Item], run: Vec<Pair>, da: i64, db: i64) -> Finding {
         .enumerate()
         .filter(|(_, p)| matches!(p.kind, Kind::Near | Kind::Contained))
         .filter_map(|(k, p)| {
-            let d = word_diff(items[p.a].text, items[p.b].text, EXPLAIN_LEN);
+            let d = word_diff(
+                items[p.canonical].text,
+                items[p.duplicate].text,
+                EXPLAIN_LEN,
+            );
             match (d.is_empty(), n > 1) {
                 (true, _) => None,
                 (false, true) => Some(format!("#{}: {d}", k + 1)),
@@ -127,8 +131,8 @@ fn finding(items: &[Item], run: Vec<Pair>, da: i64, db: i64) -> Finding {
         kind,
         score,
         mean_score,
-        canonical: span(da, run[0].a, run[n - 1].a),
-        duplicate: span(db, run[0].b, run[n - 1].b),
+        canonical: span(da, run[0].canonical, run[n - 1].canonical),
+        duplicate: span(db, run[0].duplicate, run[n - 1].duplicate),
         pairs: run,
         explanation,
     }

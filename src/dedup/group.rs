@@ -73,19 +73,19 @@ pub fn group(items: &[Item], pairs: &[Pair]) -> Vec<Group> {
     let key = |i: usize| (items[i].order, i);
     let mut uf = UnionFind::new(items.len());
     for p in pairs {
-        uf.union(p.a, p.b);
+        uf.union(p.canonical, p.duplicate);
     }
     let mut comps: HashMap<usize, Vec<usize>> = HashMap::new();
     for p in pairs {
-        for x in [p.a, p.b] {
+        for x in [p.canonical, p.duplicate] {
             comps.entry(uf.find(x)).or_default().push(x);
         }
     }
     // Best link per passage: (is direct with canonical, stronger kind, higher score).
     let mut by_item: HashMap<usize, Vec<&Pair>> = HashMap::new();
     for p in pairs {
-        by_item.entry(p.a).or_default().push(p);
-        by_item.entry(p.b).or_default().push(p);
+        by_item.entry(p.canonical).or_default().push(p);
+        by_item.entry(p.duplicate).or_default().push(p);
     }
     let mut groups: Vec<Group> = comps
         .into_values()
@@ -100,13 +100,17 @@ pub fn group(items: &[Item], pairs: &[Pair]) -> Vec<Group> {
                         .iter()
                         .min_by(|x, y| {
                             let rank = |p: &Pair| {
-                                let direct = p.a == canonical || p.b == canonical;
+                                let direct = p.canonical == canonical || p.duplicate == canonical;
                                 (!direct, p.kind)
                             };
                             rank(x).cmp(&rank(y)).then(y.score.total_cmp(&x.score))
                         })
                         .expect("every member has a pair");
-                    let via = if p.a == m { p.b } else { p.a };
+                    let via = if p.canonical == m {
+                        p.duplicate
+                    } else {
+                        p.canonical
+                    };
                     let explanation = matches!(p.kind, Kind::Near | Kind::Contained)
                         .then(|| word_diff(items[via].text, items[m].text, EXPLAIN_LEN));
                     Member {

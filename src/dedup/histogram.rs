@@ -2,7 +2,7 @@
 //! score, so a user can see where the duplicates separate from the merely
 //! similar and choose thresholds from data rather than guesswork.
 
-use super::{scan, Item, Kind, Thresholds};
+use super::{detect, Item, Kind, SemanticNeighbour, Thresholds};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
@@ -33,30 +33,27 @@ pub struct Histogram {
 }
 
 /// Histograms of each passage's best score, for each kind in `kinds`, with
-/// `bins` bins between the lowest observed score and 1. Scores come from the
-/// same candidate generation as [`super::find_pairs`] (nothing is compared
-/// all-pairs), with containment collected down to 0.5. Semantic scores are
-/// the best cosine in each passage's neighbour list, lexical duplicates
-/// included, which is what calibrating the model's cosine needs.
+/// `bins` bins between the lowest observed score and 1. Scores are what the
+/// stages of [`super::find_pairs`] measured (nothing is compared
+/// all-pairs), with their candidate floors lowered (containment down to
+/// 0.5, estimated Jaccard down to 0.4) so scores below the thresholds
+/// show. Semantic scores are the best cosine in each passage's neighbour
+/// list, lexical duplicates included, which is what calibrating the model's
+/// cosine needs.
 pub fn histogram(
     items: &[Item],
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
     bins: usize,
 ) -> Result<Vec<Histogram>> {
     let bins = bins.max(1);
-    let s = scan(items, neighbours, th, kinds, 0, true)?;
+    let detection = detect(items, neighbours, th, kinds, 0, true)?;
     Ok(Kind::ALL
         .into_iter()
         .filter(|k| kinds.contains(k))
         .map(|kind| {
-            let scores: Vec<f32> = s
-                .best
-                .iter()
-                .map(|b| b[kind as usize])
-                .filter(|x| !x.is_nan())
-                .collect();
+            let scores: Vec<f32> = detection.best.of(kind).collect();
             let threshold = th.for_kind(kind);
             // Exact scores are all 1: one bin says everything.
             let (lo, width, counts) = if kind == Kind::Exact {

@@ -1,22 +1,38 @@
 //! Duplicate detection over passages: the four detectors (exact, near,
 //! contained, semantic), and what users see of them (blocks, groups,
 //! explanations, score histograms). Pure algorithms on plain data: this
-//! module knows nothing of the store, the files or the model. The caller
+//! module knows nothing of the store, the files or the model: the engine
+//! (`engine/dups.rs`, `engine/ingest.rs`) feeds it. The caller
 //! hands in passages as [`Item`]s (with the corpus module's normalised text)
-//! and, for the semantic layer, each passage's top-k embedding neighbours.
+//! and, for the semantic layer, each passage's top-k embedding neighbours
+//! as [`SemanticNeighbour`] lists.
 //!
-//! Pipeline of [`find_pairs`]; no stage compares all pairs:
-//! 1. **exact** — hash of the normalised text, sort, equal runs. Each group of
-//!    equal texts keeps one representative for the next stages.
-//! 2. **near** — character 5-shingles of the accent-folded text; a
-//!    125-row one-permutation MinHash (see [`minhash`]) banded 25 × 5
-//!    proposes candidates, a 16-bit signature estimate drops hopeless ones,
-//!    and exact Jaccard of the shingle sets confirms the rest.
-//! 3. **contained** — word 3-shingles in an inverted index probed with an
-//!    exact prefix filter (see [`contain`]); the containment
+//! Pipeline of [`find_pairs`], one file per stage, run in order by the
+//! short `detect` here; no stage compares all pairs:
+//! 1. **exact** (`exact.rs`) — hash of the normalised text, sort, equal
+//!    runs. Each group of equal texts keeps one representative for the
+//!    next stages.
+//! 2. **near** (`near.rs`) — character 5-shingles of the accent-folded
+//!    text; a 125-row one-permutation MinHash (see [`minhash`]) banded
+//!    25 × 5 proposes candidates, a 16-bit signature estimate drops
+//!    hopeless ones, and exact Jaccard of the shingle sets confirms the rest.
+//! 3. **contained** (`contained.rs`) — word 3-shingles in an inverted index
+//!    probed with an exact prefix filter (see [`contain`]); the containment
 //!    `|A ∩ B| / |A|` of the shorter side confirms.
-//! 4. **semantic** — the caller's neighbour lists; a pair already linked by a
-//!    lexical layer keeps its lexical kind.
+//! 4. **semantic** (`semantic.rs`) — the caller's neighbour lists; a pair
+//!    already linked by a lexical layer keeps its lexical kind.
+//!
+//! Near and contained share `lexical.rs`: the per-passage preparation
+//! (folding once, both shingle kinds, the MinHash sketch) and the exact
+//! verification of their merged candidates, where a pair proposed by one
+//! stage may be classified by the other. Each stage records the scores it
+//! measures in `BestScores`, which is all [`histogram()`] reads.
+//!
+//! Around the pipeline: [`shingle`] (folding, shingles, hashing),
+//! [`blocks`] (pairs merged into runs of consecutive passages),
+//! [`group`](mod@group) (connected components with a canonical member),
+//! [`diff`] (the word diffs that explain near and contained pairs),
+//! [`histogram`](mod@histogram).
 //!
 //! Why two shingle kinds: character 5-shingles make `near` tolerant of
 //! typos (an edited character changes at most 5 shingles, less than one
@@ -35,10 +51,15 @@
 
 pub mod blocks;
 pub mod contain;
+mod contained;
 pub mod diff;
+mod exact;
 pub mod group;
 pub mod histogram;
+mod lexical;
 pub mod minhash;
+mod near;
+mod semantic;
 pub mod shingle;
 #[cfg(test)]
 mod tests;
@@ -49,9 +70,7 @@ pub use group::{group, Group, Member};
 pub use histogram::{histogram, Histogram};
 
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// One passage as the detectors see it.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +178,7 @@ pub struct Thresholds {
     pub min_words_near: usize,
     /// Minimum embedding cosine for `semantic`. Placeholder: must be
     /// calibrated from the model's measured cosine distribution (use
-    /// [`histogram`]).
+    /// [`histogram()`]).
     pub semantic: f32,
     /// Minimum embedding cosine for `semantic` when the two passages are in
     /// different languages (translations score lower than same-language
@@ -229,50 +248,35 @@ impl Thresholds {
     }
 }
 
-/// A duplicate pair: indices into the `items` slice, `a` the canonical side
-/// (lower `(order, index)`). For `contained`, either side may be the shorter
-/// one; compare word counts to tell which lies inside which.
+/// A duplicate pair of indices into the `items` slice. For `contained`,
+/// either side may be the shorter one; compare word counts to tell which
+/// lies inside which.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pair {
-    pub a: usize,
-    pub b: usize,
+    /// The older side: lower `(order, index)`.
+    pub canonical: usize,
+    /// The newer side, reported as the copy.
+    pub duplicate: usize,
     pub kind: Kind,
     /// 1 for exact, Jaccard for near, containment for contained, cosine for semantic.
     pub score: f32,
 }
 
-/// Exact groups up to this size report every pair (so a repeated block is
-/// still seen as a block when one of its lines also appears elsewhere);
-/// bigger groups report a star around the canonical to stay linear.
-const EXACT_CLIQUE: usize = 16;
-/// In an LSH bucket of m passages (sorted by ingest order) each passage is
-/// compared with at most this many earlier ones. Huge buckets only arise
-/// from mass near-copies; grouping still connects them through the first
-/// members, and the work stays linear in m.
-const MAX_BUCKET_PEERS: usize = 64;
-/// Containment floor used when collecting scores for the histogram, so it
-/// shows the distribution below the threshold too.
-const HIST_CONTAINED_FLOOR: f32 = 0.5;
-/// LSH candidates whose signature estimate is this far below the near
-/// threshold are dropped before exact verification. The estimate's standard
-/// deviation is ≤ 0.045 (125 rows), so 0.2 is > 4σ: a true near-duplicate
-/// is essentially never lost, while most of the LSH false candidates (real
-/// Jaccard 0.05–0.3) are, which keeps verification linear at 100k passages.
-const NEAR_PREFILTER_MARGIN: f32 = 0.2;
-/// The pre-filter applies only when both passages have at least this many
-/// character shingles (≈ 50 words): below it the one-permutation estimate
-/// is too noisy to discard on, and exact comparison is cheap.
-const PREFILTER_MIN_SHINGLES: usize = 2 * minhash::PERMS;
-/// Lowest estimated Jaccard verified when collecting histogram scores.
-const HIST_NEAR_FLOOR: f32 = 0.4;
-/// Seed of the MinHash permutations (fixed: results are reproducible).
-const MINHASH_SEED: u64 = 0x7061_7265_696c; // "pareil"
+/// One entry of a passage's semantic neighbour list: another passage and
+/// the embedding cosine between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SemanticNeighbour {
+    /// Index of the other passage in the `items` slice.
+    pub index: usize,
+    /// Cosine similarity of the two passages' embeddings.
+    pub score: f32,
+}
 
 /// Every duplicate pair among `items`, for the requested `kinds`.
 ///
-/// `neighbours[i]` lists `(j, cosine)` for passage `i`'s nearest neighbours
-/// (any k, any order, self entries ignored); needed only for
-/// [`Kind::Semantic`]. Pairs are sorted by `(a, b)`.
+/// `neighbours[i]` lists passage `i`'s nearest neighbours (any k, any
+/// order, self entries ignored); needed only for [`Kind::Semantic`]. Pairs
+/// are sorted by `(canonical, duplicate)`.
 ///
 /// Near and contained pairs are computed between the representatives of
 /// exact groups (a near copy is reported against the canonical of the text
@@ -280,11 +284,11 @@ const MINHASH_SEED: u64 = 0x7061_7265_696c; // "pareil"
 /// requested, every neighbour at or above the semantic threshold is semantic.
 pub fn find_pairs(
     items: &[Item],
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
-    Ok(scan(items, neighbours, th, kinds, 0, false)?.pairs)
+    Ok(detect(items, neighbours, th, kinds, 0, false)?.pairs)
 }
 
 /// Like [`find_pairs`] but returns (and verifies) only pairs involving at
@@ -294,364 +298,143 @@ pub fn find_pairs(
 pub fn find_pairs_touching(
     items: &[Item],
     first_new: usize,
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
-    Ok(scan(items, neighbours, th, kinds, first_new, false)?.pairs)
+    Ok(detect(items, neighbours, th, kinds, first_new, false)?.pairs)
 }
 
-/// What one pass produces: the pairs, and optionally each passage's best
-/// score per kind among all verified candidates (for [`histogram`]).
-pub(crate) struct Scan {
+/// What every stage is given: the passages, the thresholds, which pairs to
+/// report, and whether scores are being collected for [`histogram()`].
+struct Context<'a> {
+    items: &'a [Item<'a>],
+    th: &'a Thresholds,
+    /// Only pairs with a side at or after this index are reported.
+    first_new: usize,
+    /// Collecting best scores: the candidate floors are lowered so scores
+    /// below the thresholds are seen too.
+    collect_best: bool,
+}
+
+impl Context<'_> {
+    /// Whether the pair `(i, j)` is to be reported: it involves a new passage.
+    fn touches(&self, i: usize, j: usize) -> bool {
+        i.max(j) >= self.first_new
+    }
+
+    /// The pair of `i` and `j`, the lower `(order, index)` as canonical.
+    fn pair(&self, i: usize, j: usize, kind: Kind, score: f32) -> Pair {
+        let (canonical, duplicate) = if (self.items[i].order, i) <= (self.items[j].order, j) {
+            (i, j)
+        } else {
+            (j, i)
+        };
+        Pair {
+            canonical,
+            duplicate,
+            kind,
+            score,
+        }
+    }
+}
+
+/// Each passage's best score per kind among the verified candidates (exact
+/// groups, near and contained verifications, neighbour lists), NaN where a
+/// passage had none: what [`histogram()`] plots. Empty, and deaf to
+/// [`BestScores::offer`], unless collection was requested.
+pub(crate) struct BestScores(Vec<[f32; 4]>);
+
+impl BestScores {
+    fn new(n: usize, collect: bool) -> Self {
+        BestScores(if collect {
+            vec![[f32::NAN; 4]; n]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// Keeps `score` as passage `i`'s best `kind` score if it is higher
+    /// (NaN scores, "not measured", are ignored).
+    fn offer(&mut self, i: usize, kind: Kind, score: f32) {
+        if let Some(slots) = self.0.get_mut(i) {
+            let slot = &mut slots[kind.slot()];
+            if !score.is_nan() && (slot.is_nan() || score > *slot) {
+                *slot = score;
+            }
+        }
+    }
+
+    /// The best `kind` score of every passage that has one.
+    pub(crate) fn of(&self, kind: Kind) -> impl Iterator<Item = f32> + '_ {
+        self.0
+            .iter()
+            .map(move |s| s[kind.slot()])
+            .filter(|x| !x.is_nan())
+    }
+}
+
+/// What one detection pass produces: the pairs, and (when requested) each
+/// passage's best score per kind.
+pub(crate) struct Detection {
     pub pairs: Vec<Pair>,
-    /// `best[i][kind as usize]`, NaN when passage `i` had no candidate.
-    pub best: Vec<[f32; 4]>,
+    pub best: BestScores,
 }
 
-/// Per-passage lexical preparation, computed once and in parallel. The
-/// folded words themselves are not kept (memory); `near` verification
-/// recomputes the character shingles of the few candidate pairs.
-struct Prep {
-    nwords: usize,
-    /// LSH band keys and compact signature, for `near`-eligible passages;
-    /// the signature only for sets large enough for a reliable estimate.
-    near: Option<NearSketch>,
-    wsh: Vec<u64>,
-}
-
-struct NearSketch {
-    keys: [u64; minhash::BANDS],
-    compact: Option<Box<[u16; minhash::PERMS]>>,
-}
-
-pub(crate) fn scan(
+/// Runs the requested stages in order — exact, then near and contained on
+/// the exact groups' representatives, then semantic on what the lexical
+/// stages left unlinked — reporting pairs that touch `first_new` onwards.
+pub(crate) fn detect(
     items: &[Item],
-    neighbours: Option<&[Vec<(usize, f32)>]>,
+    neighbours: Option<&[Vec<SemanticNeighbour>]>,
     th: &Thresholds,
     kinds: &[Kind],
     first_new: usize,
     collect_best: bool,
-) -> Result<Scan> {
+) -> Result<Detection> {
     th.validate()?;
     let n = items.len();
     if n > u32::MAX as usize {
         return Err(Error::Usage(format!("too many passages for one scan: {n}")));
     }
     if let Some(nb) = neighbours {
-        if nb.len() != n {
-            return Err(Error::Usage(format!(
-                "neighbour lists for {} passages, but {n} passages given",
-                nb.len()
-            )));
-        }
-        if let Some((i, (j, _))) = nb
-            .iter()
-            .enumerate()
-            .find_map(|(i, l)| l.iter().find(|(j, _)| *j >= n).map(|x| (i, *x)))
-        {
-            return Err(Error::Usage(format!(
-                "passage {i} lists neighbour {j}, but only {n} passages given"
-            )));
-        }
+        semantic::check_neighbours(n, nb)?;
     }
     let want = |k: Kind| kinds.contains(&k);
-    let touches = |i: usize, j: usize| i.max(j) >= first_new;
-    let canon = |i: usize, j: usize| {
-        if (items[i].order, i) <= (items[j].order, j) {
-            (i, j)
-        } else {
-            (j, i)
-        }
+    let ctx = Context {
+        items,
+        th,
+        first_new,
+        collect_best,
     };
-    let mut best = if collect_best {
-        vec![[f32::NAN; 4]; n]
-    } else {
-        Vec::new()
-    };
-    let mut pairs: Vec<Pair> = Vec::new();
-
-    // 1. exact — and representatives for the lexical stages.
-    let mut is_rep = vec![true; n];
+    let mut best = BestScores::new(n, collect_best);
+    let mut pairs = Vec::new();
+    let mut representative = vec![true; n];
     if Kind::LEXICAL.iter().any(|&k| want(k)) {
-        let mut keyed: Vec<(u64, u64, usize)> = (0..n)
-            .into_par_iter()
-            .filter(|&i| !items[i].norm.trim().is_empty())
-            .map(|i| {
-                (
-                    shingle::hash_bytes(items[i].norm.trim().as_bytes()),
-                    items[i].order,
-                    i,
-                )
-            })
-            .collect();
-        keyed.par_sort_unstable();
-        for run in keyed.chunk_by(|x, y| x.0 == y.0) {
-            if run.len() < 2 {
-                continue;
-            }
-            // Split the hash run by actual text (collisions are ~impossible,
-            // but correctness should not rest on it).
-            let mut groups: Vec<Vec<usize>> = Vec::new();
-            for &(_, _, i) in run {
-                let t = items[i].norm.trim();
-                match groups.iter_mut().find(|g| items[g[0]].norm.trim() == t) {
-                    Some(g) => g.push(i),
-                    None => groups.push(vec![i]),
-                }
-            }
-            for g in groups.into_iter().filter(|g| g.len() > 1) {
-                // `g` is in (order, index) order: g[0] is canonical.
-                for &i in &g[1..] {
-                    is_rep[i] = false;
-                }
-                if collect_best {
-                    for &i in &g {
-                        best[i][Kind::Exact.slot()] = 1.0;
-                    }
-                }
-                if !want(Kind::Exact) {
-                    continue;
-                }
-                let heads = if g.len() <= EXACT_CLIQUE { g.len() } else { 1 };
-                for x in 0..heads {
-                    for y in x + 1..g.len() {
-                        if touches(g[x], g[y]) {
-                            pairs.push(Pair {
-                                a: g[x],
-                                b: g[y],
-                                kind: Kind::Exact,
-                                score: 1.0,
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        let exact = exact::exact_pairs(&ctx, want(Kind::Exact), &mut best);
+        pairs = exact.pairs;
+        representative = exact.representative;
     }
-
-    // 2–3. near and contained.
-    let (do_near, do_cont) = (want(Kind::Near), want(Kind::Contained));
-    if do_near || do_cont {
-        let perms = minhash::Sketcher::new(MINHASH_SEED);
-        let prep: Vec<Prep> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                if !is_rep[i] {
-                    return Prep {
-                        nwords: 0,
-                        near: None,
-                        wsh: Vec::new(),
-                    };
-                }
-                let words = shingle::fold(items[i].norm);
-                let nwords = words.nwords;
-                let near = (do_near && nwords >= th.min_words_near.max(1)).then(|| {
-                    let sh = shingle::char_shingles_unsorted(&words);
-                    let sig = perms.signature(&sh);
-                    let est = (sh.len() >= PREFILTER_MIN_SHINGLES).then(|| minhash::compact(&sig));
-                    NearSketch {
-                        keys: minhash::band_keys(&sig),
-                        compact: est,
-                    }
-                });
-                let wsh = if do_cont && nwords >= th.min_words_contained.max(1) {
-                    shingle::word_shingles(&words)
-                } else {
-                    Vec::new()
-                };
-                Prep { nwords, near, wsh }
-            })
-            .collect();
-
-        let mut cands: Vec<(u32, u32)> = Vec::new();
-        let near_floor = if collect_best {
-            HIST_NEAR_FLOOR.min(th.near_jaccard - NEAR_PREFILTER_MARGIN)
-        } else {
-            th.near_jaccard - NEAR_PREFILTER_MARGIN
-        };
-        if do_near {
-            let per_band: Vec<Vec<(u32, u32)>> = (0..minhash::BANDS)
-                .into_par_iter()
-                .map(|band| {
-                    let mut v: Vec<(u64, u64, u32)> = prep
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, p)| {
-                            p.near
-                                .as_ref()
-                                .map(|ns| (ns.keys[band], items[i].order, i as u32))
-                        })
-                        .collect();
-                    v.sort_unstable();
-                    let mut out = Vec::new();
-                    for run in v.chunk_by(|x, y| x.0 == y.0) {
-                        for y in 1..run.len() {
-                            for x in 0..y.min(MAX_BUCKET_PEERS) {
-                                let (i, j) = (run[x].2, run[y].2);
-                                // Cheap pre-filter on the signatures: a pair
-                                // estimated 0.2 (> 4σ) below the bar is not
-                                // worth an exact comparison.
-                                let sketch = |k: u32| {
-                                    prep[k as usize]
-                                        .near
-                                        .as_ref()
-                                        .and_then(|ns| ns.compact.as_deref())
-                                };
-                                let keep = match (sketch(i), sketch(j)) {
-                                    (Some(a), Some(b)) => minhash::estimate(a, b) >= near_floor,
-                                    // Short sets: exact comparison is cheap anyway.
-                                    _ => true,
-                                };
-                                if keep && touches(i as usize, j as usize) {
-                                    out.push((i.min(j), i.max(j)));
-                                }
-                            }
-                        }
-                    }
-                    out
-                })
-                .collect();
-            cands.extend(per_band.into_iter().flatten());
+    if want(Kind::Near) || want(Kind::Contained) {
+        let prep = lexical::prepare(
+            &ctx,
+            &representative,
+            want(Kind::Near),
+            want(Kind::Contained),
+        );
+        let mut candidates = Vec::new();
+        if want(Kind::Near) {
+            candidates.extend(near::near_candidates(&ctx, &prep));
         }
-        if do_cont {
-            let sets: Vec<&[u64]> = prep.iter().map(|p| p.wsh.as_slice()).collect();
-            // Every passage long enough to be the shorter side is indexed
-            // (it can also be a longer side); `keep` enforces the length ratio.
-            let index = contain::WordIndex::build(&sets, |i| !sets[i].is_empty());
-            let t = if collect_best {
-                th.contained.min(HIST_CONTAINED_FLOOR)
-            } else {
-                th.contained
-            };
-            let found: Vec<(u32, u32)> = (0..n)
-                .into_par_iter()
-                .filter(|&a| !sets[a].is_empty())
-                .flat_map_iter(|a| {
-                    let need = prep[a].nwords as f32 * th.contained_min_ratio;
-                    index
-                        .candidates(a, t, |b| prep[b].nwords as f32 >= need)
-                        .into_iter()
-                        .filter(move |&b| touches(a, b))
-                        .map(move |b| (a.min(b) as u32, a.max(b) as u32))
-                })
-                .collect();
-            cands.extend(found);
+        if want(Kind::Contained) {
+            candidates.extend(contained::contained_candidates(&ctx, &prep));
         }
-        cands.par_sort_unstable();
-        cands.dedup();
-
-        // Verify every candidate exactly.
-        struct Verified {
-            i: usize,
-            j: usize,
-            jac: f32,
-            cont: f32,
-            short: usize,
-        }
-        let verified: Vec<Verified> = cands
-            .par_iter()
-            .map(|&(i, j)| {
-                let (i, j) = (i as usize, j as usize);
-                let jac = if do_near && prep[i].near.is_some() && prep[j].near.is_some() {
-                    let ci = shingle::char_shingles(&shingle::fold(items[i].norm));
-                    let cj = shingle::char_shingles(&shingle::fold(items[j].norm));
-                    shingle::jaccard(&ci, &cj)
-                } else {
-                    f32::NAN
-                };
-                let (s, l) = if prep[i].nwords <= prep[j].nwords {
-                    (i, j)
-                } else {
-                    (j, i)
-                };
-                let cont = if do_cont
-                    && !prep[s].wsh.is_empty()
-                    && !prep[l].wsh.is_empty()
-                    && prep[l].nwords as f32 >= prep[s].nwords as f32 * th.contained_min_ratio
-                {
-                    shingle::intersect_len(&prep[s].wsh, &prep[l].wsh) as f32
-                        / prep[s].wsh.len() as f32
-                } else {
-                    f32::NAN
-                };
-                Verified {
-                    i,
-                    j,
-                    jac,
-                    cont,
-                    short: s,
-                }
-            })
-            .collect();
-        for v in verified {
-            // Contained first: when the longer side is meaningfully longer,
-            // "A lies inside B" is the more informative statement.
-            let kind = if v.cont >= th.contained {
-                Some((Kind::Contained, v.cont))
-            } else if v.jac >= th.near_jaccard {
-                Some((Kind::Near, v.jac))
-            } else {
-                None
-            };
-            if let Some((kind, score)) = kind {
-                let (a, b) = canon(v.i, v.j);
-                pairs.push(Pair { a, b, kind, score });
-            }
-            if collect_best {
-                for x in [v.i, v.j] {
-                    let slot = &mut best[x][Kind::Near.slot()];
-                    if !v.jac.is_nan() && (slot.is_nan() || v.jac > *slot) {
-                        *slot = v.jac;
-                    }
-                }
-                let slot = &mut best[v.short][Kind::Contained.slot()];
-                if !v.cont.is_nan() && (slot.is_nan() || v.cont > *slot) {
-                    *slot = v.cont;
-                }
-            }
-        }
+        pairs.extend(lexical::verify(&ctx, &prep, candidates, &mut best));
     }
-
-    // 4. semantic.
     if let (true, Some(nb)) = (want(Kind::Semantic), neighbours) {
-        // Components of the lexical graph: a pair already explained by a
-        // lexical layer (directly or through an exact twin) is not
-        // re-reported as semantic.
-        let mut uf = group::UnionFind::new(n);
-        for p in &pairs {
-            uf.union(p.a, p.b);
-        }
-        let mut sem: HashMap<(usize, usize), f32> = HashMap::new();
-        for (i, list) in nb.iter().enumerate() {
-            for &(j, cos) in list {
-                if j == i || cos.is_nan() {
-                    continue;
-                }
-                if collect_best {
-                    let slot = &mut best[i][Kind::Semantic.slot()];
-                    if slot.is_nan() || cos > *slot {
-                        *slot = cos;
-                    }
-                }
-                if cos < th.semantic_for(items[i].lang, items[j].lang)
-                    || !touches(i, j)
-                    || uf.find(i) == uf.find(j)
-                {
-                    continue;
-                }
-                let e = sem.entry(canon(i, j)).or_insert(cos);
-                *e = e.max(cos);
-            }
-        }
-        pairs.extend(sem.into_iter().map(|((a, b), score)| Pair {
-            a,
-            b,
-            kind: Kind::Semantic,
-            score,
-        }));
+        let semantic = semantic::semantic_pairs(&ctx, nb, &pairs, &mut best);
+        pairs.extend(semantic);
     }
-
-    pairs.sort_unstable_by_key(|p| (p.a, p.b));
-    Ok(Scan { pairs, best })
+    pairs.sort_unstable_by_key(|p| (p.canonical, p.duplicate));
+    Ok(Detection { pairs, best })
 }

@@ -40,36 +40,68 @@ fn normalize(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Owned passages; `items()` borrows them as the detectors expect.
+/// One owned passage of a test corpus.
+struct Row {
+    doc: i64,
+    pos: usize,
+    text: String,
+    norm: String,
+}
+
+/// Owned passages; `items()` borrows them as the detectors expect. The one
+/// place the tests build [`Item`]s.
 #[derive(Default)]
 struct Corpus {
-    rows: Vec<(i64, usize, String, String)>,
+    rows: Vec<Row>,
 }
 
 impl Corpus {
     /// Appends a document's passages; ingest order = insertion order.
     fn doc(&mut self, doc: i64, passages: &[&str]) -> &mut Self {
         for (pos, t) in passages.iter().enumerate() {
-            self.rows.push((doc, pos, t.to_string(), normalize(t)));
+            self.push(doc, pos, t.to_string(), normalize(t));
         }
         self
     }
 
+    /// Appends one passage with its normalised text.
+    fn push(&mut self, doc: i64, pos: usize, text: String, norm: String) {
+        self.rows.push(Row {
+            doc,
+            pos,
+            text,
+            norm,
+        });
+    }
+
+    /// Id and ingest order are the insertion index; language unknown.
     fn items(&self) -> Vec<Item<'_>> {
         self.rows
             .iter()
             .enumerate()
-            .map(|(k, (doc, pos, text, norm))| Item {
+            .map(|(k, r)| Item {
                 id: k as i64,
-                doc: *doc,
-                pos: *pos,
+                doc: r.doc,
+                pos: r.pos,
                 order: k as u64,
-                text,
-                norm,
+                text: &r.text,
+                norm: &r.norm,
                 lang: None,
             })
             .collect()
     }
+}
+
+/// Neighbour lists from `(index, cosine)` literals.
+fn neighbour_lists(lists: &[&[(usize, f32)]]) -> Vec<Vec<SemanticNeighbour>> {
+    lists
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|&(index, score)| SemanticNeighbour { index, score })
+                .collect()
+        })
+        .collect()
 }
 
 fn lexical(items: &[Item]) -> Vec<Pair> {
@@ -113,7 +145,10 @@ fn exact_copy_with_other_quotes_case_and_spaces() {
     c.doc(1, &[Q_001_19]).doc(2, &[copy.as_str()]);
     let items = c.items();
     let p = only_pair(&items);
-    assert_eq!((p.a, p.b, p.kind, p.score), (0, 1, Kind::Exact, 1.0));
+    assert_eq!(
+        (p.canonical, p.duplicate, p.kind, p.score),
+        (0, 1, Kind::Exact, 1.0)
+    );
 }
 
 #[test]
@@ -177,7 +212,10 @@ fn pull_quote_inside_its_paragraph_is_contained() {
     let mut c = Corpus::default();
     c.doc(1, &[Q_001_19, P_001_23, P_001_27]);
     let p = only_pair(&c.items());
-    assert_eq!((p.a, p.b, p.kind, p.score), (0, 2, Kind::Contained, 1.0));
+    assert_eq!(
+        (p.canonical, p.duplicate, p.kind, p.score),
+        (0, 2, Kind::Contained, 1.0)
+    );
 }
 
 #[test]
@@ -192,7 +230,7 @@ fn paragraph_cut_in_half_is_contained() {
     let mut c = Corpus::default();
     c.doc(2, &[&half]).doc(1, &[P_003_7]);
     let p = only_pair(&c.items());
-    assert_eq!((p.a, p.kind), (0, Kind::Contained));
+    assert_eq!((p.canonical, p.kind), (0, Kind::Contained));
 }
 
 #[test]
@@ -354,7 +392,7 @@ fn transitive_members_name_their_partner() {
     let g = group(&items, &pairs);
     assert_eq!(g.len(), 1);
     let m = g[0].members.iter().find(|m| m.index == 2).unwrap();
-    if !pairs.iter().any(|p| p.a == 0 && p.b == 2) {
+    if !pairs.iter().any(|p| p.canonical == 0 && p.duplicate == 2) {
         assert_eq!((m.via, m.kind), (1, Kind::Near));
     }
 }
@@ -369,16 +407,19 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
     let items = c.items();
     // 0~3 and 1~4 are paraphrase-like (high cosine); 2⊂5 is lexical and also
     // close in embedding space; 0~4 is below the threshold.
-    let nb: Vec<Vec<(usize, f32)>> = vec![
-        vec![(0, 1.0), (3, 0.96), (4, 0.81)],
-        vec![(4, 0.955)],
-        vec![(5, 0.97)],
-        vec![(0, 0.96)],
-        vec![(1, 0.955), (0, 0.81)],
-        vec![(2, 0.97)],
-    ];
+    let nb = neighbour_lists(&[
+        &[(0, 1.0), (3, 0.96), (4, 0.81)],
+        &[(4, 0.955)],
+        &[(5, 0.97)],
+        &[(0, 0.96)],
+        &[(1, 0.955), (0, 0.81)],
+        &[(2, 0.97)],
+    ]);
     let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
-    let got: Vec<(usize, usize, Kind)> = pairs.iter().map(|p| (p.a, p.b, p.kind)).collect();
+    let got: Vec<(usize, usize, Kind)> = pairs
+        .iter()
+        .map(|p| (p.canonical, p.duplicate, p.kind))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -394,7 +435,7 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
     assert!(sem.iter().all(|p| p.kind == Kind::Semantic));
     // Bad neighbour lists are reported, not panicked on.
     assert!(find_pairs(&items, Some(&nb[..2]), &Thresholds::default(), &Kind::ALL).is_err());
-    let bad = vec![vec![(99, 0.99)]; 6];
+    let bad = neighbour_lists(&[&[(99, 0.99)][..]; 6]);
     assert!(find_pairs(&items, Some(&bad), &Thresholds::default(), &Kind::ALL).is_err());
 }
 
@@ -404,7 +445,7 @@ fn cross_lingual_pairs_use_their_own_threshold() {
     c.doc(1, &[P_000_5]).doc(2, &[P_002_9]);
     let mut items = c.items();
     // Cosine between the two thresholds (0.91 cross-lingual, 0.95 same language).
-    let nb: Vec<Vec<(usize, f32)>> = vec![vec![(1, 0.93)], vec![(0, 0.93)]];
+    let nb = neighbour_lists(&[&[(1, 0.93)], &[(0, 0.93)]]);
     let th = Thresholds::default();
     let run = |items: &[Item]| find_pairs(items, Some(&nb), &th, &Kind::ALL).unwrap().len();
     assert_eq!(run(&items), 0, "unknown languages: same-language threshold");
@@ -459,7 +500,7 @@ fn touching_returns_only_pairs_with_new_passages() {
     let all = find_pairs(&items, None, &Thresholds::default(), &Kind::LEXICAL).unwrap();
     assert_eq!(all.len(), 4); // 0=2, 0=4, 2=4, 1⊂3
     let new = find_pairs_touching(&items, 4, None, &Thresholds::default(), &Kind::LEXICAL).unwrap();
-    let got: Vec<(usize, usize)> = new.iter().map(|p| (p.a, p.b)).collect();
+    let got: Vec<(usize, usize)> = new.iter().map(|p| (p.canonical, p.duplicate)).collect();
     assert_eq!(got, vec![(0, 4), (2, 4)]);
 }
 
@@ -524,28 +565,19 @@ fn seeds_lexical_findings() {
     };
     let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     files.sort();
-    let mut rows: Vec<(i64, usize, usize, String, String)> = Vec::new();
+    let mut c = Corpus::default();
+    // (file number, first line) of each passage, for the messages.
+    let mut lines: Vec<(i64, usize)> = Vec::new();
     for (d, f) in files.iter().enumerate() {
         let text = std::fs::read_to_string(f).unwrap();
         for (pos, (line, t)) in seed_passages(&text).into_iter().enumerate() {
             let norm = normalize(&t);
-            rows.push((d as i64, pos, line, t, norm));
+            c.push(d as i64, pos, t, norm);
+            lines.push((d as i64, line));
         }
     }
-    let items: Vec<Item> = rows
-        .iter()
-        .enumerate()
-        .map(|(k, (doc, pos, _, text, norm))| Item {
-            id: k as i64,
-            doc: *doc,
-            pos: *pos,
-            order: k as u64,
-            text,
-            norm,
-            lang: None,
-        })
-        .collect();
-    let at = |i: usize| format!("{:03}:{}", rows[i].0, rows[i].2);
+    let items = c.items();
+    let at = |i: usize| format!("{:03}:{}", lines[i].0, lines[i].1);
     let pairs = lexical(&items);
     let findings = merge_blocks(&items, &pairs);
     for f in &findings {
@@ -582,9 +614,10 @@ fn seeds_lexical_findings() {
         "the pull quote"
     );
     let pair_at = |a: &str, b: &str| {
-        pairs
-            .iter()
-            .any(|p| (at(p.a) == a && at(p.b) == b) || (at(p.a) == b && at(p.b) == a))
+        pairs.iter().any(|p| {
+            (at(p.canonical) == a && at(p.duplicate) == b)
+                || (at(p.canonical) == b && at(p.duplicate) == a)
+        })
     };
     assert!(!pair_at("000:5", "002:9"));
     assert!(!pair_at("001:23", "004:6"));
@@ -680,24 +713,18 @@ fn synthetic(n: usize, planted: usize, seed: u64) -> (Rows, Plants) {
 
 fn run_synthetic(n: usize, planted: usize) -> std::time::Duration {
     let (rows, plants) = synthetic(n, planted, 42);
-    let items: Vec<Item> = rows
-        .iter()
-        .enumerate()
-        .map(|(k, (t, norm))| Item {
-            id: k as i64,
-            doc: k as i64,
-            pos: 0,
-            order: k as u64,
-            text: t,
-            norm,
-            lang: None,
-        })
-        .collect();
+    let mut c = Corpus::default();
+    for (k, (text, norm)) in rows.into_iter().enumerate() {
+        c.push(k as i64, 0, text, norm);
+    }
+    let items = c.items();
     let t0 = std::time::Instant::now();
     let pairs = lexical(&items);
     let dt = t0.elapsed();
-    let found: std::collections::HashSet<(usize, usize, Kind)> =
-        pairs.iter().map(|p| (p.a, p.b, p.kind)).collect();
+    let found: std::collections::HashSet<(usize, usize, Kind)> = pairs
+        .iter()
+        .map(|p| (p.canonical, p.duplicate, p.kind))
+        .collect();
     let missing: Vec<_> = plants.iter().filter(|p| !found.contains(p)).collect();
     // Every planted duplicate is found with the planted kind (near copies
     // have ~1 typo per 50 chars: Jaccard ≈ 0.8, LSH recall > 0.9999).
@@ -709,7 +736,7 @@ fn run_synthetic(n: usize, planted: usize) -> std::time::Duration {
             shingle::jaccard(&x, &y),
             x.len(),
             y.len(),
-            pairs.iter().find(|p| p.a == a && p.b == b)
+            pairs.iter().find(|p| p.canonical == a && p.duplicate == b)
         );
     }
     assert!(

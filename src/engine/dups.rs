@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::Engine;
 use crate::dedup::{
-    self, find_pairs_touching, group, merge_blocks, Histogram, Item, Kind, Thresholds,
+    self, find_pairs_touching, group, merge_blocks, Histogram, Item, Kind, SemanticNeighbour,
+    Thresholds,
 };
 use crate::error::Result;
 use crate::store::{DedupRow, PassageRow, Store};
@@ -236,7 +237,7 @@ impl Corpus {
         store: &dyn Store,
         floor: f32,
         from: usize,
-    ) -> Result<Vec<Vec<(usize, f32)>>> {
+    ) -> Result<Vec<Vec<SemanticNeighbour>>> {
         let _span = tracing::info_span!("semantic_neighbours").entered();
         let item_of: HashMap<i64, usize> = self
             .rows
@@ -250,7 +251,13 @@ impl Corpus {
         for (i, list) in (from..).zip(lists) {
             out[i] = list
                 .into_iter()
-                .filter_map(|n| item_of.get(&n.passage).map(|&j| (j, n.score)))
+                .filter_map(|n| {
+                    let index = *item_of.get(&n.passage)?;
+                    Some(SemanticNeighbour {
+                        index,
+                        score: n.score,
+                    })
+                })
                 .collect();
         }
         Ok(out)

@@ -17,7 +17,7 @@ use std::time::Instant;
 use super::dups::{Corpus, DuplicateFinding, SEMANTIC_NEIGHBOURS};
 use super::{embedding_key, Engine};
 use crate::corpus;
-use crate::dedup::{find_pairs_touching, Kind, Pair, Thresholds};
+use crate::dedup::{find_pairs_touching, Kind, Pair, SemanticNeighbour, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
 use crate::store::{
@@ -640,7 +640,7 @@ fn candidate_neighbours(
     vectors: &[Vec<Vec<f32>>],
     old: Option<i64>,
     th: &Thresholds,
-) -> Result<Vec<Vec<(usize, f32)>>> {
+) -> Result<Vec<Vec<SemanticNeighbour>>> {
     let item_of: HashMap<i64, usize> = corpus.rows[..first_new]
         .iter()
         .enumerate()
@@ -651,7 +651,7 @@ fn candidate_neighbours(
         min_score: Some(th.semantic_floor()),
         ..Filter::default()
     };
-    let mut out: Vec<Vec<(usize, f32)>> = vec![Vec::new(); corpus.len()];
+    let mut out: Vec<Vec<SemanticNeighbour>> = vec![Vec::new(); corpus.len()];
     for (i, chunks) in vectors.iter().enumerate() {
         let mut best: HashMap<usize, f32> = HashMap::new();
         let mut note = |j: usize, s: f32| {
@@ -673,8 +673,11 @@ fn candidate_neighbours(
                 }
             }
         }
-        let mut list: Vec<(usize, f32)> = best.into_iter().collect();
-        list.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        let mut list: Vec<SemanticNeighbour> = best
+            .into_iter()
+            .map(|(index, score)| SemanticNeighbour { index, score })
+            .collect();
+        list.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.index.cmp(&y.index)));
         list.truncate(SEMANTIC_NEIGHBOURS);
         out[first_new + i] = list;
     }
@@ -810,14 +813,14 @@ fn duplicate_marks(corpus: &Corpus, first_new: usize, pairs: &[Pair]) -> Vec<Dup
     let mut marks = Vec::new();
     let mut marked = HashSet::new();
     for p in pairs {
-        if p.b >= first_new && marked.insert(p.b) {
-            let canonical = if p.a >= first_new {
-                Canonical::SameDocument(p.a - first_new)
+        if p.duplicate >= first_new && marked.insert(p.duplicate) {
+            let canonical = if p.canonical >= first_new {
+                Canonical::SameDocument(p.canonical - first_new)
             } else {
-                Canonical::Stored(corpus.rows[p.a].id)
+                Canonical::Stored(corpus.rows[p.canonical].id)
             };
             marks.push(DuplicateOf {
-                passage: p.b - first_new,
+                passage: p.duplicate - first_new,
                 canonical,
                 kind: p.kind,
                 score: p.score,

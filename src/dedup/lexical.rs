@@ -1,0 +1,174 @@
+//! What the **near** and **contained** stages share: each passage's lexical
+//! preparation ([`Prep`]: folded once, in parallel, for exact-group
+//! representatives only), the [`Candidate`] pairs both stages propose, and
+//! the exact verification of the merged candidates ([`verify`]).
+//!
+//! Verification is shared rather than per stage because one candidate is
+//! judged on both measures: a pair proposed by the MinHash LSH may turn out
+//! to be a containment and the reverse, and `contained` takes precedence
+//! when both hold ("A lies inside B" is the more informative statement).
+
+use super::{minhash, shingle, BestScores, Context, Kind, Pair};
+use rayon::prelude::*;
+
+/// Seed of the MinHash permutations (fixed: results are reproducible).
+const MINHASH_SEED: u64 = 0x7061_7265_696c; // "pareil"
+/// The near pre-filter applies only when both passages have at least this
+/// many character shingles (≈ 50 words): below it the one-permutation
+/// estimate is too noisy to discard on, and exact comparison is cheap.
+const PREFILTER_MIN_SHINGLES: usize = 2 * minhash::PERMS;
+
+/// Per-passage lexical preparation, computed once and in parallel. The
+/// folded words themselves are not kept (memory); `near` verification
+/// recomputes the character shingles of the few candidate pairs.
+pub(super) struct Prep {
+    pub nwords: usize,
+    /// LSH band keys and compact signature, for `near`-eligible passages.
+    pub near: Option<NearSketch>,
+    /// Sorted word 3-shingles, for `contained`-eligible passages (else empty).
+    pub word_shingles: Vec<u64>,
+}
+
+/// A passage's MinHash sketch for the `near` stage.
+pub(super) struct NearSketch {
+    pub keys: [u64; minhash::BANDS],
+    /// The signature folded to 16 bits, only for sets large enough for a
+    /// reliable estimate (see [`PREFILTER_MIN_SHINGLES`]).
+    pub compact: Option<Box<[u16; minhash::PERMS]>>,
+}
+
+/// A pair proposed for verification, `first < second` (item indices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Candidate {
+    pub first: u32,
+    pub second: u32,
+}
+
+impl Candidate {
+    pub fn new(i: usize, j: usize) -> Self {
+        Candidate {
+            first: i.min(j) as u32,
+            second: i.max(j) as u32,
+        }
+    }
+}
+
+/// Prepares every representative for the requested stages; other passages
+/// get an empty [`Prep`] and are never proposed.
+pub(super) fn prepare(
+    ctx: &Context,
+    representative: &[bool],
+    want_near: bool,
+    want_contained: bool,
+) -> Vec<Prep> {
+    let th = ctx.th;
+    let perms = minhash::Sketcher::new(MINHASH_SEED);
+    (0..ctx.items.len())
+        .into_par_iter()
+        .map(|i| {
+            if !representative[i] {
+                return Prep {
+                    nwords: 0,
+                    near: None,
+                    word_shingles: Vec::new(),
+                };
+            }
+            let words = shingle::fold(ctx.items[i].norm);
+            let nwords = words.nwords;
+            let near = (want_near && nwords >= th.min_words_near.max(1)).then(|| {
+                let sh = shingle::char_shingles_unsorted(&words);
+                let sig = perms.signature(&sh);
+                NearSketch {
+                    keys: minhash::band_keys(&sig),
+                    compact: (sh.len() >= PREFILTER_MIN_SHINGLES).then(|| minhash::compact(&sig)),
+                }
+            });
+            let word_shingles = if want_contained && nwords >= th.min_words_contained.max(1) {
+                shingle::word_shingles(&words)
+            } else {
+                Vec::new()
+            };
+            Prep {
+                nwords,
+                near,
+                word_shingles,
+            }
+        })
+        .collect()
+}
+
+/// One candidate's exact scores (NaN where a measure does not apply).
+struct Measured {
+    candidate: Candidate,
+    jaccard: f32,
+    containment: f32,
+    /// The side with fewer words: the one whose best containment this is.
+    shorter: usize,
+}
+
+/// Verifies the merged candidates of both stages exactly and classifies
+/// them: contained when the containment reaches its threshold, else near
+/// when the Jaccard does. Records every measured score in `best`.
+pub(super) fn verify(
+    ctx: &Context,
+    prep: &[Prep],
+    mut candidates: Vec<Candidate>,
+    best: &mut BestScores,
+) -> Vec<Pair> {
+    candidates.par_sort_unstable();
+    candidates.dedup();
+    let measured: Vec<Measured> = candidates
+        .par_iter()
+        .map(|&c| measure(ctx, prep, c))
+        .collect();
+    let th = ctx.th;
+    let mut pairs = Vec::new();
+    for m in measured {
+        let (i, j) = (m.candidate.first as usize, m.candidate.second as usize);
+        if m.containment >= th.contained {
+            pairs.push(ctx.pair(i, j, Kind::Contained, m.containment));
+        } else if m.jaccard >= th.near_jaccard {
+            pairs.push(ctx.pair(i, j, Kind::Near, m.jaccard));
+        }
+        best.offer(i, Kind::Near, m.jaccard);
+        best.offer(j, Kind::Near, m.jaccard);
+        best.offer(m.shorter, Kind::Contained, m.containment);
+    }
+    pairs
+}
+
+/// Exact Jaccard of the character 5-shingles (both sides sketched for
+/// `near`) and containment of the shorter side's word 3-shingles in the
+/// longer's (both sides prepared for `contained`, the longer long enough).
+fn measure(ctx: &Context, prep: &[Prep], candidate: Candidate) -> Measured {
+    let (i, j) = (candidate.first as usize, candidate.second as usize);
+    let items = ctx.items;
+    let jaccard = if prep[i].near.is_some() && prep[j].near.is_some() {
+        let ci = shingle::char_shingles(&shingle::fold(items[i].norm));
+        let cj = shingle::char_shingles(&shingle::fold(items[j].norm));
+        shingle::jaccard(&ci, &cj)
+    } else {
+        f32::NAN
+    };
+    let (shorter, longer) = if prep[i].nwords <= prep[j].nwords {
+        (i, j)
+    } else {
+        (j, i)
+    };
+    let (s, l) = (&prep[shorter], &prep[longer]);
+    let containment = if !s.word_shingles.is_empty()
+        && !l.word_shingles.is_empty()
+        && l.nwords as f32 >= s.nwords as f32 * ctx.th.contained_min_ratio
+    {
+        shingle::intersect_len(&s.word_shingles, &l.word_shingles) as f32
+            / s.word_shingles.len() as f32
+    } else {
+        f32::NAN
+    };
+    Measured {
+        candidate,
+        jaccard,
+        containment,
+        shorter,
+    }
+}
