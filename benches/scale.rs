@@ -12,17 +12,24 @@
 //! deterministic (own xorshift generator, fixed seed).
 //!
 //! What it measures, for each size:
-//! - store build (library `replace_document`, 100 passages per document) and file size;
-//! - `similar`, in process: open, `load_vectors`, `Index::new`, scoring
-//!   (one matmul), ranking (best chunk per passage + sort), and `similar()`
-//!   end to end (ranking + row fetch + snippets), median of `--runs`;
+//! - store build (library `SqliteStore::replace_document`, 100 passages per
+//!   document) and file size;
+//! - `similar`, in process, through the library's own entry points (median of
+//!   `--runs`): `SqliteStore::open_existing`, `Store::warm` (vectors read and
+//!   held in memory), `Store::nearest` (k = 10: one matmul, best chunk per
+//!   passage, top k), `Engine::similar(Query::Passage(id))` end to end on the
+//!   warmed store (passage vector + search + row fetch + snippets, with the
+//!   time inside its `search` span), `passages_by_ids(64)`, and a cold
+//!   `Engine::open` + `similar` (what the binary does, without start-up);
 //! - `similar`, real binary from a cold process: `--id N --json` (no model)
 //!   and a text query (model load + one query embedding), wall time and peak
-//!   RSS (`wait4` rusage), median of `--cli-runs`;
+//!   RSS, median of `--cli-runs`;
 //! - `dups --json`, real binary: wall time and peak RSS, median of
 //!   `--dups-runs`, plus precision/recall per planted kind from its output;
-//! - `dups`, in process once: where the time goes (load, vectors, semantic
-//!   neighbours, lexical+semantic pairs, blocks).
+//! - `dups`, in process once (`Engine::dups`): where the time goes, read from
+//!   the pipeline's own `tracing` spans (`dups`, `load_passages`,
+//!   `semantic_neighbours`, `detect`) by a small span-timing layer — nothing
+//!   of the pipeline is re-implemented here.
 //!
 //! Planted duplicates (`--plant-rate` of the passages, never adjacent, each of
 //! a distinct earlier non-planted source, in equal shares):
@@ -38,12 +45,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pareil::dedup::scan::{resolve, Corpus, ScanOptions};
-use pareil::dedup::{find_pairs_touching, Kind, Thresholds};
-use pareil::ingest::{embedding_key, store_meta};
+use pareil::dedup::Kind;
+use pareil::engine::{embedding_key, store_meta, DupsOptions, Engine, Query, SimilarOptions};
 use pareil::model::{Embedder, Role};
-use pareil::search::{self, Index, QuerySource, SimilarOptions};
-use pareil::store::{NewChunk, NewDocument, NewPassage, Store, StoreMeta};
+use pareil::store::{Filter, NewChunk, NewDocument, NewPassage, SqliteStore, Store, StoreMeta};
 
 const SEED: u64 = 0x0005_ca1e_0f9a_7e11;
 const VOCAB: usize = 4000;
@@ -433,7 +438,7 @@ fn build_store(args: &Args, meta: &StoreMeta, n: usize) -> Built {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let mut store = Store::create_or_open(&db, meta).unwrap();
+    let mut store = SqliteStore::create_or_open(&db, meta).unwrap();
     let mut ids = Vec::with_capacity(n);
     for (d, start) in (0..n).step_by(args.per_doc).enumerate() {
         let end = (start + args.per_doc).min(n);
@@ -576,6 +581,96 @@ fn run_child_median(bin: &Path, args: &[&str], out: &Path, runs: usize) -> (f64,
     )
 }
 
+// ------------------------------------------------------------------ span timings
+
+/// A `tracing` layer that sums, per span path (`dups/semantic_neighbours`),
+/// the wall time from a span's creation to its close: the library's pipeline
+/// stages time themselves, the bench only reads them.
+mod span_times {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tracing::span::{Attributes, Id};
+    use tracing::Subscriber;
+    use tracing_subscriber::layer::{Context, Layer};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// Totals per span path, in order of first close.
+    #[derive(Clone, Default)]
+    pub struct SpanTimes(Arc<Mutex<Vec<(String, Duration, usize)>>>);
+
+    /// Per-span record, kept in the registry's span extensions.
+    struct Open {
+        at: Instant,
+        path: String,
+    }
+
+    impl SpanTimes {
+        /// Installs the layer (only for `pareil`'s own spans) as the
+        /// process's global subscriber.
+        pub fn install() -> SpanTimes {
+            use tracing_subscriber::layer::SubscriberExt;
+            let times = SpanTimes::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::EnvFilter::new("pareil=trace"))
+                .with(times.clone());
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the bench");
+            times
+        }
+
+        /// The totals so far (path, seconds, count), then starts afresh.
+        pub fn take(&self) -> Vec<(String, f64, usize)> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+                .into_iter()
+                .map(|(p, d, n)| (p, d.as_secs_f64(), n))
+                .collect()
+        }
+    }
+
+    impl<S> Layer<S> for SpanTimes
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            let Some(span) = ctx.span(id) else { return };
+            let name = attrs.metadata().name();
+            let path = span
+                .parent()
+                .and_then(|p| p.extensions().get::<Open>().map(|o| o.path.clone()))
+                .map_or_else(|| name.to_string(), |p| format!("{p}/{name}"));
+            span.extensions_mut().insert(Open {
+                at: Instant::now(),
+                path,
+            });
+        }
+
+        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+            let Some(span) = ctx.span(&id) else { return };
+            let ext = span.extensions();
+            let Some(open) = ext.get::<Open>() else {
+                return;
+            };
+            let took = open.at.elapsed();
+            let mut totals = self.0.lock().unwrap();
+            match totals.iter_mut().find(|(p, _, _)| *p == open.path) {
+                Some((_, d, n)) => {
+                    *d += took;
+                    *n += 1;
+                }
+                None => totals.push((open.path.clone(), took, 1)),
+            }
+        }
+    }
+}
+
+use span_times::SpanTimes;
+
+/// Seconds spent in span `path` (summed over its closes), if it ran.
+fn span_s(spans: &[(String, f64, usize)], path: &str) -> Option<f64> {
+    spans.iter().find(|s| s.0 == path).map(|s| s.1)
+}
+
 // ------------------------------------------------------------------ similar
 
 struct SimilarResult {
@@ -583,12 +678,12 @@ struct SimilarResult {
     build_s: Option<f64>,
     size_mib: f64,
     open_ms: f64,
-    load_ms: f64,
-    index_ms: f64,
-    scores_ms: f64,
-    ranked_ms: f64,
+    warm_ms: f64,
+    nearest_ms: f64,
     similar_ms: f64,
+    search_span_ms: f64,
     fetch64_ms: f64,
+    cold_ms: f64,
     cli_version: (f64, f64),
     cli_id: (f64, f64),
     cli_text: (f64, f64),
@@ -603,8 +698,9 @@ fn bench_similar(
     query: &[f32],
     bin: &Path,
     model_dir: &Path,
+    spans: &SpanTimes,
 ) -> SimilarResult {
-    let (mut open, mut load, mut index_t, mut scores, mut ranked, mut sim, mut fetch) =
+    let (mut open, mut warm, mut nearest, mut sim, mut search, mut fetch, mut cold) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let opts = SimilarOptions {
         k: 10,
@@ -613,43 +709,65 @@ fn bench_similar(
         doc_glob: None,
         collapse: true,
     };
+    // The same stored passage the binary is asked about below.
+    let id = built.plants.first().map(|p| p.source).unwrap_or(1);
+    let mut load_vectors = vec![];
     for _ in 0..args.runs {
         let t = Instant::now();
-        let store = Store::open_existing(&built.db, true).unwrap();
+        let store = SqliteStore::open_existing(&built.db, true).unwrap();
         open.push(ms(t.elapsed()));
         let t = Instant::now();
-        let set = store.load_vectors().unwrap();
-        load.push(ms(t.elapsed()));
-        assert_eq!(set.len(), n);
+        store.warm().unwrap();
+        warm.push(ms(t.elapsed()));
         let t = Instant::now();
-        let index = Index::new(set).unwrap();
-        index_t.push(ms(t.elapsed()));
-        let t = Instant::now();
-        let s = index.scores(query).unwrap();
-        scores.push(ms(t.elapsed()));
-        assert_eq!(s.len(), n);
-        let t = Instant::now();
-        let r = index.ranked_passages(query).unwrap();
-        ranked.push(ms(t.elapsed()));
-        let t = Instant::now();
-        let (_, hits) = search::similar(
-            &store,
-            &index,
-            &QuerySource::Text("query".into()),
-            &opts,
-            &mut |_| Ok(query.to_vec()),
-        )
-        .unwrap();
-        sim.push(ms(t.elapsed()));
-        assert_eq!(hits.len(), 10);
-        let ids: Vec<i64> = r.iter().take(64).map(|x| x.0).collect();
+        let found = store.nearest(query, 10, &Filter::default()).unwrap();
+        nearest.push(ms(t.elapsed()));
+        assert_eq!(found.len(), 10);
+        let ids: Vec<i64> = store
+            .nearest(query, 64, &Filter::default())
+            .unwrap()
+            .iter()
+            .map(|x| x.passage)
+            .collect();
         let t = Instant::now();
         let rows = store.passages_by_ids(&ids).unwrap();
         fetch.push(ms(t.elapsed()));
         assert_eq!(rows.len(), 64);
+        // `warm` = `load_vectors` + the in-memory matrix; the read alone:
+        let t = Instant::now();
+        let set = store.load_vectors().unwrap();
+        load_vectors.push(ms(t.elapsed()));
+        assert_eq!(set.len(), n);
+        drop(set);
+        let mut engine = Engine::new(Box::new(store), None);
+        spans.take();
+        let t = Instant::now();
+        let r = engine.similar(&Query::Passage(id), &opts).unwrap();
+        sim.push(ms(t.elapsed()));
+        search.push(1000.0 * span_s(&spans.take(), "similar/search").expect("`search` span"));
+        assert_eq!(r.results.len(), 10);
+        for k in [10usize, 42, 168, 672, 2688] {
+            let t = Instant::now();
+            let f = engine.store().nearest(query, k, &Filter::default()).unwrap();
+            eprintln!("TMP nearest {k}: {:.2} ms ({})", ms(t.elapsed()), f.len());
+        }
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = engine.similar(&Query::Passage(id), &opts).unwrap();
+            eprintln!("TMP again: {:.2} ms search {:.2} ({:?})", ms(t.elapsed()), 1000.0 * span_s(&spans.take(), "similar/search").unwrap(), r.results.iter().map(|h| h.score).collect::<Vec<_>>());
+        }
+        drop(engine);
+        // Cold, as the binary runs it: open, then `similar` loads the vectors itself.
+        let t = Instant::now();
+        let mut engine = Engine::open(&built.db, false, None).unwrap();
+        let r = engine.similar(&Query::Passage(id), &opts).unwrap();
+        cold.push(ms(t.elapsed()));
+        assert_eq!(r.results.len(), 10);
+        drop(engine);
+        spans.take();
     }
-    // Anatomy of load_vectors: the same reads on a raw connection (same
-    // mmap setting as the store's), without and with the join.
+    // Anatomy of loading the vectors: the same reads on a raw connection
+    // (same mmap setting as the store's), without and with the joins.
     let conn = rusqlite::Connection::open_with_flags(
         &built.db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -674,18 +792,14 @@ fn bench_similar(
     let anatomy = vec![
         ("chunks only (id, passage_id, emb_id)", time_q("SELECT c.id, c.passage_id, c.emb_id FROM chunks c ORDER BY c.id")),
         ("embeddings only, rowid order (blobs, no decode)", time_q("SELECT vector FROM embeddings")),
-        ("chunks JOIN embeddings ORDER BY c.id (blobs, no decode)", time_q("SELECT e.vector, c.id, c.passage_id FROM chunks c JOIN embeddings e ON e.id = c.emb_id ORDER BY c.id")),
+        ("chunks JOIN passages JOIN embeddings, the store's query (blobs, no decode)", time_q("SELECT e.vector, c.id, c.passage_id, p.doc_id, c.idx FROM chunks c JOIN passages p ON p.id = c.passage_id JOIN embeddings e ON e.id = c.emb_id ORDER BY c.passage_id, c.idx")),
+        ("`SqliteStore::load_vectors` (the same + decode into Vec<f32>)", median(load_vectors)),
     ];
     drop(conn);
     let db = built.db.to_str().unwrap();
     let model = model_dir.to_str().unwrap();
     let out = args.dir.join("similar.out");
-    let id = built
-        .plants
-        .first()
-        .map(|p| p.source)
-        .unwrap_or(1)
-        .to_string();
+    let id = id.to_string();
     let runs = args.cli_runs;
     let v = run_child_median(bin, &["--version"], &out, runs);
     let a = run_child_median(
@@ -714,12 +828,12 @@ fn bench_similar(
         build_s: built.build_s,
         size_mib: file_size(&built.db) as f64 / (1024.0 * 1024.0),
         open_ms: median(open),
-        load_ms: median(load),
-        index_ms: median(index_t),
-        scores_ms: median(scores),
-        ranked_ms: median(ranked),
+        warm_ms: median(warm),
+        nearest_ms: median(nearest),
         similar_ms: median(sim),
+        search_span_ms: median(search),
         fetch64_ms: median(fetch),
+        cold_ms: median(cold),
         cli_version: (v.0, v.1),
         cli_id: (a.0, a.1),
         cli_text: (b.0, b.1),
@@ -752,14 +866,14 @@ struct DupsResult {
     /// kind -> (reported pairs, of which planted with this kind)
     per_kind: Vec<(Kind, usize, usize)>,
     unplanted: usize,
-    breakdown: Option<Vec<(&'static str, f64)>>,
+    breakdown: Option<Vec<(String, f64)>>,
 }
 
 fn kind_of(s: &str) -> Kind {
     s.parse().unwrap()
 }
 
-fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path) -> DupsResult {
+fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTimes) -> DupsResult {
     let db = built.db.to_str().unwrap();
     let out = args.dir.join(format!("dups-{n}.json"));
     let (wall_s, rss_mib, walls) = run_child_median(
@@ -820,7 +934,16 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path) -> DupsResult {
         })
         .collect();
     let unplanted = reported.keys().filter(|k| !planted.contains_key(k)).count();
-    let breakdown = args.dups_breakdown.then(|| dups_breakdown(built));
+    let breakdown = args.dups_breakdown.then(|| {
+        let (stages, in_process) = dups_breakdown(built, spans);
+        if in_process != findings.len() {
+            eprintln!(
+                "[{n}] warning: Engine::dups found {in_process} findings in process, the binary {}",
+                findings.len()
+            );
+        }
+        stages
+    });
     DupsResult {
         n,
         wall_s,
@@ -835,85 +958,63 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path) -> DupsResult {
     }
 }
 
-/// The stages of `dedup::scan::scan`, timed one by one (same calls, same order).
-fn dups_breakdown(built: &Built) -> Vec<(&'static str, f64)> {
+/// One in-process `Engine::dups` (default options, as `pareil dups`), timed
+/// by the pipeline's own spans; returns (stage, seconds) rows and the number
+/// of findings.
+fn dups_breakdown(built: &Built, spans: &SpanTimes) -> (Vec<(String, f64)>, usize) {
     let mut out = Vec::new();
     let t = Instant::now();
-    let store = Store::open_existing(&built.db, true).unwrap();
-    out.push(("open", t.elapsed().as_secs_f64()));
-    let t = Instant::now();
-    let corpus = Corpus::load(&store).unwrap();
-    let items = corpus.items();
+    let engine = Engine::open(&built.db, false, None).unwrap();
     out.push((
-        "Corpus::load (rows, normalize, language)",
+        "`Engine::open` (read-only)".to_string(),
         t.elapsed().as_secs_f64(),
     ));
-    // Corpus::load's three parts, timed again separately.
+    spans.take();
     let t = Instant::now();
-    let mut rows = Vec::new();
-    for doc in store.documents().unwrap() {
-        rows.extend(store.passages_of(doc.id).unwrap());
+    let report = engine.dups(&DupsOptions::default()).unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let times = spans.take();
+    let total = span_s(&times, "dups").expect("`dups` span");
+    out.push(("`Engine::dups` (wall, bench clock)".to_string(), wall));
+    out.push(("span `dups`".to_string(), total));
+    let mut children = 0.0;
+    for (path, secs, count) in &times {
+        let Some(child) = path.strip_prefix("dups/") else {
+            continue;
+        };
+        if !child.contains('/') {
+            children += secs;
+        }
+        let depth = child.matches('/').count() + 1;
+        let name = child.rsplit('/').next().unwrap();
+        let repeats = if *count > 1 {
+            format!(" (×{count})")
+        } else {
+            String::new()
+        };
+        out.push((
+            format!("{}span `{name}`{repeats}", "  ".repeat(depth)),
+            *secs,
+        ));
     }
     out.push((
-        "  of which: documents() + passages_of() rows",
-        t.elapsed().as_secs_f64(),
+        "  rest of `dups` (no span: findings, blocks, diffs, groups)".to_string(),
+        total - children,
     ));
-    let t = Instant::now();
-    let norms: Vec<String> = rows
-        .iter()
-        .map(|r| pareil::corpus::normalize(&r.text))
-        .collect();
-    out.push((
-        "  of which: corpus::normalize of every text",
-        t.elapsed().as_secs_f64(),
-    ));
-    let t = Instant::now();
-    let langs: Vec<Option<&str>> = rows
-        .iter()
-        .map(|r| pareil::corpus::guess_language(&r.text))
-        .collect();
-    out.push((
-        "  of which: guess_language of every text",
-        t.elapsed().as_secs_f64(),
-    ));
-    std::hint::black_box((norms, langs));
-    drop(rows);
-    let t = Instant::now();
-    let index = Index::new(store.load_vectors().unwrap()).unwrap();
-    out.push(("load_vectors + Index::new", t.elapsed().as_secs_f64()));
-    let opts = ScanOptions {
-        thresholds: Thresholds::default(),
-        kinds: Kind::ALL.to_vec(),
-        doc_glob: None,
-    };
-    let t = Instant::now();
-    let nb = corpus
-        .neighbours(&index, opts.thresholds.semantic_floor(), 0)
-        .unwrap();
-    out.push((
-        "semantic neighbours (blocked matmul top-k)",
-        t.elapsed().as_secs_f64(),
-    ));
-    let t = Instant::now();
-    let _lex = find_pairs_touching(&items, 0, None, &opts.thresholds, &Kind::LEXICAL).unwrap();
-    out.push((
-        "lexical layers alone (exact+near+contained)",
-        t.elapsed().as_secs_f64(),
-    ));
-    let t = Instant::now();
-    let pairs = find_pairs_touching(&items, 0, Some(&nb), &opts.thresholds, &opts.kinds).unwrap();
-    out.push(("find_pairs, all kinds", t.elapsed().as_secs_f64()));
-    let t = Instant::now();
-    let r = resolve(&corpus, &items, &pairs, &opts, Vec::new()).unwrap();
-    out.push(("resolve (blocks, diffs, groups)", t.elapsed().as_secs_f64()));
+    for (path, secs, _) in times.iter().filter(|t| !t.0.starts_with("dups")) {
+        out.push((format!("span `{path}` (outside `dups`)"), *secs));
+    }
     let t = Instant::now();
     let json = serde_json::to_string_pretty(
-        &serde_json::json!({"passages": r.passages, "findings": r.findings}),
+        &serde_json::json!({"passages": report.passages, "findings": report.findings}),
     )
     .unwrap();
-    out.push(("JSON output", t.elapsed().as_secs_f64()));
+    out.push((
+        "JSON output (as `dups --json`)".to_string(),
+        t.elapsed().as_secs_f64(),
+    ));
     std::hint::black_box(json);
-    out
+    (out, report.findings.len())
 }
 
 // ------------------------------------------------------------------ report
@@ -935,6 +1036,7 @@ fn fmt_walls(w: &[f64]) -> String {
 
 fn main() {
     let args = parse_args();
+    let spans = SpanTimes::install();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_pareil"));
     let model_dir = std::env::var_os("PAREIL_MODEL")
         .map(PathBuf::from)
@@ -963,11 +1065,13 @@ fn main() {
         }
         if args.similar {
             eprintln!("[{n}] similar…");
-            sims.push(bench_similar(&args, &built, n, &query, &bin, &model_dir));
+            sims.push(bench_similar(
+                &args, &built, n, &query, &bin, &model_dir, &spans,
+            ));
         }
         if args.dups {
             eprintln!("[{n}] dups…");
-            let d = bench_dups(&args, &built, n, &bin);
+            let d = bench_dups(&args, &built, n, &bin, &spans);
             eprintln!("[{n}] dups wall {:.2} s", d.wall_s);
             dups.push(d);
         }
@@ -1005,26 +1109,27 @@ fn main() {
         }
         println!("\n### `similar`, in process (one query, k = 10, ms)\n");
         println!(
-            "| passages | open | load_vectors | Index::new | scores (matmul) | \
-             ranked_passages (matmul + best-per-passage + sort) | similar() (rank + fetch + \
-             snippets) | passages_by_ids(64) | open + load + index + similar |"
+            "| passages | `SqliteStore::open_existing` | `Store::warm` (load vectors) | \
+             `Store::nearest` (k = 10) | `Engine::similar(Query::Passage)`, warm store \
+             (vector + search + fetch + snippets) | of which span `search` | \
+             `passages_by_ids` (64) | open + warm + similar | `Engine::open` + similar, cold |"
         );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for s in &sims {
             println!(
-                "| {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} |",
+                "| {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
                 s.n,
                 s.open_ms,
-                s.load_ms,
-                s.index_ms,
-                s.scores_ms,
-                s.ranked_ms,
+                s.warm_ms,
+                s.nearest_ms,
                 s.similar_ms,
+                s.search_span_ms,
                 s.fetch64_ms,
-                s.open_ms + s.load_ms + s.index_ms + s.similar_ms
+                s.open_ms + s.warm_ms + s.similar_ms,
+                s.cold_ms
             );
         }
-        println!("\n### Anatomy of `load_vectors` (raw SQLite reads, same mmap, ms)\n");
+        println!("\n### Anatomy of `Store::warm` (raw SQLite reads, same mmap, ms)\n");
         print!("| read |");
         for s in &sims {
             print!(" {} |", s.n);
@@ -1041,9 +1146,9 @@ fn main() {
             }
             println!();
         }
-        print!("| `Store::load_vectors` (join + decode into Vec<f32>) |");
+        print!("| `Store::warm` (`load_vectors` + the in-memory matrix) |");
         for s in &sims {
-            print!(" {:.1} |", s.load_ms);
+            print!(" {:.1} |", s.warm_ms);
         }
         println!();
         println!("\n### `similar`, real binary from a fresh process (wall s / peak RSS MiB)\n");
@@ -1124,13 +1229,15 @@ fn main() {
         }
         if dups.iter().any(|d| d.breakdown.is_some()) {
             println!("\n### `dups`, in process, one run: where the time goes (s)\n");
-            let names: Vec<&str> = dups
-                .iter()
-                .find_map(|d| d.breakdown.as_ref())
-                .unwrap()
-                .iter()
-                .map(|x| x.0)
-                .collect();
+            // Stage names in first-seen order across sizes.
+            let mut names: Vec<&str> = Vec::new();
+            for b in dups.iter().filter_map(|d| d.breakdown.as_ref()) {
+                for (name, _) in b {
+                    if !names.contains(&name.as_str()) {
+                        names.push(name);
+                    }
+                }
+            }
             print!("| stage |");
             for d in &dups {
                 print!(" {} |", d.n);
@@ -1141,19 +1248,26 @@ fn main() {
                 print!("---:|");
             }
             println!();
-            for (i, name) in names.iter().enumerate() {
-                print!("| {name} |");
+            for name in &names {
+                print!("| {} |", name.replace("  ", "&nbsp;&nbsp;"));
                 for d in &dups {
-                    match &d.breakdown {
-                        Some(b) => print!(" {:.2} |", b[i].1),
+                    match d
+                        .breakdown
+                        .as_ref()
+                        .and_then(|b| b.iter().find(|x| x.0 == *name))
+                    {
+                        Some(x) => print!(" {:.2} |", x.1),
                         None => print!(" – |"),
                     }
                 }
                 println!();
             }
             println!(
-                "\n(\"find_pairs, all kinds\" reruns the lexical layers too; the binary's \
-                 `dups` = open + Corpus::load + vectors + neighbours + find_pairs + resolve + JSON.)"
+                "\n(Span times are wall time from a span's creation to its close, read by a \
+                 `tracing` layer from `Engine::dups`'s own spans; `load_passages` = stored rows + \
+                 language guess, `semantic_neighbours` includes loading the vectors (`Store::warm`), \
+                 `detect` = exact + near + contained + semantic layers. The binary's `dups` = \
+                 open + `Engine::dups` + JSON output.)"
             );
         }
     }

@@ -53,156 +53,39 @@ impl SqliteStore {
     /// passage lose that mark (listed in the outcome), because passage ids do
     /// not survive a replace.
     pub fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome> {
-        let dim = self.meta.dim;
-        for (key, v) in &doc.embeddings {
-            if v.len() != dim {
-                return Err(Error::StoreMismatch {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "vector for {key} of {} has {} values, the store holds {dim}-dimensional \
-                         vectors",
-                        doc.path,
-                        v.len()
-                    ),
-                });
-            }
-        }
+        self.check_dimensions(doc)?;
         let path = self.path.clone();
         let tx = self.begin()?;
-
-        let existing: Option<DocumentId> = tx
-            .query_row(
-                "SELECT id FROM documents WHERE path = ?1",
-                [&doc.path],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let (doc_id, unlinked_duplicates) = match existing {
-            Some(id) => {
-                let unlinked = delete_passages(&tx, id)?;
-                // Same row, so id and ingest_order survive an edit.
-                tx.execute(
-                    &format!(
-                        "UPDATE documents SET content_hash = ?2, size = ?3, mtime = ?4, date = ?5, \
-                         ingested_at = {NOW} WHERE id = ?1"
-                    ),
-                    params![id, doc.content_hash, doc.size as i64, doc.mtime, doc.date],
-                )?;
-                (id, unlinked)
-            }
-            None => {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO documents \
-                         (path, content_hash, size, mtime, date, ingest_order, ingested_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, \
-                         (SELECT COALESCE(MAX(ingest_order), 0) + 1 FROM documents), {NOW})"
-                    ),
-                    params![
-                        doc.path,
-                        doc.content_hash,
-                        doc.size as i64,
-                        doc.mtime,
-                        doc.date
-                    ],
-                )?;
-                (tx.last_insert_rowid(), Vec::new())
-            }
-        };
-
-        // Only keys some chunk uses are written: an unused vector would be an
-        // orphan from the start.
-        let used: HashSet<&str> = doc
-            .passages
-            .iter()
-            .flat_map(|p| p.chunks.iter().map(|c| c.emb_key.as_str()))
-            .collect();
-        let mut written: HashSet<&str> = HashSet::new();
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO embeddings (hash, vector) VALUES (?1, ?2) ON CONFLICT(hash) DO NOTHING",
-            )?;
-            for (key, v) in &doc.embeddings {
-                if used.contains(key.as_str())
-                    && insert.execute(params![key, encode_vector(v)])? > 0
-                {
-                    written.insert(key.as_str());
-                }
-            }
-        }
-
-        let mut passage_ids = Vec::with_capacity(doc.passages.len());
-        let mut emb_ids: HashMap<&str, i64> = HashMap::new();
-        let mut reused = 0usize;
-        {
-            let mut insert_passage = tx.prepare_cached(
-                "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
-                 text, norm, norm_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            let mut insert_chunk = tx.prepare_cached(
-                "INSERT INTO chunks (passage_id, idx, byte_start, byte_end, tokens, emb_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let mut find_emb = tx.prepare_cached("SELECT id FROM embeddings WHERE hash = ?1")?;
-            for (pi, p) in doc.passages.iter().enumerate() {
-                insert_passage.execute(params![
-                    doc_id,
-                    pi as i64,
-                    p.line_start as i64,
-                    p.line_end as i64,
-                    p.byte_start as i64,
-                    p.byte_end as i64,
-                    p.text,
-                    p.norm,
-                    sha256_hex(p.norm.as_bytes()),
-                ])?;
-                let passage_id = tx.last_insert_rowid();
-                passage_ids.push(passage_id);
-                for (ci, c) in p.chunks.iter().enumerate() {
-                    let key = c.emb_key.as_str();
-                    let emb_id = match emb_ids.get(key) {
-                        Some(id) => *id,
-                        None => {
-                            let id: i64 = find_emb
-                                .query_row([key], |r| r.get(0))
-                                .optional()?
-                                .ok_or_else(|| Error::Store {
-                                    path: path.clone(),
-                                    reason: format!(
-                                        "chunk {ci} of passage {pi} of {} uses embedding key \
-                                         {key}, which is neither stored nor supplied; nothing \
-                                         was written for this document",
-                                        doc.path
-                                    ),
-                                })?;
-                            emb_ids.insert(key, id);
-                            id
-                        }
-                    };
-                    if !written.contains(key) {
-                        reused += 1;
-                    }
-                    insert_chunk.execute(params![
-                        passage_id,
-                        ci as i64,
-                        c.byte_start as i64,
-                        c.byte_end as i64,
-                        c.tokens as i64,
-                        emb_id
-                    ])?;
-                }
-            }
-        }
+        let (doc_id, unlinked_duplicates, replaced) = upsert_document(&tx, doc)?;
+        let written = insert_embeddings(&tx, doc)?;
+        let (passage_ids, reused) = insert_passages(&tx, &path, doc_id, doc, &written)?;
         tx.commit()?;
         self.vectors_rewritten(doc_id, true)?;
         Ok(ReplaceOutcome {
             doc_id,
             passage_ids,
-            replaced: existing.is_some(),
+            replaced,
             embeddings_written: written.len(),
             embeddings_reused: reused,
             unlinked_duplicates,
         })
+    }
+
+    /// Refuses vectors whose length is not the store's dimension.
+    fn check_dimensions(&self, doc: &NewDocument) -> Result<()> {
+        let dim = self.meta.dim;
+        match doc.embeddings.iter().find(|(_, v)| v.len() != dim) {
+            None => Ok(()),
+            Some((key, v)) => Err(Error::StoreMismatch {
+                path: self.path.clone(),
+                reason: format!(
+                    "vector for {key} of {} has {} values, the store holds {dim}-dimensional \
+                     vectors",
+                    doc.path,
+                    v.len()
+                ),
+            }),
+        }
     }
 
     /// Gives a passage stored without vectors (a duplicate reference) its
@@ -225,31 +108,17 @@ impl SqliteStore {
                     insert.execute(params![c.emb_key, encode_vector(v)])?;
                 }
             }
-            let mut find_emb = tx.prepare_cached("SELECT id FROM embeddings WHERE hash = ?1")?;
-            let mut insert_chunk = tx.prepare_cached(
-                "INSERT INTO chunks (passage_id, idx, byte_start, byte_end, tokens, emb_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            let mut emb_ids = EmbeddingIds::new(&tx)?;
             for (ci, c) in chunks.iter().enumerate() {
-                let emb_id: i64 = find_emb
-                    .query_row([&c.emb_key], |r| r.get(0))
-                    .optional()?
-                    .ok_or_else(|| Error::Store {
-                        path: path.clone(),
-                        reason: format!(
-                            "chunk {ci} of passage {passage} uses embedding key {}, which is \
-                             neither stored nor supplied",
-                            c.emb_key
-                        ),
-                    })?;
-                insert_chunk.execute(params![
-                    passage,
-                    ci as i64,
-                    c.byte_start as i64,
-                    c.byte_end as i64,
-                    c.tokens as i64,
-                    emb_id
-                ])?;
+                let emb_id = emb_ids.get(&c.emb_key)?.ok_or_else(|| Error::Store {
+                    path: path.clone(),
+                    reason: format!(
+                        "chunk {ci} of passage {passage} uses embedding key {}, which is \
+                         neither stored nor supplied",
+                        c.emb_key
+                    ),
+                })?;
+                insert_chunk(&tx, passage, ci, c, emb_id)?;
             }
             let n = tx.execute(
                 "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
@@ -439,4 +308,156 @@ fn delete_document(tx: &Transaction<'_>, doc_id: DocumentId) -> Result<()> {
     delete_passages(tx, doc_id)?;
     tx.execute("DELETE FROM documents WHERE id = ?1", [doc_id])?;
     Ok(())
+}
+
+/// Updates the document row stored under `doc.path` (its old passages go;
+/// id and ingest order stay) or inserts a new one. Returns the id, the
+/// passages elsewhere that lost their duplicate mark, and whether it replaced.
+fn upsert_document(
+    tx: &Transaction<'_>,
+    doc: &NewDocument,
+) -> Result<(DocumentId, Vec<PassageId>, bool)> {
+    let existing: Option<DocumentId> = tx
+        .query_row(
+            "SELECT id FROM documents WHERE path = ?1",
+            [&doc.path],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let size = doc.size as i64;
+    if let Some(id) = existing {
+        let unlinked = delete_passages(tx, id)?;
+        tx.execute(
+            &format!(
+                "UPDATE documents SET content_hash = ?2, size = ?3, mtime = ?4, date = ?5, \
+                 ingested_at = {NOW} WHERE id = ?1"
+            ),
+            params![id, doc.content_hash, size, doc.mtime, doc.date],
+        )?;
+        return Ok((id, unlinked, true));
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO documents \
+             (path, content_hash, size, mtime, date, ingest_order, ingested_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, \
+             (SELECT COALESCE(MAX(ingest_order), 0) + 1 FROM documents), {NOW})"
+        ),
+        params![doc.path, doc.content_hash, size, doc.mtime, doc.date],
+    )?;
+    Ok((tx.last_insert_rowid(), Vec::new(), false))
+}
+
+/// Inserts the supplied vectors some chunk uses (an unused one would be an
+/// orphan from the start) and that are not cached yet; returns their keys.
+fn insert_embeddings<'d>(tx: &Transaction<'_>, doc: &'d NewDocument) -> Result<HashSet<&'d str>> {
+    let used: HashSet<&str> = doc
+        .passages
+        .iter()
+        .flat_map(|p| p.chunks.iter().map(|c| c.emb_key.as_str()))
+        .collect();
+    let mut written = HashSet::new();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO embeddings (hash, vector) VALUES (?1, ?2) ON CONFLICT(hash) DO NOTHING",
+    )?;
+    for (key, v) in &doc.embeddings {
+        if used.contains(key.as_str()) && insert.execute(params![key, encode_vector(v)])? > 0 {
+            written.insert(key.as_str());
+        }
+    }
+    Ok(written)
+}
+
+/// Inserts the passages and their chunks; returns the passage ids in order
+/// and how many chunks used a vector that was already stored.
+fn insert_passages(
+    tx: &Transaction<'_>,
+    path: &std::path::Path,
+    doc_id: DocumentId,
+    doc: &NewDocument,
+    written: &HashSet<&str>,
+) -> Result<(Vec<PassageId>, usize)> {
+    let mut insert_passage = tx.prepare_cached(
+        "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
+         text, norm, norm_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut emb_ids = EmbeddingIds::new(tx)?;
+    let mut passage_ids = Vec::with_capacity(doc.passages.len());
+    let mut reused = 0usize;
+    for (pi, p) in doc.passages.iter().enumerate() {
+        insert_passage.execute(params![
+            doc_id,
+            pi as i64,
+            p.line_start as i64,
+            p.line_end as i64,
+            p.byte_start as i64,
+            p.byte_end as i64,
+            p.text,
+            p.norm,
+            sha256_hex(p.norm.as_bytes()),
+        ])?;
+        let passage_id = tx.last_insert_rowid();
+        passage_ids.push(passage_id);
+        for (ci, c) in p.chunks.iter().enumerate() {
+            let emb_id = emb_ids.get(&c.emb_key)?.ok_or_else(|| Error::Store {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "chunk {ci} of passage {pi} of {} uses embedding key {}, which is neither \
+                     stored nor supplied; nothing was written for this document",
+                    doc.path, c.emb_key
+                ),
+            })?;
+            reused += usize::from(!written.contains(c.emb_key.as_str()));
+            insert_chunk(tx, passage_id, ci, c, emb_id)?;
+        }
+    }
+    Ok((passage_ids, reused))
+}
+
+fn insert_chunk(
+    tx: &Transaction<'_>,
+    passage_id: PassageId,
+    idx: usize,
+    c: &NewChunk,
+    emb_id: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO chunks (passage_id, idx, byte_start, byte_end, tokens, emb_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        passage_id,
+        idx as i64,
+        c.byte_start as i64,
+        c.byte_end as i64,
+        c.tokens as i64,
+        emb_id
+    ])?;
+    Ok(())
+}
+
+/// Embedding row ids by cache key, looked up once per key.
+struct EmbeddingIds<'t> {
+    find: rusqlite::CachedStatement<'t>,
+    known: HashMap<String, i64>,
+}
+
+impl<'t> EmbeddingIds<'t> {
+    fn new(tx: &'t Transaction<'_>) -> Result<Self> {
+        Ok(EmbeddingIds {
+            find: tx.prepare_cached("SELECT id FROM embeddings WHERE hash = ?1")?,
+            known: HashMap::new(),
+        })
+    }
+
+    fn get(&mut self, key: &str) -> Result<Option<i64>> {
+        if let Some(&id) = self.known.get(key) {
+            return Ok(Some(id));
+        }
+        let id: Option<i64> = self.find.query_row([key], |r| r.get(0)).optional()?;
+        if let Some(id) = id {
+            self.known.insert(key.to_string(), id);
+        }
+        Ok(id)
+    }
 }
