@@ -9,8 +9,11 @@ pub mod corpus;
 pub mod dedup;
 pub mod error;
 pub mod ingest;
+mod kernels;
 pub mod model;
 pub mod search;
 pub mod store;
 
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use kernels::bench;

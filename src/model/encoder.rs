@@ -11,12 +11,12 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
+use crate::kernels::attention;
+use crate::kernels::gemm::{Activation, PackedLinear};
 use crate::model::config::BertConfig;
-use crate::model::gemm::{Activation, PackedLinear};
-use crate::model::kernels;
 use crate::model::EncoderOptions;
 
-/// A linear layer whose weights are packed for [`gemm`](crate::model::gemm)'s kernels at load.
+/// A linear layer whose weights are packed for `kernels::gemm`'s kernels at load.
 struct Linear(PackedLinear);
 
 impl Linear {
@@ -416,7 +416,7 @@ impl BertEncoder {
 
     fn layer_forward(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> Result<Tensor> {
         let qkv = layer.qkv.forward(x)?;
-        let ctx = kernels::packed_attention(
+        let ctx = attention::packed_attention(
             &qkv,
             lens,
             self.config.num_attention_heads,

@@ -4,17 +4,14 @@
 pub mod config;
 pub mod e5s1;
 pub mod encoder;
-pub mod gemm;
-pub mod int8;
-pub mod kernels;
 pub mod provision;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::kernels::{Kernel, Precision};
 pub use config::{BertConfig, Role, DEFAULT_MODEL_ID, POOLING};
 use encoder::BertEncoder;
-pub use gemm::{Kernel, Precision};
 pub use provision::Manifest;
 use tokenizer::{TextTokenizer, Tokenized};
 
@@ -37,7 +34,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions {
             precision: Precision::default(),
-            kernel: gemm::detected_kernel(),
+            kernel: crate::kernels::detected_kernel(),
         }
     }
 }
