@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingest;
 mod kernels;
 pub mod model;
+pub mod provision;
 pub mod search;
 pub mod store;
 

@@ -15,7 +15,8 @@ use args::{
 };
 
 use crate::error::{Error, Result};
-use crate::model::{provision, Embedder, EncoderOptions, Precision, Role};
+use crate::model::{Embedder, EncoderOptions, Precision, Role};
+use crate::provision;
 
 /// Exit codes, documented in `pareil --help`.
 pub mod exit {

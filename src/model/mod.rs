@@ -2,17 +2,15 @@
 //! [`Embedder`], which turns texts into unit vectors in input order.
 
 pub mod config;
-pub mod e5s1;
 pub mod encoder;
-pub mod provision;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
 pub use crate::kernels::{Kernel, Precision};
+pub use crate::provision::Manifest;
 pub use config::{BertConfig, Role, DEFAULT_MODEL_ID, POOLING};
 use encoder::BertEncoder;
-pub use provision::Manifest;
 use tokenizer::{TextTokenizer, Tokenized};
 
 use crate::error::{Error, Result};
@@ -71,7 +69,7 @@ impl Embedder {
 
     /// [`load`](Self::load) with explicit weight precision and kernel.
     pub fn load_with(dir: &Path, options: EncoderOptions) -> Result<Self> {
-        let missing = provision::missing_files(dir);
+        let missing = crate::provision::missing_files(dir);
         if !missing.is_empty() {
             return Err(Error::ModelMissing {
                 what: format!("{} lacks {}", dir.display(), missing.join(", ")),
@@ -92,7 +90,7 @@ impl Embedder {
             (tokenizer, encoder)
         });
         let (tokenizer, encoder) = (tokenizer?, encoder?);
-        let manifest = provision::read_manifest(dir).ok();
+        let manifest = crate::provision::read_manifest(dir).ok();
         // Default size: RAYON_NUM_THREADS (set by `--threads`), else every core.
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("pareil-encoder-{i}"))

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::model::config::BertConfig;
+use crate::model::BertConfig;
 
 /// Q4_0: blocks of 32 weights, an f16 scale then 16 bytes of nibbles.
 const Q4_BLOCK: usize = 32;
