@@ -12,7 +12,7 @@ use crate::corpus;
 use crate::dedup::scan::{resolve, Corpus, DupFinding, ScanOptions};
 use crate::dedup::{find_pairs_touching, Item, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
-use crate::model::{Embedder, Role, POOLING};
+use crate::model::{Embedder, Role};
 use crate::search::Index;
 use crate::store::{
     DuplicateMark, NewChunk, NewDocument, NewPassage, PassageRow, Store, StoreMeta,
@@ -95,9 +95,9 @@ pub fn store_meta(model: &Embedder) -> StoreMeta {
         model_id: model.model_id(),
         revision: model.revision(),
         dim: model.dim(),
-        pooling: POOLING.into(),
-        passage_prefix: Role::Passage.prefix().into(),
-        query_prefix: Role::Query.prefix().into(),
+        pooling: model.pooling_name(),
+        passage_prefix: model.prompt(Role::Passage).into(),
+        query_prefix: model.prompt(Role::Query).into(),
     }
 }
 
@@ -109,7 +109,10 @@ pub fn embedding_key(meta: &StoreMeta, role: Role, text: &str) -> String {
             "{}\n{}\n{}{}",
             meta.model_id,
             meta.revision,
-            role.prefix(),
+            match role {
+                Role::Query => &meta.query_prefix,
+                Role::Passage => &meta.passage_prefix,
+            },
             text
         )
         .as_bytes(),

