@@ -295,7 +295,7 @@ fn write_sentence_transformers_files(
     prompts: Option<&Prompts>,
 ) -> Result<()> {
     let max_seq = config.max_tokens();
-    let mut files = vec![
+    let files = [
         (
             // Without it, transformers builds a WordPiece tokenizer for a
             // `model_type: bert` config and fails on this SentencePiece vocabulary.
@@ -331,14 +331,7 @@ fn write_sentence_transformers_files(
         ),
     ];
     if let Some(p) = prompts {
-        files.push((
-            "config_sentence_transformers.json",
-            serde_json::json!({
-                "prompts": {"query": p.query, "passage": p.passage},
-                "default_prompt_name": null,
-                "similarity_fn_name": "cosine"
-            }),
-        ));
+        write_prompts(dir, p)?;
     }
     for (name, value) in files {
         let path = dir.join(name);
@@ -353,6 +346,28 @@ fn write_sentence_transformers_files(
     }
     std::fs::create_dir_all(dir.join("2_Normalize")).map_err(|e| Error::io(dir, e))?;
     Ok(())
+}
+
+/// Gives `config_sentence_transformers.json` the `prompts` of a model that
+/// needs them (multilingual-e5), keeping the file's other keys; a file that
+/// already names prompts is left alone. (sentence-transformers 3 writes
+/// `"prompts": {}` when saving a model it was given no prompts for.)
+fn write_prompts(dir: &Path, prompts: &Prompts) -> Result<()> {
+    let path = dir.join("config_sentence_transformers.json");
+    let mut value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let named = value
+        .get("prompts")
+        .and_then(|p| p.as_object())
+        .is_some_and(|p| !p.is_empty());
+    if named || !value.is_object() {
+        return Ok(());
+    }
+    value["prompts"] = serde_json::json!({"query": prompts.query, "passage": prompts.passage});
+    std::fs::write(&path, serde_json::to_string_pretty(&value)?).map_err(|e| Error::io(&path, e))
 }
 
 fn write_manifest(
@@ -446,6 +461,30 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Vec<FileCheck>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn e5_prompts_are_written_unless_the_model_names_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config_sentence_transformers.json");
+        let read = || Prompts::read(dir.path()).unwrap();
+        let custom = Prompts {
+            query: "Q: ".into(),
+            passage: "".into(),
+        };
+        // No file: written.
+        write_prompts(dir.path(), &custom).unwrap();
+        assert_eq!(read(), custom);
+        // Named prompts are kept.
+        write_prompts(dir.path(), &Prompts::e5()).unwrap();
+        assert_eq!(read(), custom);
+        // An empty `prompts` (sentence-transformers 3's default) is filled,
+        // the other keys kept.
+        std::fs::write(&path, r#"{"prompts": {}, "__version__": {"x": "1"}}"#).unwrap();
+        write_prompts(dir.path(), &Prompts::e5()).unwrap();
+        assert_eq!(read(), Prompts::e5());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("__version__"), "{text}");
+    }
 
     #[test]
     fn default_models_dir_is_in_the_user_cache() {
