@@ -1,7 +1,7 @@
 //! The embedding model: [`Embedder`], which turns texts into vectors in
 //! input order, and what it is made of — the config keyed on `model_type`
 //! ([`config`]), the tokenizer, an [`Encoder`] chosen by architecture
-//! ([`encoder`], [`bert`]) built from checkpoint blocks ([`weights`]), and the
+//! ([`encoder`], `bert`) built from checkpoint blocks (`weights`), and the
 //! sentence-transformers prompts and pooling read from the model directory
 //! ([`sentence`]). The SIMD loops live in `crate::kernels`, getting a model
 //! onto the machine in [`crate::provision`].
