@@ -1,6 +1,6 @@
 //! The model's `tokenizer.json` through the `tokenizers` crate, with the two
-//! settings that file leaves out: truncation at the model's 512 positions
-//! (reported, never silent) and no padding (the encoder packs sequences).
+//! settings that file leaves out: truncation at the model's token limit
+//! (512 for multilingual-e5, `ModelConfig::max_tokens`; reported, never silent) and no padding (the encoder packs sequences).
 
 use std::path::Path;
 
