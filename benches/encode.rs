@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use pareil::model::{provision, Embedder, EncoderOptions, Precision, Role, DEFAULT_MODEL_ID};
+use pareil::model::{Embedder, EncoderOptions, Precision, Role, DEFAULT_MODEL_ID};
+use pareil::provision;
 
 /// The same allocator as the `pareil` binary, so load times compare.
 #[global_allocator]
@@ -66,7 +67,9 @@ fn main() {
             .map(std::path::PathBuf::from)
             .as_deref(),
         DEFAULT_MODEL_ID,
-        &provision::default_models_dir(),
+        &std::env::var_os("PAREIL_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(provision::default_models_dir),
     )
     .expect("model installed (pareil model fetch)");
     let t = Instant::now();

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use pareil::model::gemm::{detected_kernel, Activation, PackedLinear, Precision};
+use pareil::bench::{detected_kernel, Activation, PackedLinear, Precision};
 
 fn time(mut f: impl FnMut()) -> f64 {
     f();

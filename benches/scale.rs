@@ -749,7 +749,15 @@ fn bench_similar(
         for k in [10usize, 42, 168, 672, 2688] {
             let t = Instant::now();
             let f = engine.store().nearest(query, k, &Filter::default()).unwrap();
-            eprintln!("TMP nearest {k}: {:.2} ms ({})", ms(t.elapsed()), f.len());
+            eprintln!("TMP nearest {k}: {:.2} ms ({}) last score {}", ms(t.elapsed()), f.len(), f.last().unwrap().score);
+            let ids: Vec<i64> = f.iter().map(|x| x.passage).collect();
+            let t = Instant::now();
+            let rows: Vec<_> = ids.chunks(64).flat_map(|c| engine.store().passages_by_ids(c).unwrap()).collect();
+            let fetch = ms(t.elapsed());
+            let t = Instant::now();
+            let norms: Vec<String> = rows.iter().map(|r| pareil::corpus::normalize(&r.text)).collect();
+            eprintln!("TMP   fetch {fetch:.2} ms, normalize {:.2} ms", ms(t.elapsed()));
+            std::hint::black_box(norms);
         }
         for _ in 0..3 {
             let t = Instant::now();

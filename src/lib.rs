@@ -10,8 +10,8 @@
 //! use pareil::model::Embedder;
 //!
 //! # fn main() -> pareil::Result<()> {
-//! let dir = pareil::model::provision::locate(None, pareil::model::DEFAULT_MODEL_ID,
-//!                                     "models".as_ref())?;
+//! let dir = pareil::provision::locate(None, pareil::model::DEFAULT_MODEL_ID,
+//!                                     &pareil::provision::default_models_dir())?;
 //! let model = Embedder::load(&dir)?;
 //! let mut engine = Engine::create("pareil.db".as_ref(), model)?;
 //! engine.ingest(vec![Input::Path("seeds".into())], &IngestOptions::default(), &mut NoProgress)?;
@@ -24,16 +24,21 @@
 //! ```
 //!
 //! Module map (dependencies run downwards only): [`engine`] → [`dedup`],
-//! [`store`], [`model`], [`corpus`] → `kernels` (SIMD, private).
+//! [`store`], [`model`], [`corpus`] → `kernels` (SIMD, private); [`provision`]
+//! installs models and is used by the CLI.
 
 pub mod corpus;
 pub mod dedup;
 pub mod engine;
 pub mod error;
+mod kernels;
 pub mod model;
+pub mod provision;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod test_support;
 
 pub use engine::Engine;
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use kernels::bench;

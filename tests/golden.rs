@@ -110,7 +110,7 @@ fn check_golden(options: EncoderOptions, bound: f32, max_tokens: usize) {
         .get("model_safetensors_sha256")
         .and_then(|v| v.as_str())
     {
-        let manifest = pareil::model::provision::read_manifest(&model_dir()).unwrap();
+        let manifest = pareil::provision::read_manifest(&model_dir()).unwrap();
         assert_eq!(
             manifest.files["model.safetensors"], expected,
             "golden vectors were made on other weights"

@@ -1,11 +1,14 @@
-//! Fast wiring tests on a tiny BERT the test builds itself (random weights, a
-//! word-level tokenizer): the encoder against a naive reference forward pass,
+//! Fast wiring tests on tiny models the tests build themselves (random
+//! weights, a word-level tokenizer), a BERT and an XLM-RoBERTa (no real
+//! XLM-R checkpoint can be fetched here): the encoder against a naive f64
+//! reference forward pass (positions offset by the padding index for
+//! XLM-R), prompts and pooling read from the sentence-transformers files,
 //! batching, truncation, and the errors for broken model files.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pareil::model::{Embedder, EncoderOptions, Kernel, Precision, Role};
+use pareil::model::{Architecture, Embedder, EncoderOptions, Kernel, Precision, Role};
 use pareil::Error;
 
 const VOCAB: &[&str] = &[
@@ -17,6 +20,62 @@ const HEADS: usize = 2;
 const FF: usize = 16;
 const LAYERS: usize = 2;
 const MAXP: usize = 12;
+
+/// What distinguishes the tiny models: architecture and the
+/// sentence-transformers files written beside the weights.
+#[derive(Clone, Copy)]
+struct Tiny {
+    model_type: &'static str,
+    /// Prefix of the tensor names in `model.safetensors`.
+    weight_prefix: &'static str,
+    /// Position id of the first token (XLM-R: `pad_token_id + 1`).
+    position_offset: usize,
+    type_vocab: usize,
+    /// CLS pooling and no normalisation, with a prompts file giving the
+    /// passage side no prompt; `None`: no sentence-transformers files
+    /// (multilingual-e5's defaults).
+    sentence_files: Option<SentenceFiles>,
+}
+
+#[derive(Clone, Copy)]
+struct SentenceFiles {
+    cls: bool,
+    normalize: bool,
+    query_prompt: &'static str,
+    passage_prompt: &'static str,
+}
+
+const BERT: Tiny = Tiny {
+    model_type: "bert",
+    weight_prefix: "",
+    position_offset: 0,
+    type_vocab: 2,
+    sentence_files: None,
+};
+
+const XLMR: Tiny = Tiny {
+    model_type: "xlm-roberta",
+    weight_prefix: "roberta.",
+    position_offset: 2,
+    type_vocab: 1,
+    sentence_files: None,
+};
+
+impl Tiny {
+    /// Tokens one sequence may hold: the position table less the offset.
+    fn max_tokens(self) -> usize {
+        MAXP - self.position_offset
+    }
+
+    fn prompt(self, role: Role) -> &'static str {
+        match (self.sentence_files, role) {
+            (Some(f), Role::Query) => f.query_prompt,
+            (Some(f), Role::Passage) => f.passage_prompt,
+            (None, Role::Query) => "query: ",
+            (None, Role::Passage) => "passage: ",
+        }
+    }
+}
 
 struct Rng(u64);
 impl Rng {
@@ -30,7 +89,10 @@ impl Rng {
 
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
-fn build_tiny_model(dir: &Path) -> Weights {
+/// Writes `config.json`, `tokenizer.json`, `model.safetensors` (and the
+/// sentence-transformers files `tiny` asks for) to `dir`; returns the weights
+/// by their unprefixed names for the reference.
+fn build(dir: &Path, tiny: Tiny) -> Weights {
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let mut w: Weights = BTreeMap::new();
     let mut add = |name: &str, shape: Vec<usize>, rng: &mut Rng, around_one: bool| {
@@ -54,7 +116,7 @@ fn build_tiny_model(dir: &Path) -> Weights {
     );
     add(
         "embeddings.token_type_embeddings.weight",
-        vec![2, H],
+        vec![tiny.type_vocab, H],
         &mut rng,
         false,
     );
@@ -82,7 +144,7 @@ fn build_tiny_model(dir: &Path) -> Weights {
         .iter()
         .map(|(k, (s, v))| {
             (
-                k.clone(),
+                format!("{}{k}", tiny.weight_prefix),
                 (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             )
         })
@@ -101,10 +163,14 @@ fn build_tiny_model(dir: &Path) -> Weights {
     let config = serde_json::json!({
         "vocab_size": VOCAB.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS, "intermediate_size": FF, "hidden_act": "gelu",
-        "max_position_embeddings": MAXP, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
-        "pad_token_id": 0, "model_type": "bert"
+        "max_position_embeddings": MAXP, "type_vocab_size": tiny.type_vocab,
+        "layer_norm_eps": 1e-12, "pad_token_id": tiny.position_offset.saturating_sub(1),
+        "model_type": tiny.model_type
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    if let Some(files) = tiny.sentence_files {
+        write_sentence_files(dir, files);
+    }
     let vocab: serde_json::Map<String, serde_json::Value> = VOCAB
         .iter()
         .enumerate()
@@ -128,6 +194,32 @@ fn build_tiny_model(dir: &Path) -> Weights {
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
     w
+}
+
+fn write_sentence_files(dir: &Path, files: SentenceFiles) {
+    let mut modules = vec![
+        serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+        serde_json::json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+    ];
+    if files.normalize {
+        modules.push(serde_json::json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
+    }
+    let pooling = serde_json::json!({
+        "word_embedding_dimension": H, "pooling_mode_cls_token": files.cls,
+        "pooling_mode_mean_tokens": !files.cls, "pooling_mode_max_tokens": false
+    });
+    let prompts = serde_json::json!({
+        "prompts": {"query": files.query_prompt, "passage": files.passage_prompt},
+        "default_prompt_name": null
+    });
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for (name, value) in [
+        ("modules.json", serde_json::Value::from(modules)),
+        ("1_Pooling/config.json", pooling),
+        ("config_sentence_transformers.json", prompts),
+    ] {
+        std::fs::write(dir.join(name), value.to_string()).unwrap();
+    }
 }
 
 // ---- an independent, naive forward pass (plain loops, f64) ----
@@ -181,7 +273,7 @@ fn erf(x: f64) -> f64 {
     }
 }
 
-fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
+fn reference_embed(w: &Weights, ids: &[usize], tiny: Tiny) -> Vec<f64> {
     let word = &w["embeddings.word_embeddings.weight"].1;
     let pos = &w["embeddings.position_embeddings.weight"].1;
     let typ = &w["embeddings.token_type_embeddings.weight"].1;
@@ -190,7 +282,9 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
         .enumerate()
         .map(|(p, &id)| {
             (0..H)
-                .map(|j| (word[id * H + j] + pos[p * H + j] + typ[j]) as f64)
+                .map(|j| {
+                    (word[id * H + j] + pos[(p + tiny.position_offset) * H + j] + typ[j]) as f64
+                })
                 .collect()
         })
         .collect();
@@ -246,24 +340,26 @@ fn reference_embed(w: &Weights, ids: &[usize]) -> Vec<f64> {
             .collect();
         x = layer_norm(w, &format!("{p}.output.LayerNorm"), &o);
     }
-    let mut mean = [0.0; H];
-    for row in &x {
-        for j in 0..H {
-            mean[j] += row[j] / x.len() as f64;
-        }
-    }
-    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
-    mean.iter().map(|v| v / norm).collect()
+    let files = tiny.sentence_files;
+    let pooled: Vec<f64> = if files.is_some_and(|f| f.cls) {
+        x[0].clone()
+    } else {
+        (0..H)
+            .map(|j| x.iter().map(|row| row[j]).sum::<f64>() / x.len() as f64)
+            .collect()
+    };
+    let norm = if files.is_none_or(|f| f.normalize) {
+        pooled.iter().map(|v| v * v).sum::<f64>().sqrt()
+    } else {
+        1.0
+    };
+    pooled.iter().map(|v| v / norm).collect()
 }
 
-fn ids_of(text: &str, role: Role) -> Vec<usize> {
+fn ids_of(text: &str, role: Role, tiny: Tiny) -> Vec<usize> {
     let mut ids = vec![0];
-    let prefix = if role == Role::Query {
-        "query:"
-    } else {
-        "passage:"
-    };
-    for word in std::iter::once(prefix).chain(text.split_whitespace()) {
+    let input = format!("{}{text}", tiny.prompt(role));
+    for word in input.split_whitespace() {
         ids.push(VOCAB.iter().position(|v| *v == word).unwrap_or(3));
     }
     ids.push(2);
@@ -272,8 +368,17 @@ fn ids_of(text: &str, role: Role) -> Vec<usize> {
 
 #[test]
 fn encoder_matches_naive_reference() {
+    check_every_precision_and_kernel(BERT);
+}
+
+#[test]
+fn xlm_roberta_matches_naive_reference_with_offset_positions() {
+    check_every_precision_and_kernel(XLMR);
+}
+
+fn check_every_precision_and_kernel(tiny: Tiny) {
     let dir = tempfile::tempdir().unwrap();
-    let w = build_tiny_model(dir.path());
+    let w = build(dir.path(), tiny);
     // Every precision and kernel, against the f64 forward pass: f32 weights
     // within float rounding, f16 weights within their rounding, int8 within
     // 8-bit weights' and 7-bit activations' rounding.
@@ -285,12 +390,12 @@ fn encoder_matches_naive_reference() {
         for kernel in Kernel::supported() {
             let model =
                 Embedder::load_with(dir.path(), EncoderOptions { precision, kernel }).unwrap();
-            check_against_reference(&model, &w, bound);
+            check_against_reference(&model, &w, tiny, bound);
         }
     }
 }
 
-fn check_against_reference(model: &Embedder, w: &Weights, bound: f64) {
+fn check_against_reference(model: &Embedder, w: &Weights, tiny: Tiny, bound: f64) {
     let texts = [
         "le chat dort sur le tapis",
         "der hund schläft",
@@ -301,14 +406,14 @@ fn check_against_reference(model: &Embedder, w: &Weights, bound: f64) {
     for role in [Role::Query, Role::Passage] {
         let got = model.embed(&texts, role).unwrap();
         for (text, e) in texts.iter().zip(&got) {
-            let ids = ids_of(text, role);
+            let ids = ids_of(text, role, tiny);
             let tok = model.tokenize(text, role).unwrap();
             assert_eq!(
                 tok.ids.iter().map(|&i| i as usize).collect::<Vec<_>>(),
                 ids,
                 "{text}"
             );
-            let reference = reference_embed(w, &ids);
+            let reference = reference_embed(w, &ids, tiny);
             let max_diff = e
                 .vector
                 .iter()
@@ -322,9 +427,105 @@ fn check_against_reference(model: &Embedder, w: &Weights, bound: f64) {
 }
 
 #[test]
+fn model_type_prompts_and_pooling_come_from_the_model_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), BERT);
+    let model = Embedder::load(dir.path()).unwrap();
+    // No sentence-transformers files: multilingual-e5's conventions, and the
+    // pooling string stores have always recorded.
+    assert_eq!(model.architecture(), Architecture::Bert);
+    assert_eq!(model.prompt(Role::Query), "query: ");
+    assert_eq!(model.prompt(Role::Passage), "passage: ");
+    assert_eq!(model.pooling_name(), "mean+l2");
+    assert_eq!(model.max_tokens(), MAXP);
+
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), XLMR);
+    let model = Embedder::load(dir.path()).unwrap();
+    assert_eq!(model.architecture(), Architecture::XlmRoberta);
+    assert_eq!(model.max_tokens(), MAXP - 2);
+}
+
+#[test]
+fn xlm_roberta_with_cls_pooling_and_its_own_prompts() {
+    for normalize in [true, false] {
+        let tiny = Tiny {
+            sentence_files: Some(SentenceFiles {
+                cls: true,
+                normalize,
+                query_prompt: "query: ",
+                passage_prompt: "",
+            }),
+            ..XLMR
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let w = build(dir.path(), tiny);
+        let model = Embedder::load_with(
+            dir.path(),
+            EncoderOptions {
+                precision: Precision::F32,
+                ..EncoderOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(model.prompt(Role::Passage), "");
+        let want = if normalize { "cls+l2" } else { "cls" };
+        assert_eq!(model.pooling_name(), want);
+        check_against_reference(&model, &w, tiny, 1e-4);
+    }
+}
+
+#[test]
+fn xlm_roberta_truncates_at_max_positions_minus_two() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), XLMR);
+    let model = Embedder::load(dir.path()).unwrap();
+    let long = "le chat ".repeat(10); // 20 words + prefix + 2 specials = 23 tokens
+    let e = &model.embed(&[long.as_str()], Role::Passage).unwrap()[0];
+    assert_eq!(e.tokens, XLMR.max_tokens());
+    assert_eq!(e.truncated_tokens, 23 - XLMR.max_tokens());
+}
+
+#[test]
+fn unknown_model_type_and_wrong_weight_prefix_are_corrupt_models() {
+    let dir = tempfile::tempdir().unwrap();
+    build(
+        dir.path(),
+        Tiny {
+            model_type: "gpt2",
+            ..BERT
+        },
+    );
+    let err = Embedder::load(dir.path()).err().unwrap();
+    assert!(matches!(err, Error::ModelCorrupt { .. }), "{err}");
+    assert!(err.to_string().contains("gpt2"), "{err}");
+    // XLM-R weights under `bert.` are not an XLM-R checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    build(
+        dir.path(),
+        Tiny {
+            weight_prefix: "bert.",
+            ..XLMR
+        },
+    );
+    let err = Embedder::load(dir.path()).err().unwrap();
+    assert!(matches!(err, Error::ModelCorrupt { .. }), "{err}");
+    // ...while BERT weights under `bert.` (BertForX checkpoints) load.
+    let dir = tempfile::tempdir().unwrap();
+    build(
+        dir.path(),
+        Tiny {
+            weight_prefix: "bert.",
+            ..BERT
+        },
+    );
+    assert!(Embedder::load(dir.path()).is_ok());
+}
+
+#[test]
 fn batching_keeps_input_order_and_equals_single() {
     let dir = tempfile::tempdir().unwrap();
-    build_tiny_model(dir.path());
+    build(dir.path(), BERT);
     let model = Embedder::load(dir.path()).unwrap();
     let texts = [
         "a",
@@ -353,7 +554,7 @@ fn batching_keeps_input_order_and_equals_single() {
 #[test]
 fn over_long_input_is_truncated_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    build_tiny_model(dir.path());
+    build(dir.path(), BERT);
     let model = Embedder::load(dir.path()).unwrap();
     let long = "le chat ".repeat(10); // 20 words + prefix + 2 specials = 23 tokens > 12
     let e = &model.embed(&[long.as_str()], Role::Passage).unwrap()[0];
@@ -366,7 +567,7 @@ fn over_long_input_is_truncated_and_reported() {
 #[test]
 fn broken_model_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    build_tiny_model(dir.path());
+    build(dir.path(), BERT);
     // Truncated weights.
     let st = dir.path().join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();

@@ -319,6 +319,6 @@ impl GlobalArgs {
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir
             .clone()
-            .unwrap_or_else(pareil::model::provision::default_models_dir)
+            .unwrap_or_else(pareil::provision::default_models_dir)
     }
 }

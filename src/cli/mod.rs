@@ -16,7 +16,8 @@ use args::{
 
 use pareil::engine::ModelSpec;
 use pareil::error::{Error, Result};
-use pareil::model::{provision, Embedder, EncoderOptions, Precision, Role};
+use pareil::model::{Embedder, EncoderOptions, Precision, Role};
+use pareil::provision;
 
 /// Exit codes, documented in `pareil --help`.
 pub mod exit {

@@ -24,7 +24,7 @@ pub use ingest::{
 pub use similar::{Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarResults};
 
 use crate::error::{Error, Result};
-use crate::model::{Embedder, EncoderOptions, Role, POOLING};
+use crate::model::{Embedder, EncoderOptions, Role};
 use crate::store::{SqliteStore, Stats, Store, StoreMeta};
 
 /// Where to find the model, for an engine that loads it only when a command
@@ -167,9 +167,9 @@ pub fn store_meta(model: &Embedder) -> StoreMeta {
         model_id: model.model_id(),
         revision: model.revision(),
         dim: model.dim(),
-        pooling: POOLING.into(),
-        passage_prefix: Role::Passage.prefix().into(),
-        query_prefix: Role::Query.prefix().into(),
+        pooling: model.pooling_name(),
+        passage_prefix: model.prompt(Role::Passage).into(),
+        query_prefix: model.prompt(Role::Query).into(),
     }
 }
 

@@ -1,5 +1,7 @@
-//! The model's `config.json`, with the Hugging Face field names, and the
-//! sentence-embedding conventions pareil applies on top of it.
+//! The model's `config.json`, with the Hugging Face field names, keyed on
+//! `model_type` as Text Embeddings Inference does: the encoder families
+//! pareil runs ([`Architecture`]), and what each one derives from the
+//! config (position offset, token limit, weight-name prefixes).
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -9,10 +11,61 @@ use crate::error::{Error, Result};
 /// The default model: small, multilingual, 384 dimensions.
 pub const DEFAULT_MODEL_ID: &str = "intfloat/multilingual-e5-small";
 
-/// The subset of a Hugging Face `BertConfig` that the encoder needs.
-/// Field names are exactly those of `config.json`.
+/// The encoder families pareil runs, by `config.json`'s `model_type`. Both
+/// are post-layer-norm BERT blocks with exact GELU; XLM-RoBERTa numbers
+/// positions from `pad_token_id + 1` (as fairseq did) and saves its weights
+/// under `roberta.` instead of `bert.`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `model_type: "bert"` (multilingual-e5-small is one): positions from 0.
+    Bert,
+    /// `model_type: "xlm-roberta"`: positions from `pad_token_id + 1`.
+    XlmRoberta,
+}
+
+impl Architecture {
+    /// The `model_type` values pareil accepts, for error messages.
+    pub const SUPPORTED: &'static str = "\"bert\", \"xlm-roberta\"";
+
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "bert" => Some(Architecture::Bert),
+            "xlm-roberta" => Some(Architecture::XlmRoberta),
+            _ => None,
+        }
+    }
+
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+            Architecture::XlmRoberta => "xlm-roberta",
+        }
+    }
+
+    /// Prefixes a checkpoint's tensor names may carry, tried in order
+    /// (`BertForX` saves under `bert.`, `BertModel` under none).
+    pub fn weight_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Architecture::Bert => &["bert.", ""],
+            Architecture::XlmRoberta => &["roberta.", "xlm-roberta.", ""],
+        }
+    }
+
+    /// `pad_token_id` when `config.json` does not say (the transformers defaults).
+    fn default_pad_token_id(self) -> usize {
+        match self {
+            Architecture::Bert => 0,
+            Architecture::XlmRoberta => 1,
+        }
+    }
+}
+
+/// The subset of a Hugging Face config that the encoder needs. Field names
+/// are exactly those of `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BertConfig {
+pub struct ModelConfig {
+    #[serde(default = "bert_model_type")]
+    pub model_type: String,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -22,19 +75,21 @@ pub struct BertConfig {
     pub max_position_embeddings: usize,
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
-    #[serde(default)]
-    pub pad_token_id: usize,
-    #[serde(default)]
-    pub model_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<usize>,
 }
 
-impl BertConfig {
+fn bert_model_type() -> String {
+    "bert".into()
+}
+
+impl ModelConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let config: BertConfig = serde_json::from_str(&text).map_err(|e| Error::ModelCorrupt {
+        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| Error::ModelCorrupt {
             path: path.to_path_buf(),
-            reason: format!("not a BERT config.json: {e}"),
+            reason: format!("not an encoder config.json: {e}"),
             fix: "re-run `pareil model fetch`".into(),
         })?;
         config.validate(path)?;
@@ -42,17 +97,22 @@ impl BertConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        let bad = |reason: String| Error::ModelCorrupt {
+        let bad = |reason: String| {
+            Error::ModelCorrupt {
             path: path.to_path_buf(),
             reason,
-            fix:
-                "pareil runs BertModel encoders (model_type \"bert\"); re-run `pareil model fetch`"
-                    .into(),
+            fix: format!(
+                "pareil runs encoders with model_type {}; use such a model or re-run `pareil model fetch`",
+                Architecture::SUPPORTED
+            ),
+        }
         };
-        if let Some(t) = &self.model_type {
-            if t != "bert" {
-                return Err(bad(format!("model_type is {t:?}, expected \"bert\"")));
-            }
+        if Architecture::from_model_type(&self.model_type).is_none() {
+            return Err(bad(format!(
+                "model_type {:?} is not supported (supported: {})",
+                self.model_type,
+                Architecture::SUPPORTED
+            )));
         }
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
@@ -68,12 +128,47 @@ impl BertConfig {
                 self.hidden_act
             )));
         }
+        if self.type_vocab_size == 0 || self.max_tokens() < 2 {
+            return Err(bad(format!(
+                "type_vocab_size {} / max_position_embeddings {} leave no room for a sequence",
+                self.type_vocab_size, self.max_position_embeddings
+            )));
+        }
         Ok(())
+    }
+
+    /// The encoder family; [`from_file`](Self::from_file) has checked it.
+    pub fn architecture(&self) -> Architecture {
+        Architecture::from_model_type(&self.model_type).unwrap_or(Architecture::Bert)
+    }
+
+    /// The padding token id, with the family's default when absent.
+    pub fn pad_token_id(&self) -> usize {
+        self.pad_token_id
+            .unwrap_or_else(|| self.architecture().default_pad_token_id())
+    }
+
+    /// The position id of a sequence's first token: 0 for BERT,
+    /// `pad_token_id + 1` for XLM-RoBERTa.
+    pub fn position_offset(&self) -> usize {
+        match self.architecture() {
+            Architecture::Bert => 0,
+            Architecture::XlmRoberta => self.pad_token_id() + 1,
+        }
+    }
+
+    /// The longest sequence (special tokens included) the position table
+    /// holds: `max_position_embeddings` for BERT, `max_position_embeddings − 2`
+    /// for XLM-RoBERTa (its usual `pad_token_id` of 1 plus one).
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.position_offset())
     }
 
     /// The configuration of multilingual-e5-small (also what the PyPI import writes).
     pub fn multilingual_e5_small() -> Self {
-        BertConfig {
+        ModelConfig {
+            model_type: "bert".into(),
             vocab_size: 250037,
             hidden_size: 384,
             num_hidden_layers: 12,
@@ -83,14 +178,13 @@ impl BertConfig {
             max_position_embeddings: 512,
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
-            pad_token_id: 0,
-            model_type: Some("bert".into()),
+            pad_token_id: Some(0),
         }
     }
 }
 
-/// Which side of an asymmetric retrieval task a text is on: E5 models are
-/// trained with these prefixes and lose quality without them.
+/// Which side of an asymmetric retrieval task a text is on; the prompt each
+/// side gets is the model's ([`Prompts`](super::sentence::Prompts)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Query,
@@ -98,13 +192,62 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn prefix(self) -> &'static str {
+    /// The prompt name in `config_sentence_transformers.json`.
+    pub fn name(self) -> &'static str {
         match self {
-            Role::Query => "query: ",
-            Role::Passage => "passage: ",
+            Role::Query => "query",
+            Role::Passage => "passage",
         }
     }
 }
 
-/// Pooling recorded in the store and the manifest: mean over the attention mask, then L2.
-pub const POOLING: &str = "mean+l2";
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> Result<ModelConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        ModelConfig::from_file(&path)
+    }
+
+    fn base(model_type: &str) -> serde_json::Value {
+        serde_json::json!({
+            "model_type": model_type, "vocab_size": 10, "hidden_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+            "hidden_act": "gelu", "max_position_embeddings": 20, "type_vocab_size": 1,
+            "layer_norm_eps": 1e-5
+        })
+    }
+
+    #[test]
+    fn model_type_selects_positions_and_token_limit() {
+        let bert = parse(base("bert")).unwrap();
+        assert_eq!(bert.architecture(), Architecture::Bert);
+        assert_eq!((bert.position_offset(), bert.max_tokens()), (0, 20));
+        let xlmr = parse(base("xlm-roberta")).unwrap();
+        assert_eq!(xlmr.architecture(), Architecture::XlmRoberta);
+        // pad_token_id defaults to 1: positions from 2, two fewer tokens.
+        assert_eq!((xlmr.position_offset(), xlmr.max_tokens()), (2, 18));
+        let mut explicit = base("xlm-roberta");
+        explicit["pad_token_id"] = 1.into();
+        assert_eq!(parse(explicit).unwrap().max_tokens(), 18);
+    }
+
+    #[test]
+    fn unknown_model_type_is_a_clear_corrupt_model_error() {
+        let err = parse(base("gpt2")).unwrap_err();
+        assert!(matches!(err, Error::ModelCorrupt { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("gpt2") && msg.contains("xlm-roberta"), "{msg}");
+    }
+
+    #[test]
+    fn e5_config_round_trips_with_the_same_json() {
+        let json = serde_json::to_value(ModelConfig::multilingual_e5_small()).unwrap();
+        assert_eq!(json["model_type"], "bert");
+        assert_eq!(json["pad_token_id"], 0);
+        assert_eq!(parse(json).unwrap(), ModelConfig::multilingual_e5_small());
+    }
+}

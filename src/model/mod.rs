@@ -1,21 +1,25 @@
-//! The embedding model: configuration, tokenizer, encoder, provisioning, and
-//! [`Embedder`], which turns texts into unit vectors in input order.
+//! The embedding model: [`Embedder`], which turns texts into vectors in
+//! input order, and what it is made of — the config keyed on `model_type`
+//! ([`config`]), the tokenizer, an [`Encoder`] chosen by architecture
+//! ([`encoder`], `bert`) built from checkpoint blocks (`weights`), and the
+//! sentence-transformers prompts and pooling read from the model directory
+//! ([`sentence`]). The SIMD loops live in `crate::kernels`, getting a model
+//! onto the machine in [`crate::provision`].
 
+mod bert;
 pub mod config;
-pub mod e5s1;
 pub mod encoder;
-pub mod gemm;
-pub mod int8;
-pub mod kernels;
-pub mod provision;
+pub mod sentence;
 pub mod tokenizer;
+mod weights;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{BertConfig, Role, DEFAULT_MODEL_ID, POOLING};
-use encoder::BertEncoder;
-pub use gemm::{Kernel, Precision};
-pub use provision::Manifest;
+pub use crate::kernels::{Kernel, Precision};
+pub use crate::provision::Manifest;
+pub use config::{Architecture, ModelConfig, Role, DEFAULT_MODEL_ID};
+pub use encoder::Encoder;
+pub use sentence::{Pool, Pooling, Prompts};
 use tokenizer::{TextTokenizer, Tokenized};
 
 use crate::error::{Error, Result};
@@ -37,7 +41,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions {
             precision: Precision::default(),
-            kernel: gemm::detected_kernel(),
+            kernel: crate::kernels::detected_kernel(),
         }
     }
 }
@@ -55,7 +59,9 @@ pub struct Embedding {
 /// A loaded model, ready to embed.
 pub struct Embedder {
     tokenizer: TextTokenizer,
-    encoder: BertEncoder,
+    encoder: Box<dyn Encoder>,
+    prompts: Prompts,
+    pooling: Pooling,
     dir: PathBuf,
     manifest: Option<Manifest>,
     /// The encoder runs inside its own pool, entered once per batch: every
@@ -74,28 +80,40 @@ impl Embedder {
 
     /// [`load`](Self::load) with explicit weight precision and kernel.
     pub fn load_with(dir: &Path, options: EncoderOptions) -> Result<Self> {
-        let missing = provision::missing_files(dir);
+        let missing = crate::provision::missing_files(dir);
         if !missing.is_empty() {
             return Err(Error::ModelMissing {
                 what: format!("{} lacks {}", dir.display(), missing.join(", ")),
                 fix: "run `pareil model fetch` to (re)install the model".into(),
             });
         }
-        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let (pooling, pooled_dim) = Pooling::read(dir)?;
+        if pooled_dim.is_some_and(|d| d != config.hidden_size) {
+            return Err(Error::ModelCorrupt {
+                path: dir.join("1_Pooling/config.json"),
+                reason: format!(
+                    "word_embedding_dimension {} differs from config.json's hidden_size {}",
+                    pooled_dim.unwrap_or_default(),
+                    config.hidden_size
+                ),
+                fix: "use the files of one model (re-run `pareil model fetch`)".into(),
+            });
+        }
+        let prompts = Prompts::read(dir)?;
         // The tokenizer (a 17 MB JSON vocabulary, ~0.5 s to build) and the
         // weights (read, converted and packed) load on two threads at once.
         let (tokenizer, encoder) = std::thread::scope(|scope| {
-            let tokenizer = scope.spawn(|| {
-                TextTokenizer::load(&dir.join("tokenizer.json"), config.max_position_embeddings)
-            });
-            let encoder = BertEncoder::load(&dir.join("model.safetensors"), &config, options);
+            let tokenizer = scope
+                .spawn(|| TextTokenizer::load(&dir.join("tokenizer.json"), config.max_tokens()));
+            let encoder = encoder::load(&dir.join("model.safetensors"), &config, options);
             let tokenizer = tokenizer
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (tokenizer, encoder)
         });
         let (tokenizer, encoder) = (tokenizer?, encoder?);
-        let manifest = provision::read_manifest(dir).ok();
+        let manifest = crate::provision::read_manifest(dir).ok();
         // Default size: RAYON_NUM_THREADS (set by `--threads`), else every core.
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("pareil-encoder-{i}"))
@@ -105,6 +123,8 @@ impl Embedder {
             pool,
             tokenizer,
             encoder,
+            prompts,
+            pooling,
             dir: dir.to_path_buf(),
             manifest,
         })
@@ -141,13 +161,30 @@ impl Embedder {
         self.tokenizer.max_tokens()
     }
 
-    pub fn tokenize(&self, text: &str, role: Role) -> Result<Tokenized> {
-        self.tokenizer.tokenize(text, role)
+    /// The prompt prepended to a text of `role` (`query: ` / `passage: ` for
+    /// multilingual-e5; from `config_sentence_transformers.json`).
+    pub fn prompt(&self, role: Role) -> &str {
+        self.prompts.get(role)
     }
 
-    /// Token count of `role.prefix() + text` with special tokens, before truncation.
+    /// The pooling as stores and manifests record it: `mean+l2` for
+    /// multilingual-e5 (see [`Pooling::name`]).
+    pub fn pooling_name(&self) -> String {
+        self.pooling.name()
+    }
+
+    /// The encoder family (`model_type`) of this model.
+    pub fn architecture(&self) -> Architecture {
+        self.encoder.config().architecture()
+    }
+
+    pub fn tokenize(&self, text: &str, role: Role) -> Result<Tokenized> {
+        self.tokenizer.tokenize(text, self.prompt(role))
+    }
+
+    /// Token count of `prompt(role) + text` with special tokens, before truncation.
     pub fn count_tokens(&self, text: &str, role: Role) -> Result<usize> {
-        self.tokenizer.count(text, role)
+        self.tokenizer.count(text, self.prompt(role))
     }
 
     /// Embeds texts; results come back in input order.
@@ -164,7 +201,7 @@ impl Embedder {
     ) -> Result<Vec<Embedding>> {
         let tokenized = texts
             .iter()
-            .map(|t| self.tokenizer.tokenize(t, role))
+            .map(|t| self.tokenize(t, role))
             .collect::<Result<Vec<_>>>()?;
         let vectors = self.embed_tokenized(&tokenized, progress)?;
         Ok(vectors
@@ -202,7 +239,9 @@ impl Embedder {
                 .iter()
                 .map(|&i| inputs[i].ids.clone())
                 .collect();
-            let vectors = self.pool.install(|| self.encoder.embed_ids(&batch))?;
+            let hidden = self.pool.install(|| self.encoder.forward(&batch))?;
+            let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+            let vectors = self.pooling.apply(&hidden, &lens, self.dim());
             for (&i, v) in order[start..end].iter().zip(vectors) {
                 out[i] = Some(v);
             }

@@ -1,13 +1,12 @@
 //! The model's `tokenizer.json` through the `tokenizers` crate, with the two
-//! settings that file leaves out: truncation at the model's 512 positions
-//! (reported, never silent) and no padding (the encoder packs sequences).
+//! settings that file leaves out: truncation at the model's token limit
+//! (512 for multilingual-e5, `ModelConfig::max_tokens`; reported, never silent) and no padding (the encoder packs sequences).
 
 use std::path::Path;
 
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::model::config::Role;
 
 /// Token ids of one text, as the encoder will see them.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,11 +47,11 @@ impl TextTokenizer {
         })
     }
 
-    /// Tokenises `role.prefix() + text` with `<s>`/`</s>`; an over-long input
+    /// Tokenises `prompt + text` with `<s>`/`</s>`; an over-long input
     /// keeps its first `max_tokens - 1` tokens plus `</s>`, as Hugging Face's
     /// truncation does, and reports how many were dropped.
-    pub fn tokenize(&self, text: &str, role: Role) -> Result<Tokenized> {
-        let input = format!("{}{}", role.prefix(), text);
+    pub fn tokenize(&self, text: &str, prompt: &str) -> Result<Tokenized> {
+        let input = format!("{prompt}{text}");
         let enc = self
             .inner
             .encode(input.as_str(), true)
@@ -67,9 +66,9 @@ impl TextTokenizer {
         Ok(Tokenized { ids, truncated })
     }
 
-    /// Tokens of a text (special tokens and prefix included, before truncation).
-    pub fn count(&self, text: &str, role: Role) -> Result<usize> {
-        let t = self.tokenize(text, role)?;
+    /// Tokens of a text (special tokens and prompt included, before truncation).
+    pub fn count(&self, text: &str, prompt: &str) -> Result<usize> {
+        let t = self.tokenize(text, prompt)?;
         Ok(t.ids.len() + t.truncated)
     }
 

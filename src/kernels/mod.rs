@@ -1,0 +1,138 @@
+//! The SIMD kernels under the encoder, as a leaf module: it imports nothing
+//! from `model` (or anything else in the crate), so the encoder can be
+//! rebuilt around new architectures without touching the hot loops, and the
+//! loops can be benchmarked and tested on their own.
+//!
+//! This file owns what every kernel shares: run-time CPU detection
+//! ([`Kernel`], [`detected_kernel`]), the `dispatch!` macro that compiles one
+//! loop for AVX-512, AVX2+FMA and the baseline target, and [`NR`], the panel
+//! width the products and their epilogues agree on.
+//!
+//! - [`gemm`]: products against weights packed once (f32, f16);
+//! - [`int8`]: the 8-bit weights × 7-bit activations products (the default);
+//! - [`attention`]: per-sequence attention over packed QKV rows;
+//! - [`math`]: branch-free `exp`/`erf`/GELU and the products' epilogues.
+
+pub(crate) mod attention;
+pub(crate) mod gemm;
+pub(crate) mod int8;
+pub(crate) mod math;
+
+pub use gemm::Precision;
+
+/// Columns per packed panel (two 8-lane registers), shared by the f32/f16
+/// and int8 products and by [`math::finish_panel`].
+pub(crate) const NR: usize = 16;
+
+/// Which microkernel the products and loops run (see [`gemm::PackedLinear`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX2/FMA/F16C plus AVX-512 VNNI (`vpdpbusd`) for the int8 products;
+    /// the f32/f16 products are the AVX2 ones.
+    Avx512Vnni,
+    Avx2Fma,
+    Portable,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512Vnni => "avx512-vnni",
+            Kernel::Avx2Fma => "avx2+fma",
+            Kernel::Portable => "portable",
+        }
+    }
+
+    /// Whether the AVX2/FMA/F16C instructions are available to this kernel.
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Kernel::Avx2Fma | Kernel::Avx512Vnni)
+    }
+
+    /// Every kernel this CPU can run, the portable one first (for tests and
+    /// benchmarks that compare them).
+    pub fn supported() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Portable];
+        if cpu_kernel().has_avx2() {
+            kernels.push(Kernel::Avx2Fma);
+        }
+        if cpu_kernel() == Kernel::Avx512Vnni {
+            kernels.push(Kernel::Avx512Vnni);
+        }
+        kernels
+    }
+}
+
+/// The fastest kernel this CPU supports, whatever `PAREIL_KERNEL` says.
+fn cpu_kernel() -> Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+                    return Kernel::Avx512Vnni;
+                }
+                return Kernel::Avx2Fma;
+            }
+        }
+        Kernel::Portable
+    })
+}
+
+/// The fastest kernel this CPU supports, unless `PAREIL_KERNEL` names a
+/// slower one (`portable`, or `avx2` to leave VNNI unused).
+pub fn detected_kernel() -> Kernel {
+    let best = cpu_kernel();
+    match std::env::var("PAREIL_KERNEL").as_deref() {
+        Ok("portable") => Kernel::Portable,
+        Ok("avx2") if best.has_avx2() => Kernel::Avx2Fma,
+        _ => best,
+    }
+}
+
+/// Defines `$name(kernel, args…)`, which runs the `#[inline(always)]`
+/// function `$inner(args…)` compiled for AVX-512 (F/BW/VL/VNNI) when
+/// `kernel` is [`Kernel::Avx512Vnni`], for AVX2+FMA when it has them
+/// ([`Kernel::has_avx2`]) and for the baseline target otherwise. Each
+/// version does the same IEEE operations per value (wider vectors, no
+/// reassociation), so they agree bit for bit. (A closure
+/// would not do: it is a function of its own, compiled without the feature.)
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $vis:vis unsafe fn $name:ident => $inner:path, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name(kernel: $crate::kernels::Kernel, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                if kernel == $crate::kernels::Kernel::Avx512Vnni {
+                    return avx512($($arg),*);
+                }
+                if kernel.has_avx2() {
+                    return avx2($($arg),*);
+                }
+            }
+            let _ = kernel;
+            $inner($($arg),*)
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// What `benches/gemm.rs` needs to time the products on their own: not part
+/// of the library's API.
+#[doc(hidden)]
+pub mod bench {
+    pub use super::detected_kernel;
+    pub use super::gemm::{Activation, PackedLinear, Precision};
+}

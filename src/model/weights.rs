@@ -1,0 +1,333 @@
+//! Reading a safetensors checkpoint into the encoder's building blocks:
+//! named tensors checked for shape and converted to f32, linear layers
+//! packed for the kernels (fused projections concatenated first), layer
+//! norms, and the word-embedding table left in the memory map. The blocks
+//! themselves are here too, so each architecture's loaders are only names
+//! and shapes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Tensor};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+use crate::kernels::gemm::{Activation, PackedLinear};
+use crate::model::EncoderOptions;
+
+/// A memory-mapped `model.safetensors` whose tensor names share one prefix
+/// (`bert.`, `roberta.`, … or none), found by looking for the word embeddings.
+pub(super) struct Checkpoint<'a> {
+    path: &'a Path,
+    mmap: &'a Arc<memmap2::Mmap>,
+    st: SafeTensors<'a>,
+    prefix: &'static str,
+    options: EncoderOptions,
+}
+
+pub(super) fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::ModelCorrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        fix: "delete the model directory and re-run `pareil model fetch`".into(),
+    }
+}
+
+/// Opens `path` read-only as a memory map.
+pub(super) fn map(path: &Path) -> Result<Arc<memmap2::Mmap>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the file is opened read-only and pareil never writes model
+    // files in place (provisioning writes a new directory and renames it).
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok(Arc::new(mmap))
+}
+
+impl<'a> Checkpoint<'a> {
+    /// Parses the header and picks the first of `prefixes` under which the
+    /// word embeddings exist.
+    pub(super) fn open(
+        path: &'a Path,
+        mmap: &'a Arc<memmap2::Mmap>,
+        prefixes: &[&'static str],
+        options: EncoderOptions,
+    ) -> Result<Self> {
+        let st = SafeTensors::deserialize(mmap)
+            .map_err(|e| corrupt(path, format!("not a readable safetensors file: {e}")))?;
+        let names = st.names();
+        let prefix = prefixes
+            .iter()
+            .copied()
+            .find(|p| {
+                let word = format!("{p}embeddings.word_embeddings.weight");
+                names.iter().any(|n| **n == word)
+            })
+            .ok_or_else(|| {
+                corrupt(
+                    path,
+                    format!(
+                        "no embeddings.word_embeddings.weight under any of the prefixes {prefixes:?}"
+                    ),
+                )
+            })?;
+        Ok(Checkpoint {
+            path,
+            mmap,
+            st,
+            prefix,
+            options,
+        })
+    }
+
+    /// The tensor `name` (prefix added), checked to have `shape`.
+    fn view(&self, name: &str, shape: &[usize]) -> Result<TensorView<'a>> {
+        let full = format!("{}{name}", self.prefix);
+        let view = self
+            .st
+            .tensor(&full)
+            .map_err(|_| corrupt(self.path, format!("tensor {full} is missing")))?;
+        if view.shape() != shape {
+            return Err(corrupt(
+                self.path,
+                format!(
+                    "tensor {full} has shape {:?}, expected {shape:?}",
+                    view.shape()
+                ),
+            ));
+        }
+        Ok(view)
+    }
+
+    /// The tensor `name` as f32 values.
+    pub(super) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let view = self.view(name, shape)?;
+        to_f32(&view).ok_or_else(|| {
+            corrupt(
+                self.path,
+                format!("tensor {name} has unsupported dtype {:?}", view.dtype()),
+            )
+        })
+    }
+
+    /// The tensor `name` as a candle tensor of `shape`.
+    pub(super) fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.get(name, shape)?,
+            shape,
+            &Device::Cpu,
+        )?)
+    }
+
+    /// `{name}.weight` and `{name}.bias` as a layer norm over `dim` values.
+    pub(super) fn layer_norm(&self, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.tensor(&format!("{name}.weight"), &[dim])?,
+            bias: self.tensor(&format!("{name}.bias"), &[dim])?,
+            eps: eps as f32,
+        })
+    }
+
+    /// The linear layers `names` (each `[out_dim, in_dim]` plus bias)
+    /// concatenated along the output dimension and packed once.
+    pub(super) fn linear(&self, names: &[&str], out_dim: usize, in_dim: usize) -> Result<Linear> {
+        let mut w = Vec::with_capacity(names.len() * out_dim * in_dim);
+        let mut b = Vec::with_capacity(names.len() * out_dim);
+        for name in names {
+            w.extend(self.get(&format!("{name}.weight"), &[out_dim, in_dim])?);
+            b.extend(self.get(&format!("{name}.bias"), &[out_dim])?);
+        }
+        Ok(Linear(PackedLinear::new(
+            &w,
+            b,
+            names.len() * out_dim,
+            in_dim,
+            self.options.precision,
+            self.options.kernel,
+        )))
+    }
+
+    /// The `[rows, dim]` table `name`, left in the memory map (see [`WordEmbeddings`]).
+    pub(super) fn word_table(&self, name: &str, rows: usize, dim: usize) -> Result<WordEmbeddings> {
+        let view = self.view(name, &[rows, dim])?;
+        if !matches!(view.dtype(), StDtype::F32 | StDtype::F16 | StDtype::BF16) {
+            return Err(corrupt(
+                self.path,
+                format!("{}{name} has unsupported dtype", self.prefix),
+            ));
+        }
+        Ok(WordEmbeddings {
+            mmap: Arc::clone(self.mmap),
+            offset: view.data().as_ptr() as usize - self.mmap.as_ptr() as usize,
+            dtype: view.dtype(),
+            rows,
+            hidden: dim,
+        })
+    }
+}
+
+fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let data = view.data();
+    Some(match view.dtype() {
+        StDtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        StDtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        StDtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// A linear layer whose weights are packed for the kernels at load.
+pub(super) struct Linear(PackedLinear);
+
+impl Linear {
+    /// `x · Wᵀ + b`, bias added in the product's epilogue.
+    pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op1_no_bwd(&LinearOp(&self.0, Activation::None))
+    }
+
+    /// `gelu(x · Wᵀ + b)`, bias and activation in the product's epilogue.
+    pub(super) fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op1_no_bwd(&LinearOp(&self.0, Activation::Gelu))
+    }
+
+    /// `x · Wᵀ + b + residual`, the residual added in the epilogue too.
+    pub(super) fn forward_residual(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        x.apply_op2_no_bwd(
+            &residual.contiguous()?,
+            &LinearOp(&self.0, Activation::None),
+        )
+    }
+}
+
+/// [`PackedLinear::forward`] as a candle op, reading and producing tensor storage in place.
+struct LinearOp<'a>(&'a PackedLinear, Activation);
+
+impl LinearOp<'_> {
+    fn run(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+        residual: Option<&[f32]>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("packed linear: f32 input only");
+        };
+        let (m, k) = layout.shape().dims2()?;
+        if k != self.0.in_features() {
+            candle_core::bail!(
+                "packed linear: input has {k} features, weights {}",
+                self.0.in_features()
+            );
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("packed linear: contiguous input only");
+        };
+        let n = self.0.out_features();
+        if residual.is_some_and(|r| r.len() != m * n) {
+            candle_core::bail!("packed linear: residual is not [{m}, {n}]");
+        }
+        let out = self.0.forward(&data[start..end], m, self.1, residual);
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+impl CustomOp1 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "pareil-packed-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run(storage, layout, None)
+    }
+}
+
+impl CustomOp2 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "pareil-packed-linear-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(res), Some((start, end))) = (s2, l2.contiguous_offsets()) else {
+            candle_core::bail!("packed linear: contiguous f32 residual only");
+        };
+        self.run(s1, l1, Some(&res[start..end]))
+    }
+}
+
+pub(super) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// The word-embedding table stays in the memory-mapped file: it is 96 % of
+/// the weights and a batch only needs a few hundred of its 250k rows, so start-up
+/// does not copy it.
+pub(super) struct WordEmbeddings {
+    mmap: Arc<memmap2::Mmap>,
+    offset: usize,
+    dtype: StDtype,
+    rows: usize,
+    hidden: usize,
+}
+
+impl WordEmbeddings {
+    pub(super) fn gather(&self, ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
+        let elt = self.dtype.bitsize() / 8;
+        let row_bytes = self.hidden * elt;
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(Error::Tokenizer(format!(
+                    "token id {id} is outside the embedding table ({} rows): tokenizer.json does not match the weights",
+                    self.rows
+                )));
+            }
+            let start = self.offset + id * row_bytes;
+            let raw = &self.mmap[start..start + row_bytes];
+            match self.dtype {
+                StDtype::F32 => out.extend(
+                    raw.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+                ),
+                StDtype::F16 => out.extend(
+                    raw.chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                ),
+                StDtype::BF16 => out.extend(
+                    raw.chunks_exact(2)
+                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+                ),
+                _ => unreachable!("checked at load"),
+            }
+        }
+        Ok(())
+    }
+}
