@@ -15,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --benches
 ./target/release/pareil --quiet model fetch >/dev/null
+# Where `model fetch` installed it (the user's cache unless PAREIL_MODELS_DIR says otherwise).
+model_dir=$(./target/release/pareil model info --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["dir"])')
 mkdir -p target/bench
 seeds=target/bench/seed_paragraphs.txt
 synth=target/bench/synthetic_paragraphs.txt
@@ -58,7 +60,7 @@ run_all() { # corpus-label input-file query-runs peer-engines...
     if [ "$peers" != 0 ]; then
       for engine in "$@"; do
         "$py" scripts/bench_peers.py --engine "$engine" --threads "$t" --query-runs "$runs" \
-          --model-dir models/multilingual-e5-small --input "$input" --golden "$golden" \
+          --model-dir "$model_dir" --input "$input" --golden "$golden" \
           | sed "s/^{/{\"corpus\":\"$label\",/" >> "$results" || echo "bench: $engine failed" >&2
       done
     fi

@@ -2,7 +2,7 @@
 """Generate golden reference embeddings for pareil's tests.
 
     python scripts/golden.py MODEL_DIR OUT_JSON
-    (normally: python scripts/golden.py models/multilingual-e5-small tests/golden/e5_small.json)
+    (normally: python scripts/golden.py ~/.cache/pareil/models/multilingual-e5-small tests/golden/e5_small.json)
 
 Runs sentence-transformers on MODEL_DIR (CPU, float32, max_seq_length 512) and
 writes, for ~30 texts, the exact token ids the forward pass saw and the

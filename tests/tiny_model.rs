@@ -24,7 +24,7 @@ const MAXP: usize = 12;
 /// What distinguishes the tiny models: architecture and the
 /// sentence-transformers files written beside the weights.
 #[derive(Clone, Copy)]
-struct Tiny {
+pub(crate) struct Tiny {
     model_type: &'static str,
     /// Prefix of the tensor names in `model.safetensors`.
     weight_prefix: &'static str,
@@ -45,7 +45,7 @@ struct SentenceFiles {
     passage_prompt: &'static str,
 }
 
-const BERT: Tiny = Tiny {
+pub(crate) const BERT: Tiny = Tiny {
     model_type: "bert",
     weight_prefix: "",
     position_offset: 0,
@@ -87,12 +87,12 @@ impl Rng {
     }
 }
 
-type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub(crate) type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Writes `config.json`, `tokenizer.json`, `model.safetensors` (and the
 /// sentence-transformers files `tiny` asks for) to `dir`; returns the weights
 /// by their unprefixed names for the reference.
-fn build(dir: &Path, tiny: Tiny) -> Weights {
+pub(crate) fn build(dir: &Path, tiny: Tiny) -> Weights {
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let mut w: Weights = BTreeMap::new();
     let mut add = |name: &str, shape: Vec<usize>, rng: &mut Rng, around_one: bool| {

@@ -245,16 +245,25 @@ impl Engine {
         progress: &mut dyn Progress,
         report: &mut IngestReport,
     ) -> Result<()> {
-        let (findings, mut marks) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
-        report.duplicates.extend(findings);
+        let (mut findings, mut marks) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
         doc.drop_chunks_of(&marks);
         self.embed_missing(&mut doc, progress, report)?;
-        let (findings, semantic) = self.semantic_duplicates(&doc, state, &opts.thresholds)?;
-        report.duplicates.extend(findings);
+        let (semantic_findings, semantic) =
+            self.semantic_duplicates(&doc, state, &opts.thresholds)?;
+        findings.extend(semantic_findings);
         doc.drop_chunks_of(&semantic);
         marks.extend(semantic);
         report.passages_skipped_as_duplicates += marks.len();
         let ids = self.write(doc, state, progress, report)?;
+        // The findings were made before the write, with placeholder ids.
+        for f in &mut findings {
+            for place in [&mut f.canonical, &mut f.duplicate] {
+                for id in place.ids.iter_mut().filter(|id| **id < 0) {
+                    *id = ids[(-1 - *id) as usize];
+                }
+            }
+        }
+        report.duplicates.extend(findings);
         let marks: Vec<DuplicateMark> = marks
             .into_iter()
             .map(|m| DuplicateMark {

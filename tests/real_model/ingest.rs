@@ -5,15 +5,13 @@
 //! `seeded()` fixture); tests that write to a store work on a copy of it,
 //! tests that only read query it directly.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{copy_seeds, pareil, pareil_command, pareil_json, stderr};
+use crate::util::{copy_seeds, pareil, pareil_command, pareil_json, stderr};
 use pareil::store::SqliteStore;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -337,7 +335,7 @@ fn editing_one_paragraph_reembeds_only_that_paragraph() {
 fn write_big_corpus(dir: &Path, n: usize) -> u64 {
     let mut paragraphs: Vec<String> = Vec::new();
     for s in SEEDS {
-        for line in std::fs::read_to_string(common::seeds_dir().join(&s[6..]))
+        for line in std::fs::read_to_string(crate::util::seeds_dir().join(&s[6..]))
             .unwrap()
             .lines()
         {
@@ -416,7 +414,7 @@ fn spawn_ingest(dir: &Path, db: &str, what: &str) -> Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
         .args(["--db", db, "-q", "ingest", what])
         .current_dir(dir)
-        .env("PAREIL_MODEL", common::model_dir())
+        .env("PAREIL_MODEL", crate::util::model_dir())
         .env_remove("PAREIL_DB")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -953,9 +951,13 @@ fn precision_flag_selects_weights_and_rejects_unknown_values() {
         ]);
         let o = pareil(dir.path(), &args);
         assert!(o.status.success(), "pareil {args:?}: {}", stderr(&o));
-        let line: Value =
-            serde_json::from_str(common::stdout(&o).lines().next().expect("one JSON line"))
-                .unwrap();
+        let line: Value = serde_json::from_str(
+            crate::util::stdout(&o)
+                .lines()
+                .next()
+                .expect("one JSON line"),
+        )
+        .unwrap();
         line["embedding"]
             .as_array()
             .unwrap()
@@ -970,8 +972,8 @@ fn precision_flag_selects_weights_and_rejects_unknown_values() {
     assert_eq!(default, int8, "int8 is the default");
     assert_ne!(f16, exact, "f16 weights give (slightly) different vectors");
     assert_ne!(int8, f16, "int8 gives (slightly) different vectors");
-    assert!(common::cosine(&f16, &exact) >= 0.9999);
-    assert!(common::cosine(&int8, &exact) >= 0.999);
+    assert!(crate::util::cosine(&f16, &exact) >= 0.9999);
+    assert!(crate::util::cosine(&int8, &exact) >= 0.999);
     let info = pareil_json(dir.path(), &["model", "info", "--json"]);
     assert_eq!(info["encoder"]["precision"], "int8");
     let info = pareil_json(

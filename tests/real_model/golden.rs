@@ -2,9 +2,7 @@
 //! and vectors written by sentence-transformers (`scripts/golden.py`) on the
 //! same model directory.
 
-mod common;
-
-use common::{cosine, model_dir, repo_root};
+use crate::util::{cosine, model_dir, repo_root};
 use pareil::model::{Embedder, EncoderOptions, Kernel, Precision, Role};
 use serde::Deserialize;
 

@@ -2,11 +2,9 @@
 //! the seeds' own duplicates, the evaluation pairs, and planted duplicates of
 //! every kind made from seed paragraphs.
 
-mod common;
-
 use std::path::Path;
 
-use common::{pareil, repo_root, seeds_dir, stderr, stdout};
+use crate::util::{pareil, repo_root, seeds_dir, stderr, stdout};
 use serde_json::Value;
 
 fn seed_line(file: &str, line: usize) -> String {

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: where the real model is, running
 //! the real `pareil` binary in a temporary directory.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,12 +8,21 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The real model: `$PAREIL_MODEL`, else `models/multilingual-e5-small` in the
-/// checkout. Tests that need it fail (not skip) when it is missing, with the fix.
+/// The real model: `$PAREIL_MODEL`, else where `pareil model fetch` installs
+/// it (`$PAREIL_MODELS_DIR`, else the user's cache). Tests that need it fail
+/// (not skip) when it is missing, with the fix.
 pub fn model_dir() -> PathBuf {
+    let installed = || {
+        std::env::var_os("PAREIL_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(pareil::provision::default_models_dir)
+            .join(pareil::provision::model_dir_name(
+                pareil::model::DEFAULT_MODEL_ID,
+            ))
+    };
     let dir = std::env::var_os("PAREIL_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models/multilingual-e5-small"));
+        .unwrap_or_else(installed);
     assert!(
         dir.join("model.safetensors").is_file(),
         "the real model is not installed at {}: run `bash scripts/test.sh` (it runs `pareil model fetch` first)",

@@ -1,11 +1,9 @@
 //! Regression tests for the bugs the old layout caused (issue 11), on the
 //! real binary, model and SQLite file.
 
-mod common;
-
 use std::path::Path;
 
-use common::{pareil, pareil_command, pareil_json, stderr};
+use crate::util::{pareil, pareil_command, pareil_json, stderr};
 use serde_json::Value;
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -109,7 +107,7 @@ fn skip_reads_the_store_once_per_run() {
         );
     }
     let out = pareil_command(d)
-        .env("PAREIL_MODEL", common::model_dir())
+        .env("PAREIL_MODEL", crate::util::model_dir())
         .env("PAREIL_LOG", "pareil=info")
         .args(["ingest", "--on-duplicate", "skip", "--json", "."])
         .output()

@@ -3,11 +3,9 @@
 //! `tests/data/compat/docs/` with `pareil ingest docs --on-duplicate skip`)
 //! must still open, read, migrate to the current format and answer queries.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{pareil_json, repo_root};
+use crate::util::{pareil_json, repo_root};
 use pareil::store::{Filter, SqliteStore, Store, SCHEMA_VERSION};
 
 /// A writable copy of the fixture in a temporary directory.
