@@ -51,7 +51,35 @@ fn is_suffix_of(wanted: &str, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_suffix_of;
+    use super::{find_document, is_suffix_of};
+    use crate::error::Error;
+    use crate::store::{SqliteStore, Store};
+    use crate::test_support::{document, meta, vector_for};
+
+    #[test]
+    fn documents_are_found_by_path_or_unique_suffix() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut s = SqliteStore::create_or_open(dir.path().join("s.db"), &meta(4)).unwrap();
+        for path in ["notes/a/b.txt", "other/b.txt"] {
+            let d = document(path, &["text"], &Default::default(), |t| vector_for(t, 4));
+            s.replace_document(&d).unwrap();
+        }
+        let found = |q: &str| find_document(&s, q).map(|d| d.path);
+        assert_eq!(found("notes/a/b.txt").unwrap(), "notes/a/b.txt");
+        assert_eq!(found("a/b.txt").unwrap(), "notes/a/b.txt");
+        assert_eq!(found("./a/b.txt").unwrap(), "notes/a/b.txt");
+        match found("b.txt") {
+            Err(Error::Usage(m)) => {
+                assert!(m.contains("notes/a/b.txt") && m.contains("other/b.txt"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(found("x.txt"), Err(Error::NotFound(_))));
+        assert!(
+            matches!(found("r/b.txt"), Err(Error::NotFound(_))),
+            "whole components only"
+        );
+    }
 
     #[test]
     fn suffixes_are_whole_components() {

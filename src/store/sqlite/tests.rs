@@ -406,7 +406,7 @@ fn remove_and_prune() {
 }
 
 #[test]
-fn passage_lookup_by_line_and_path_suffix() {
+fn passage_lookup_by_line() {
     let dir = TempDir::new().unwrap();
     let mut s = SqliteStore::create_or_open(db(&dir), &meta()).unwrap();
     s.replace_document(&doc("notes/a/b.txt", &["first", "second", "third"]))
@@ -414,30 +414,32 @@ fn passage_lookup_by_line_and_path_suffix() {
     s.replace_document(&doc("other/b.txt", &["elsewhere"]))
         .unwrap();
 
-    // Users name documents by a unique path suffix: the engine resolves it.
-    let at = |s: &SqliteStore, path: &str, line: usize| {
-        let doc = crate::engine::find_document(s, path)?;
-        s.passage_at(&doc.path, line)
-    };
-    // Passages are on lines 1, 3, 5 (blank lines between).
-    let p = at(&s, "notes/a/b.txt", 3).unwrap().unwrap();
+    // Exact stored paths only (suffixes are the engine's `find_document`).
+    let p = s.passage_at("notes/a/b.txt", 3).unwrap().unwrap();
     assert_eq!(
         (p.text.as_str(), p.idx, p.path.as_str()),
         ("second", 1, "notes/a/b.txt")
     );
-    assert_eq!(at(&s, "a/b.txt", 5).unwrap().unwrap().text, "third");
-    assert_eq!(at(&s, "./a/b.txt", 1).unwrap().unwrap().text, "first");
-    assert!(at(&s, "a/b.txt", 2).unwrap().is_none());
-    assert!(at(&s, "a/b.txt", 99).unwrap().is_none());
-    assert_eq!(at(&s, "other/b.txt", 1).unwrap().unwrap().text, "elsewhere");
-    match at(&s, "b.txt", 1).unwrap_err() {
-        Error::Usage(m) => assert!(m.contains("notes/a/b.txt") && m.contains("other/b.txt")),
-        e => panic!("{e:?}"),
-    }
-    assert!(matches!(at(&s, "x.txt", 1), Err(Error::NotFound(_))));
-    // A suffix must be whole components: "b.txt" is not a match for "ab.txt".
-    assert!(matches!(at(&s, "r/b.txt", 1), Err(Error::NotFound(_))));
-
+    assert_eq!(
+        s.passage_at("notes/a/b.txt", 5).unwrap().unwrap().text,
+        "third"
+    );
+    assert!(
+        s.passage_at("notes/a/b.txt", 2).unwrap().is_none(),
+        "between passages"
+    );
+    assert!(
+        s.passage_at("notes/a/b.txt", 99).unwrap().is_none(),
+        "past the end"
+    );
+    assert_eq!(
+        s.passage_at("other/b.txt", 1).unwrap().unwrap().text,
+        "elsewhere"
+    );
+    assert!(
+        s.passage_at("b.txt", 1).unwrap().is_none(),
+        "no suffix matching here"
+    );
     let all = s.passages_of(p.doc_id).unwrap();
     assert_eq!(all.iter().map(|r| r.idx).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert_eq!(all[1], p);
