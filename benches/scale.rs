@@ -46,12 +46,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pareil::dedup::Kind;
-use pareil::engine::{embedding_key, store_meta, DupsOptions, Engine, Query, SimilarOptions};
-use pareil::model::{Embedder, Role};
+use pareil::engine::{
+    embedding_key, store_meta, DupsOptions, Engine, ModelSpec, Query, SimilarOptions,
+};
+use pareil::model::{Embedder, EncoderOptions, Role};
 use pareil::store::{Filter, NewChunk, NewDocument, NewPassage, SqliteStore, Store, StoreMeta};
 
 const SEED: u64 = 0x0005_ca1e_0f9a_7e11;
 const VOCAB: usize = 4000;
+/// The text query of the `similar` measurements (in process and binary).
+const QUERY: &str = "Qui a fondé OpenAI et en quelle année ?";
 
 // ------------------------------------------------------------------ args
 
@@ -684,6 +688,10 @@ struct SimilarResult {
     search_span_ms: f64,
     fetch64_ms: f64,
     cold_ms: f64,
+    text_first_ms: f64,
+    text_ms: f64,
+    text_embed_ms: f64,
+    text_search_ms: f64,
     cli_version: (f64, f64),
     cli_id: (f64, f64),
     cli_text: (f64, f64),
@@ -746,24 +754,6 @@ fn bench_similar(
         sim.push(ms(t.elapsed()));
         search.push(1000.0 * span_s(&spans.take(), "similar/search").expect("`search` span"));
         assert_eq!(r.results.len(), 10);
-        for k in [10usize, 42, 168, 672, 2688] {
-            let t = Instant::now();
-            let f = engine.store().nearest(query, k, &Filter::default()).unwrap();
-            eprintln!("TMP nearest {k}: {:.2} ms ({}) last score {}", ms(t.elapsed()), f.len(), f.last().unwrap().score);
-            let ids: Vec<i64> = f.iter().map(|x| x.passage).collect();
-            let t = Instant::now();
-            let rows: Vec<_> = ids.chunks(64).flat_map(|c| engine.store().passages_by_ids(c).unwrap()).collect();
-            let fetch = ms(t.elapsed());
-            let t = Instant::now();
-            let norms: Vec<String> = rows.iter().map(|r| pareil::corpus::normalize(&r.text)).collect();
-            eprintln!("TMP   fetch {fetch:.2} ms, normalize {:.2} ms", ms(t.elapsed()));
-            std::hint::black_box(norms);
-        }
-        for _ in 0..3 {
-            let t = Instant::now();
-            let r = engine.similar(&Query::Passage(id), &opts).unwrap();
-            eprintln!("TMP again: {:.2} ms search {:.2} ({:?})", ms(t.elapsed()), 1000.0 * span_s(&spans.take(), "similar/search").unwrap(), r.results.iter().map(|h| h.score).collect::<Vec<_>>());
-        }
         drop(engine);
         // Cold, as the binary runs it: open, then `similar` loads the vectors itself.
         let t = Instant::now();
@@ -774,6 +764,34 @@ fn bench_similar(
         drop(engine);
         spans.take();
     }
+    // A text query through the engine: the first call loads the model
+    // (overlapped with warming the store), the next ones embed and search.
+    let mut engine = Engine::open(
+        &built.db,
+        false,
+        Some(ModelSpec {
+            dir: model_dir.to_path_buf(),
+            options: EncoderOptions::default(),
+        }),
+    )
+    .unwrap();
+    let text = Query::Text(QUERY.into());
+    let t = Instant::now();
+    engine.similar(&text, &opts).unwrap();
+    let text_first_ms = ms(t.elapsed());
+    spans.take();
+    let (mut text_all, mut text_embed, mut text_search) = (vec![], vec![], vec![]);
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let r = engine.similar(&text, &opts).unwrap();
+        text_all.push(ms(t.elapsed()));
+        assert_eq!(r.results.len(), 10);
+        let times = spans.take();
+        let span_ms = |p: &str| 1000.0 * span_s(&times, p).unwrap_or_else(|| panic!("span {p}"));
+        text_embed.push(span_ms("similar/embed_query"));
+        text_search.push(span_ms("similar/search"));
+    }
+    drop(engine);
     // Anatomy of loading the vectors: the same reads on a raw connection
     // (same mmap setting as the store's), without and with the joins.
     let conn = rusqlite::Connection::open_with_flags(
@@ -819,14 +837,7 @@ fn bench_similar(
     let b = run_child_median(
         bin,
         &[
-            "--db",
-            db,
-            "--model",
-            model,
-            "--quiet",
-            "similar",
-            "Qui a fondé OpenAI et en quelle année ?",
-            "--json",
+            "--db", db, "--model", model, "--quiet", "similar", QUERY, "--json",
         ],
         &out,
         runs,
@@ -842,6 +853,10 @@ fn bench_similar(
         search_span_ms: median(search),
         fetch64_ms: median(fetch),
         cold_ms: median(cold),
+        text_first_ms,
+        text_ms: median(text_all),
+        text_embed_ms: median(text_embed),
+        text_search_ms: median(text_search),
         cli_version: (v.0, v.1),
         cli_id: (a.0, a.1),
         cli_text: (b.0, b.1),
@@ -1057,7 +1072,7 @@ fn main() {
     let model_load_s = t.elapsed().as_secs_f64();
     let meta = store_meta(&embedder);
     let query = embedder
-        .embed(&["Qui a fondé OpenAI et en quelle année ?"], Role::Query)
+        .embed(&[QUERY], Role::Query)
         .unwrap()
         .remove(0)
         .vector;
@@ -1135,6 +1150,19 @@ fn main() {
                 s.fetch64_ms,
                 s.open_ms + s.warm_ms + s.similar_ms,
                 s.cold_ms
+            );
+        }
+        println!("\n### `similar`, in process, text query `{QUERY}` (engine with the model, ms)\n");
+        println!(
+            "| passages | first call (model load ∥ `Store::warm`, + embed + search) | \
+             `Engine::similar(Query::Text)`, model loaded, store warm | of which span \
+             `embed_query` | of which span `search` (nearest + fetch + collapse + snippets) |"
+        );
+        println!("|---:|---:|---:|---:|---:|");
+        for s in &sims {
+            println!(
+                "| {} | {:.0} | {:.1} | {:.1} | {:.2} |",
+                s.n, s.text_first_ms, s.text_ms, s.text_embed_ms, s.text_search_ms
             );
         }
         println!("\n### Anatomy of `Store::warm` (raw SQLite reads, same mmap, ms)\n");

@@ -53,7 +53,7 @@ fn is_suffix_of(wanted: &str, path: &str) -> bool {
 mod tests {
     use super::{find_document, is_suffix_of};
     use crate::error::Error;
-    use crate::store::{SqliteStore, Store};
+    use crate::store::SqliteStore;
     use crate::test_support::{document, meta, vector_for};
 
     #[test]
