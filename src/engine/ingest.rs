@@ -118,6 +118,9 @@ struct PreparedDocument {
     windowed: usize,
 }
 
+/// Semantic neighbour lists, one per corpus item.
+type Neighbours = Vec<Vec<SemanticNeighbour>>;
+
 /// A passage of the document being ingested (by index), its canonical copy, kind and score.
 struct DuplicateOf {
     passage: usize,
@@ -477,17 +480,7 @@ impl Engine {
         th: &Thresholds,
     ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
         let _span = tracing::info_span!("lexical_check", path = %doc.doc.path).entered();
-        let old = self.store.document_by_path(&doc.doc.path)?.map(|d| d.id);
-        let corpus = self.corpus(state)?;
-        with_candidate(corpus, doc, old, |corpus, first_new| {
-            let items = corpus.items();
-            let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
-            let marks = duplicate_marks(corpus, first_new, &pairs);
-            Ok((
-                corpus.report(&items, &pairs, None, Vec::new())?.findings,
-                marks,
-            ))
-        })
+        self.check_candidate(doc, state, th, &Kind::LEXICAL, |_, _, _| Ok(None))
     }
 
     /// Semantic duplicates of `doc` among the stored passages and earlier
@@ -501,20 +494,38 @@ impl Engine {
         th: &Thresholds,
     ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
         let _span = tracing::info_span!("semantic_check", path = %doc.doc.path).entered();
-        let old = self.store.document_by_path(&doc.doc.path)?.map(|d| d.id);
         let vectors = self.passage_chunk_vectors(doc)?;
         let store = self.store();
+        self.check_candidate(
+            doc,
+            state,
+            th,
+            &[Kind::Semantic],
+            |corpus, first_new, old| {
+                candidate_neighbours(store, corpus, first_new, &vectors, old, th).map(Some)
+            },
+        )
+    }
+
+    /// Runs the detectors for `kinds` on the stored corpus with `doc` as the
+    /// new passages; `neighbours` supplies the semantic lists, if any.
+    fn check_candidate(
+        &self,
+        doc: &PreparedDocument,
+        state: &mut RunState,
+        th: &Thresholds,
+        kinds: &[Kind],
+        neighbours: impl FnOnce(&Corpus, usize, Option<i64>) -> Result<Option<Neighbours>>,
+    ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
+        let old = self.store.document_by_path(&doc.doc.path)?.map(|d| d.id);
         let corpus = self.corpus(state)?;
         with_candidate(corpus, doc, old, |corpus, first_new| {
-            let neighbours = candidate_neighbours(store, corpus, first_new, &vectors, old, th)?;
+            let neighbours = neighbours(corpus, first_new, old)?;
             let items = corpus.items();
-            let pairs =
-                find_pairs_touching(&items, first_new, Some(&neighbours), th, &[Kind::Semantic])?;
+            let pairs = find_pairs_touching(&items, first_new, neighbours.as_deref(), th, kinds)?;
             let marks = duplicate_marks(corpus, first_new, &pairs);
-            Ok((
-                corpus.report(&items, &pairs, None, Vec::new())?.findings,
-                marks,
-            ))
+            let report = corpus.report(&items, &pairs, None, Vec::new())?;
+            Ok((report.findings, marks))
         })
     }
 
@@ -649,7 +660,7 @@ fn candidate_neighbours(
     vectors: &[Vec<Vec<f32>>],
     old: Option<i64>,
     th: &Thresholds,
-) -> Result<Vec<Vec<SemanticNeighbour>>> {
+) -> Result<Neighbours> {
     let item_of: HashMap<i64, usize> = corpus.rows[..first_new]
         .iter()
         .enumerate()

@@ -120,14 +120,7 @@ impl SqliteStore {
                 })?;
                 insert_chunk(&tx, passage, ci, c, emb_id)?;
             }
-            let n = tx.execute(
-                "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
-                 WHERE id = ?1",
-                [passage],
-            )?;
-            if n == 0 {
-                return Err(Error::NotFound(format!("passage {passage}")));
-            }
+            unmark(&tx, passage)?;
         }
         tx.commit()?;
         if self.vectors.get().is_some() {
@@ -250,14 +243,7 @@ impl SqliteStore {
     /// Removes the duplicate mark of one passage (no error if it had none).
     pub fn clear_duplicate(&mut self, passage_id: PassageId) -> Result<()> {
         let tx = self.begin()?;
-        let n = tx.execute(
-            "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL \
-             WHERE id = ?1",
-            [passage_id],
-        )?;
-        if n == 0 {
-            return Err(Error::NotFound(format!("passage {passage_id}")));
-        }
+        unmark(&tx, passage_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -460,4 +446,16 @@ impl<'t> EmbeddingIds<'t> {
         }
         Ok(id)
     }
+}
+
+/// Clears one passage's duplicate mark; `NotFound` when there is no such passage.
+fn unmark(tx: &Transaction<'_>, passage: PassageId) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE passages SET duplicate_of = NULL, dup_kind = NULL, dup_score = NULL WHERE id = ?1",
+        [passage],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("passage {passage}")));
+    }
+    Ok(())
 }
