@@ -13,8 +13,8 @@ use super::args::{
 use super::{exit, load_model, model_spec, Outcome, Ui};
 use pareil::dedup::{Kind, Thresholds};
 use pareil::engine::{
-    DuplicateFinding, DupsOptions, Engine, IngestOptions, Input, OnDuplicate, Place, Progress,
-    Query, SimilarOptions, STDIN_NAME,
+    DuplicateFinding, DuplicateGroup, DupsOptions, DupsReport, Engine, IngestOptions, Input,
+    OnDuplicate, Place, Progress, Query, SimilarOptions, STDIN_NAME,
 };
 use pareil::error::{Error, Result};
 
@@ -338,47 +338,9 @@ pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     match format {
-        DupsFormat::Json => {
-            let v = if a.groups {
-                serde_json::json!({"passages": result.passages, "groups": result.groups})
-            } else {
-                serde_json::json!({"passages": result.passages, "findings": result.findings})
-            };
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        DupsFormat::Csv => {
-            println!("kind,score,duplicate_path,duplicate_lines,canonical_path,canonical_lines,passages,explanation");
-            for f in &result.findings {
-                println!(
-                    "{},{:.4},{},{},{},{},{},{}",
-                    f.kind,
-                    f.score,
-                    csv_field(&f.duplicate.path),
-                    lines(f.duplicate.line_start, f.duplicate.line_end),
-                    csv_field(&f.canonical.path),
-                    lines(f.canonical.line_start, f.canonical.line_end),
-                    f.duplicate.passages,
-                    csv_field(f.explanation.as_deref().unwrap_or(""))
-                );
-            }
-        }
-        DupsFormat::Table if a.groups => {
-            for (i, grp) in result.groups.iter().enumerate() {
-                println!(
-                    "group {}: canonical {}:{}  {}",
-                    i + 1,
-                    grp.canonical.path,
-                    grp.canonical.line_start,
-                    shorten(&grp.canonical.text, 80)
-                );
-                for m in &grp.members {
-                    println!(
-                        "    {:<9} {:.3}  {}:{}",
-                        m.kind, m.score, m.place.path, m.place.line_start
-                    );
-                }
-            }
-        }
+        DupsFormat::Json => print_dups_json(&result, a.groups)?,
+        DupsFormat::Csv => print_dups_csv(&result.findings),
+        DupsFormat::Table if a.groups => print_groups(&result.groups),
         DupsFormat::Table => {
             if result.findings.is_empty() {
                 println!("no duplicates among {} passages", result.passages);
@@ -393,6 +355,51 @@ pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
+}
+
+fn print_dups_json(result: &DupsReport, groups: bool) -> Result<()> {
+    let v = if groups {
+        serde_json::json!({"passages": result.passages, "groups": result.groups})
+    } else {
+        serde_json::json!({"passages": result.passages, "findings": result.findings})
+    };
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn print_dups_csv(findings: &[DuplicateFinding]) {
+    println!("kind,score,duplicate_path,duplicate_lines,canonical_path,canonical_lines,passages,explanation");
+    for f in findings {
+        println!(
+            "{},{:.4},{},{},{},{},{},{}",
+            f.kind,
+            f.score,
+            csv_field(&f.duplicate.path),
+            lines(f.duplicate.line_start, f.duplicate.line_end),
+            csv_field(&f.canonical.path),
+            lines(f.canonical.line_start, f.canonical.line_end),
+            f.duplicate.passages,
+            csv_field(f.explanation.as_deref().unwrap_or(""))
+        );
+    }
+}
+
+fn print_groups(groups: &[DuplicateGroup]) {
+    for (i, grp) in groups.iter().enumerate() {
+        println!(
+            "group {}: canonical {}:{}  {}",
+            i + 1,
+            grp.canonical.path,
+            grp.canonical.line_start,
+            shorten(&grp.canonical.text, 80)
+        );
+        for m in &grp.members {
+            println!(
+                "    {:<9} {:.3}  {}:{}",
+                m.kind, m.score, m.place.path, m.place.line_start
+            );
+        }
+    }
 }
 
 pub fn remove(g: &GlobalArgs, a: RemoveArgs, ui: &Ui) -> Result<Outcome> {

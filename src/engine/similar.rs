@@ -141,13 +141,16 @@ impl Engine {
         let _search = tracing::info_span!("search").entered();
         // Ask for more than k: collapsed copies and their locations come from
         // beyond the k-th passage. Widen until the shaping says it has seen enough.
-        let mut want = (opts.k * 4).max(opts.k + 32);
+        // The ranking is deterministic, so a wider answer starts with the
+        // narrower one: only the new tail is shaped.
+        let (mut want, mut seen) = ((opts.k * 4).max(opts.k + 32), 0);
         loop {
             let found = self.store.nearest(&vector, want, &filter)?;
-            shaper.reset();
-            if shaper.consume(self.store(), &found)? || found.len() < want {
+            if shaper.consume(self.store(), &found[seen.min(found.len())..])? || found.len() < want
+            {
                 break;
             }
+            seen = found.len();
             want *= 4;
         }
         Ok(shaper.finish(own))
@@ -199,6 +202,8 @@ fn stored_query_passage(store: &dyn Store, query: &Query) -> Result<PassageRow> 
 struct Shaper<'a> {
     opts: &'a SimilarOptions,
     query_text: &'a str,
+    /// The query's words, for picking each hit's snippet.
+    query_words: QueryWords,
     /// Normalised text of a stored query passage: its copies are its other
     /// locations, not results.
     query_norm: Option<String>,
@@ -212,6 +217,7 @@ impl<'a> Shaper<'a> {
         Shaper {
             opts,
             query_text,
+            query_words: QueryWords::new(query_text),
             query_norm: own
                 .filter(|_| opts.collapse)
                 .map(|r| crate::corpus::normalize(&r.text)),
@@ -219,12 +225,6 @@ impl<'a> Shaper<'a> {
             by_norm: HashMap::new(),
             query_also: Vec::new(),
         }
-    }
-
-    fn reset(&mut self) {
-        self.hits.clear();
-        self.by_norm.clear();
-        self.query_also.clear();
     }
 
     /// Takes neighbours best first; true once nothing further can change the answer.
@@ -281,7 +281,7 @@ impl<'a> Shaper<'a> {
         if let Some(key) = key {
             self.by_norm.insert(key, self.hits.len());
         }
-        let (s, e) = best_sentence(&row.text, self.query_text);
+        let (s, e) = self.query_words.best_sentence(&row.text);
         self.hits.push(Hit {
             rank: self.hits.len() + 1,
             id: row.id,
@@ -309,29 +309,44 @@ impl<'a> Shaper<'a> {
     }
 }
 
-/// The sentence of `text` sharing the most words with `query`, as a byte
-/// span: the snippet shown beside a result.
-pub fn best_sentence(text: &str, query: &str) -> (usize, usize) {
-    let spans = crate::corpus::sentences(text);
-    if spans.len() <= 1 {
-        return (0, text.len());
+/// The words of a query (accent-folded, normalised, longer than two
+/// characters), computed once per query.
+struct QueryWords(HashSet<String>);
+
+impl QueryWords {
+    fn new(query: &str) -> Self {
+        let folded = fold(query);
+        QueryWords(
+            crate::corpus::words(&folded)
+                .into_iter()
+                .filter(|w| w.chars().count() > 2)
+                .map(str::to_string)
+                .collect(),
+        )
     }
-    let folded = |s: &str| crate::corpus::fold_accents(&crate::corpus::normalize(s));
-    let qn = folded(query);
-    let qwords: HashSet<&str> = crate::corpus::words(&qn)
-        .into_iter()
-        .filter(|w| w.chars().count() > 2)
-        .collect();
-    let mut best = (0usize, spans[0]);
-    for &(s, e) in &spans {
-        let sn = folded(&text[s..e]);
-        let hits = crate::corpus::words(&sn)
-            .into_iter()
-            .filter(|w| qwords.contains(w))
-            .count();
-        if hits > best.0 {
-            best = (hits, (s, e));
+
+    /// The sentence of `text` sharing the most words with the query, as a
+    /// byte span: the snippet shown beside a result.
+    fn best_sentence(&self, text: &str) -> (usize, usize) {
+        let spans = crate::corpus::sentences(text);
+        if spans.len() <= 1 {
+            return (0, text.len());
         }
+        let mut best = (0usize, spans[0]);
+        for &(s, e) in &spans {
+            let sentence = fold(&text[s..e]);
+            let hits = crate::corpus::words(&sentence)
+                .into_iter()
+                .filter(|w| self.0.contains(*w))
+                .count();
+            if hits > best.0 {
+                best = (hits, (s, e));
+            }
+        }
+        best.1
     }
-    best.1
+}
+
+fn fold(text: &str) -> String {
+    crate::corpus::fold_accents(&crate::corpus::normalize(text))
 }

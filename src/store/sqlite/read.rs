@@ -135,7 +135,9 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// Every chunk's vector, row-major, rows of a passage together. Reads
+    /// Every chunk's vector, row-major, rows of a passage together (a
+    /// passage's chunks are written together, so chunk id order keeps them
+    /// contiguous and in order without a sort). Reads
     /// only ids and blobs (no text) and joins on integer keys, so it stays
     /// fast for 100k+ rows.
     pub fn load_vectors(&self) -> Result<VectorSet> {
@@ -162,7 +164,7 @@ impl SqliteStore {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT c.id, c.passage_id, p.doc_id, c.idx, e.vector FROM chunks c \
              JOIN passages p ON p.id = c.passage_id \
-             JOIN embeddings e ON e.id = c.emb_id WHERE {condition} ORDER BY c.passage_id, c.idx"
+             JOIN embeddings e ON e.id = c.emb_id WHERE {condition} ORDER BY c.id"
         ))?;
         let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {
