@@ -11,6 +11,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
+# The crate docs' example (ingest a folder, ask one query) runs for real.
+cargo test --release --locked --doc 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -60,8 +60,13 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// A storage backend failed (SQLite, later PostgreSQL): the backend's
+    /// own error is the cause, so callers need not know which backend it was.
+    #[error("store backend: {source}")]
+    StoreBackend {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 
     #[error("tensor computation: {0}")]
     Candle(#[from] candle_core::Error),
@@ -71,6 +76,14 @@ pub enum Error {
 
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::StoreBackend {
+            source: Box::new(e),
+        }
+    }
 }
 
 impl Error {

@@ -5,20 +5,26 @@
 //! similar passages, list duplicates, remove, count. The `pareil` binary is a
 //! thin command line over it; the library never parses arguments or prints.
 //!
-//! ```no_run
+//! ```
 //! use pareil::engine::{Engine, IngestOptions, Input, NoProgress, Query, SimilarOptions};
 //! use pareil::model::Embedder;
 //!
 //! # fn main() -> pareil::Result<()> {
+//! // The model `pareil model fetch` installed (in the user's cache).
 //! let dir = pareil::provision::locate(None, pareil::model::DEFAULT_MODEL_ID,
 //!                                     &pareil::provision::default_models_dir())?;
-//! let model = Embedder::load(&dir)?;
-//! let mut engine = Engine::create("pareil.db".as_ref(), model)?;
-//! engine.ingest(vec![Input::Path("seeds".into())], &IngestOptions::default(), &mut NoProgress)?;
-//! let found = engine.similar(&Query::Text("Qui a fondé OpenAI ?".into()), &SimilarOptions::default())?;
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let db = tmp.path().join("pareil.db");
+//! let mut engine = Engine::create(&db, Embedder::load(&dir)?)?;
+//! let report = engine.ingest(vec![Input::Path("seeds".into())], &IngestOptions::default(),
+//!                            &mut NoProgress)?;
+//! assert_eq!(report.documents_written, 5);
+//! let query = Query::Text("Qui a fondé OpenAI ?".into());
+//! let found = engine.similar(&query, &SimilarOptions { k: 3, ..Default::default() })?;
 //! for hit in &found.results {
 //!     println!("{:.3} {}:{} {}", hit.score, hit.path, hit.line_start, hit.snippet);
 //! }
+//! assert_eq!(found.results.len(), 3);
 //! # Ok(())
 //! # }
 //! ```

@@ -34,7 +34,9 @@ pub fn exit_code(err: &Error) -> i32 {
         Error::ModelMissing { .. } | Error::ModelCorrupt { .. } | Error::Provision(_) => {
             exit::MODEL
         }
-        Error::Store { .. } | Error::StoreMismatch { .. } | Error::Sqlite(_) => exit::STORE,
+        Error::Store { .. } | Error::StoreMismatch { .. } | Error::StoreBackend { .. } => {
+            exit::STORE
+        }
         Error::InvalidUtf8 { .. } | Error::Binary { .. } => exit::INPUT_SKIPPED,
         Error::DuplicatesRefused { .. } => exit::DUPLICATES,
         _ => exit::ERROR,

@@ -3,7 +3,6 @@
 //! scale property (no stage compares all pairs).
 
 use super::*;
-use unicode_normalization::UnicodeNormalization;
 
 // ---------------------------------------------------------------- fixtures
 
@@ -24,20 +23,9 @@ const P_001_23: &str = "Mais quand même: c’est l’inquiétude qui règne dan
 /// Seed `004:6`.
 const P_004_6: &str = "Celui qui a le premier fait ce parallèle, c’est Marc Andreessen, un investisseur pro-Trump. Il fait partie des faucons de la Silicon Valley, les bellicistes de la technologie qui ont imbriqué la rhétorique du business à celle de la guerre. Pour eux, les Etats-Unis doivent battrela Chine à plate couture sur le front technologique. Et l’IA, particulièrement, cristallise cette rivalité technologique et géostratégique entre les deux superpuissances. Evoquer Spoutnik s’intègre dans ce narratif de guerre froide.";
 
-/// Stand-in for the corpus module's normaliser (NFKC, lowercase, one form
-/// for quotes/apostrophes/dashes, whitespace collapsed), for tests only.
+/// The production normaliser, as the engine applies it at ingest.
 fn normalize(s: &str) -> String {
-    let s: String = s
-        .nfkc()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' | '`' => '\'',
-            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{00AB}' | '\u{00BB}' => '"',
-            '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
-            c => c,
-        })
-        .collect();
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::corpus::normalize(s)
 }
 
 /// One owned passage of a test corpus.
@@ -129,9 +117,7 @@ fn typos(s: &str, every: usize) -> String {
 }
 
 fn strip_accents(s: &str) -> String {
-    s.nfd()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .collect()
+    crate::corpus::fold_accents(s)
 }
 
 // ------------------------------------------------------------------ exact
@@ -187,14 +173,14 @@ fn accents_removed_is_near_at_one() {
 }
 
 #[test]
-fn guillemets_to_straight_quotes_is_near() {
-    // « moment » → "moment" changes spacing inside the quotes, so the
-    // normalised texts differ; punctuation is not part of shingles.
+fn guillemets_to_straight_quotes_is_exact() {
+    // « moment » → "moment": the production normaliser gives quotes one form
+    // and drops French spacing inside guillemets, so the texts are equal.
     let changed = P_004_5.replace("« ", "\"").replace(" »", "\"");
     let mut c = Corpus::default();
     c.doc(1, &[P_004_5]).doc(2, &[&changed]);
     let p = only_pair(&c.items());
-    assert_eq!((p.kind, p.score), (Kind::Near, 1.0));
+    assert_eq!((p.kind, p.score), (Kind::Exact, 1.0));
 }
 
 #[test]
@@ -529,40 +515,19 @@ fn histogram_counts_best_scores() {
 
 // ------------------------------------------------------------------ seeds
 
-/// Passages of a seed file: paragraphs split at blank lines, or lines when
-/// the file has no blank line. Returns (first line number, text).
+/// Passages of a seed file as ingest splits them: (first line number, text).
 fn seed_passages(text: &str) -> Vec<(usize, String)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let has_blank = lines.iter().any(|l| l.trim().is_empty());
-    let mut out: Vec<(usize, String)> = Vec::new();
-    let mut cur: Option<(usize, String)> = None;
-    for (k, l) in lines.iter().enumerate() {
-        if l.trim().is_empty() {
-            out.extend(cur.take());
-            continue;
-        }
-        match (&mut cur, has_blank) {
-            (Some((_, s)), true) => {
-                s.push('\n');
-                s.push_str(l);
-            }
-            _ => {
-                out.extend(cur.take());
-                cur = Some((k + 1, l.to_string()));
-            }
-        }
-    }
-    out.extend(cur);
-    out
+    crate::corpus::split_passages(text)
+        .passages
+        .into_iter()
+        .map(|p| (p.line_start, p.text))
+        .collect()
 }
 
 #[test]
 fn seeds_lexical_findings() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        eprintln!("no seeds at {}, skipped", dir.display());
-        return;
-    };
+    let rd = std::fs::read_dir(&dir).expect("the seeds are part of the repository");
     let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     files.sort();
     let mut c = Corpus::default();

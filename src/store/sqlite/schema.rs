@@ -172,7 +172,7 @@ pub fn classify(conn: &Connection, path: &Path) -> Result<FileKind> {
 }
 
 /// Maps an SQLite failure while inspecting or opening into a user-facing error:
-/// "not a database" and "corrupt" become `Error::Store`, the rest stay `Sqlite`.
+/// "not a database" and "corrupt" become `Error::Store`, the rest a backend cause.
 pub fn unreadable(path: &Path, e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => Error::Store {
@@ -182,7 +182,7 @@ pub fn unreadable(path: &Path, e: rusqlite::Error) -> Error {
                  fix: pass another --db path, or restore the file from a backup"
             ),
         },
-        _ => Error::Sqlite(e),
+        _ => Error::from(e),
     }
 }
 

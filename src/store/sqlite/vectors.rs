@@ -239,20 +239,8 @@ mod tests {
     use super::*;
 
     fn random_index(n: usize, dim: usize) -> VectorIndex {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut data = Vec::with_capacity(n * dim);
-        for _ in 0..n {
-            let row: Vec<f32> = (0..dim)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.3
-                })
-                .collect();
-            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            data.extend(row.iter().map(|x| x / norm));
-        }
+        let mut rng = crate::test_support::Rng::new(0x2545_f491_4f6c_dd1d);
+        let data: Vec<f32> = (0..n).flat_map(|_| rng.unit_vector(dim)).collect();
         VectorIndex::new(VectorSet {
             chunk_ids: (0..n as i64).collect(),
             passage_ids: (0..n as i64).collect(),
