@@ -15,11 +15,7 @@ fn load(name: &str) -> (String, Split) {
 }
 
 fn spans(split: &Split) -> Vec<(usize, usize)> {
-    split
-        .passages
-        .iter()
-        .map(|p| (p.line_start, p.line_end))
-        .collect()
+    split.line_spans()
 }
 
 #[test]

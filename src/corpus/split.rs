@@ -44,6 +44,17 @@ pub struct Split {
     pub passages: Vec<Passage>,
 }
 
+impl Split {
+    /// Each passage's (first, last) line, for tests' expectations.
+    #[cfg(test)]
+    pub(crate) fn line_spans(&self) -> Vec<(usize, usize)> {
+        self.passages
+            .iter()
+            .map(|p| (p.line_start, p.line_end))
+            .collect()
+    }
+}
+
 /// A line as byte offsets into the document; `end` excludes `"\n"`/`"\r\n"`.
 #[derive(Debug, Clone, Copy)]
 struct Line {
@@ -221,11 +232,7 @@ mod tests {
     }
 
     fn lines_of(split: &Split) -> Vec<(usize, usize)> {
-        split
-            .passages
-            .iter()
-            .map(|p| (p.line_start, p.line_end))
-            .collect()
+        split.line_spans()
     }
 
     #[test]
