@@ -93,6 +93,15 @@ pub(crate) type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 /// sentence-transformers files `tiny` asks for) to `dir`; returns the weights
 /// by their unprefixed names for the reference.
 pub(crate) fn build(dir: &Path, tiny: Tiny) -> Weights {
+    let w = random_weights(tiny);
+    write_safetensors(dir, &w, tiny);
+    write_config(dir, tiny);
+    write_tokenizer(dir);
+    w
+}
+
+/// Random weights of every tensor a BERT/XLM-R encoder has, by unprefixed name.
+fn random_weights(tiny: Tiny) -> Weights {
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let mut w: Weights = BTreeMap::new();
     let mut add = |name: &str, shape: Vec<usize>, rng: &mut Rng, around_one: bool| {
@@ -140,6 +149,11 @@ pub(crate) fn build(dir: &Path, tiny: Tiny) -> Weights {
             add(&format!("{p}.{name}.bias"), vec![H], &mut rng, false);
         }
     }
+    w
+}
+
+/// `model.safetensors`, with the architecture's weight prefix.
+fn write_safetensors(dir: &Path, w: &Weights, tiny: Tiny) {
     let bytes: BTreeMap<String, (Vec<usize>, Vec<u8>)> = w
         .iter()
         .map(|(k, (s, v))| {
@@ -160,6 +174,10 @@ pub(crate) fn build(dir: &Path, tiny: Tiny) -> Weights {
         })
         .collect();
     safetensors::tensor::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+/// `config.json` (and the sentence-transformers files, if any).
+fn write_config(dir: &Path, tiny: Tiny) {
     let config = serde_json::json!({
         "vocab_size": VOCAB.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS, "intermediate_size": FF, "hidden_act": "gelu",
@@ -171,6 +189,10 @@ pub(crate) fn build(dir: &Path, tiny: Tiny) -> Weights {
     if let Some(files) = tiny.sentence_files {
         write_sentence_files(dir, files);
     }
+}
+
+/// A word-level `tokenizer.json` over [`VOCAB`].
+fn write_tokenizer(dir: &Path) {
     let vocab: serde_json::Map<String, serde_json::Value> = VOCAB
         .iter()
         .enumerate()
@@ -193,7 +215,6 @@ pub(crate) fn build(dir: &Path, tiny: Tiny) -> Weights {
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    w
 }
 
 fn write_sentence_files(dir: &Path, files: SentenceFiles) {

@@ -725,7 +725,11 @@ fn similar_at_id_and_filters() {
         all_locations(&other).iter().all(|(p, _)| p != S001),
         "{other}"
     );
+}
 
+#[test]
+fn similar_k_doc_glob_and_min_score() {
+    let dir = &seeded().dir;
     // -k (the query passage is 002:7; no model needed for stored-passage queries)
     let at = format!("{S002}:7");
     for k in [1usize, 3, 7] {
