@@ -116,6 +116,10 @@ struct PreparedDocument {
     /// Chunk texts by embedding key.
     chunk_texts: HashMap<String, String>,
     windowed: usize,
+    /// Id and ingest order of the version already stored under this path.
+    stored: Option<(i64, i64)>,
+    /// Whether `embed_missing` ran: dropping chunks afterwards adds none.
+    embedded: bool,
 }
 
 /// Semantic neighbour lists, one per corpus item.
@@ -213,12 +217,11 @@ impl Engine {
         report: &mut IngestReport,
     ) -> Result<()> {
         let hash = corpus::content_hash(bytes);
-        if let Some(existing) = self.store.document_by_path(name)? {
-            if existing.content_hash == hash {
-                report.documents_unchanged += 1;
-                progress.file_started(name, 0);
-                return Ok(());
-            }
+        let existing = self.store.document_by_path(name)?;
+        if existing.as_ref().is_some_and(|d| d.content_hash == hash) {
+            report.documents_unchanged += 1;
+            progress.file_started(name, 0);
+            return Ok(());
         }
         let text = match corpus::read_text(Path::new(name), bytes, opts.lossy) {
             Ok(t) => t,
@@ -228,7 +231,8 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let doc = self.prepare(&state.meta, name, bytes, &text, mtime)?;
+        let mut doc = self.prepare(&state.meta, name, bytes, &text, mtime)?;
+        doc.stored = existing.map(|d| (d.id, d.ingest_order));
         match opts.on_duplicate {
             OnDuplicate::Report => self.write(doc, state, progress, report).map(|_| ()),
             OnDuplicate::Skip => self.write_skipping_duplicates(doc, opts, state, progress, report),
@@ -344,6 +348,8 @@ impl Engine {
             },
             chunk_texts,
             windowed,
+            stored: None,
+            embedded: false,
         })
     }
 
@@ -355,6 +361,10 @@ impl Engine {
         progress: &mut dyn Progress,
         report: &mut IngestReport,
     ) -> Result<()> {
+        if doc.embedded {
+            return Ok(());
+        }
+        doc.embedded = true;
         let computed = &doc.doc.embeddings;
         let keys: Vec<String> = doc
             .chunk_texts
@@ -413,10 +423,15 @@ impl Engine {
             .push((doc.doc.path.clone(), outcome.passage_ids.clone()));
         if let Some(corpus) = state.corpus.as_mut() {
             corpus.remove_document(outcome.doc_id);
-            let order = self
-                .store
-                .document_by_path(&doc.doc.path)?
-                .map_or(i64::MAX, |d| d.ingest_order);
+            // A replaced document keeps its place in ingest order; a new
+            // one's was given by the store.
+            let order = match doc.stored {
+                Some((_, order)) => order,
+                None => self
+                    .store
+                    .document_by_path(&doc.doc.path)?
+                    .map_or(i64::MAX, |d| d.ingest_order),
+            };
             for (row, p) in doc.rows(outcome.doc_id, &outcome.passage_ids) {
                 corpus.push(DedupRow {
                     passage: row,
@@ -453,6 +468,8 @@ impl Engine {
             },
             chunk_texts,
             windowed: 0,
+            stored: None,
+            embedded: false,
         };
         self.embed_missing(&mut prepared, progress, report)?;
         self.store
@@ -517,7 +534,7 @@ impl Engine {
         kinds: &[Kind],
         neighbours: impl FnOnce(&Corpus, usize, Option<i64>) -> Result<Option<Neighbours>>,
     ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
-        let old = self.store.document_by_path(&doc.doc.path)?.map(|d| d.id);
+        let old = doc.stored.map(|(id, _)| id);
         let corpus = self.corpus(state)?;
         with_candidate(corpus, doc, old, |corpus, first_new| {
             let neighbours = neighbours(corpus, first_new, old)?;

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::util::{copy_seeds, pareil, pareil_command, pareil_json, stderr};
-use pareil::store::SqliteStore;
+use pareil::store::{SqliteStore, Store};
 use serde_json::Value;
 use tempfile::TempDir;
 

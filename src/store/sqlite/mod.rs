@@ -184,11 +184,6 @@ impl SqliteStore {
         })
     }
 
-    /// The model settings recorded when the store was created.
-    pub fn meta(&self) -> &StoreMeta {
-        &self.meta
-    }
-
     /// The store's file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -197,12 +192,6 @@ impl SqliteStore {
     /// Whether the store was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// Fails with `StoreMismatch` naming each differing field when `wanted`
-    /// is not what the store was made with.
-    pub fn check_meta(&self, wanted: &StoreMeta) -> Result<()> {
-        check_meta(&self.path, &self.meta, wanted)
     }
 
     /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when it says "ok".
@@ -318,9 +307,7 @@ impl Store for SqliteStore {
         SqliteStore::cached_embeddings(self, keys)
     }
     fn passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>> {
-        let set = self.vectors_of_passage(id)?;
-        let rows: Vec<Vec<f32>> = (0..set.len()).map(|i| set.row(i).to_vec()).collect();
-        Ok(vectors::mean_unit(&rows, self.meta.dim))
+        Ok(vectors::mean_unit(&self.vectors_of_passage(id)?))
     }
     fn nearest(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Neighbour>> {
         self.vector_index()?.nearest(query, k, filter)

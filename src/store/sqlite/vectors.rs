@@ -221,12 +221,12 @@ fn keep_best<T>(list: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (i64, f32)) {
 
 /// The mean of a passage's chunk vectors, renormalised: the passage's own
 /// vector when it was windowed into several chunks.
-pub(super) fn mean_unit(rows: &[Vec<f32>], dim: usize) -> Option<Vec<f32>> {
-    if rows.is_empty() {
+pub(super) fn mean_unit(set: &VectorSet) -> Option<Vec<f32>> {
+    if set.is_empty() {
         return None;
     }
-    let mut v = vec![0f32; dim];
-    for r in rows {
+    let mut v = vec![0f32; set.dim];
+    for r in set.data.chunks_exact(set.dim) {
         v.iter_mut().zip(r).for_each(|(a, b)| *a += b);
     }
     let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
