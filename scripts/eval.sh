@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Retrieval quality of `pareil similar` on ../shared/eval/queries.jsonl
-# (French, English and German queries against the French seeds): recall@1,
-# recall@5 and MRR@10, over a fresh store of seeds/.
+# Quality, in one command:
+# 1. retrieval of `pareil similar` on ../shared/eval/queries.jsonl (French,
+#    English and German queries against the French seeds): recall@1,
+#    recall@5 and MRR@10, over a fresh store of seeds/;
+# 2. duplicate detection on ../shared/eval/debian-dev (real descriptions
+#    with human translations): translations found per kind of text and
+#    language pair, precision of semantic findings, headings of different
+#    packages joined (scripts/eval_dups.py says how pairs are labelled).
+# `scripts/eval.sh queries.jsonl` runs the first part only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 queries=${1:-../shared/eval/queries.jsonl}
+dev=../shared/eval/debian-dev
 cargo build --release --locked --quiet
 pareil=./target/release/pareil
 $pareil --quiet model fetch >/dev/null
@@ -37,3 +44,10 @@ for q in rows:
 n = len(rows)
 print(f"\nqueries {n}  recall@1 {r1/n:.3f}  recall@5 {r5/n:.3f}  MRR@10 {mrr/n:.3f}")
 PY
+
+[ $# -gt 0 ] || [ ! -d "$dev" ] && exit 0
+echo
+devdb=$(dirname "$db")/debian-dev.db
+$pareil --quiet --db "$devdb" ingest "$dev/corpus" >/dev/null
+$pareil --db "$devdb" dups --json >"$devdb.dups.json"
+python3 scripts/eval_dups.py "$devdb" "$devdb.dups.json" "$dev"

@@ -3,7 +3,7 @@
 //! per passage.
 
 use super::group::EXPLAIN_LEN;
-use super::{diff::word_diff, Item, Kind, Pair};
+use super::{Item, Kind, Pair};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -97,13 +97,8 @@ fn finding(items: &[Item], run: Vec<Pair>, da: i64, db: i64) -> Finding {
     let diffs: Vec<String> = run
         .iter()
         .enumerate()
-        .filter(|(_, p)| matches!(p.kind, Kind::Near | Kind::Contained))
         .filter_map(|(k, p)| {
-            let d = word_diff(
-                items[p.canonical].text,
-                items[p.duplicate].text,
-                EXPLAIN_LEN,
-            );
+            let d = super::explain(p.kind, &items[p.canonical], &items[p.duplicate])?;
             match (d.is_empty(), n > 1) {
                 (true, _) => None,
                 (false, true) => Some(format!("#{}: {d}", k + 1)),

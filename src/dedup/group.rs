@@ -2,7 +2,7 @@
 //! each with a canonical member (oldest by ingest order) and, for every
 //! other member, the kind, score and explanation of the pair that links it.
 
-use super::{diff::word_diff, Item, Kind, Pair};
+use super::{Item, Kind, Pair};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -111,8 +111,7 @@ pub fn group(items: &[Item], pairs: &[Pair]) -> Vec<Group> {
                     } else {
                         p.canonical
                     };
-                    let explanation = matches!(p.kind, Kind::Near | Kind::Contained)
-                        .then(|| word_diff(items[via].text, items[m].text, EXPLAIN_LEN));
+                    let explanation = super::explain(p.kind, &items[via], &items[m]);
                     Member {
                         index: m,
                         kind: p.kind,

@@ -1,13 +1,42 @@
 //! Stage 4, **semantic**: pairs whose embeddings are close, read from the
-//! caller's neighbour lists (this module never sees a vector). It owns the
-//! check of those lists and the rule that a pair already linked by a
-//! lexical stage (directly or through an exact twin) keeps its lexical
-//! kind: semantic names only what the text comparisons could not see.
+//! caller's neighbour lists (this module never sees a vector), and accepted
+//! only when the words agree. It owns the check of those lists, the
+//! decision rule, and the rule that a pair already linked by a lexical stage
+//! (directly or through an exact twin) keeps its lexical kind.
+//!
+//! The rule, measured on `../shared/eval/debian-dev` (BENCHMARKS.md): no
+//! single cosine cut separates translations from templated look-alikes,
+//! because a look-alike in the same language often scores above the
+//! translation. So:
+//! - **same language** (or a language unknown): cosine ≥ `semantic` and no
+//!   veto from the text's evidence (names, numbers, template fillers; see
+//!   [`evidence`](super::evidence));
+//! - **across languages**: cosine ≥ `semantic_cross_lingual`, no veto, and
+//!   each side is the other's best such match in the other's language
+//!   (mutual nearest neighbours, as in bitext mining): a translation is its
+//!   original's unique best match, a template has many look-alikes.
 
+use super::evidence::Evidence;
 use super::group::UnionFind;
-use super::{BestScores, Context, Kind, Pair, SemanticNeighbour};
+use super::{BestScores, Context, Item, Kind, Pair, SemanticNeighbour};
 use crate::error::{Error, Result};
+use std::cell::OnceCell;
 use std::collections::HashMap;
+
+/// How far below a passage's best match in a language a translation may
+/// score and still count as best: the original and a same-language
+/// paraphrase of it score within a hair of each other against a
+/// translation, and either is its match.
+const BEST_MATCH_TOLERANCE: f32 = 0.0;
+
+/// Neighbours in the other language that make up a passage's crowd
+/// (Artetxe & Schwenk use 4).
+const MARGIN_NEIGHBOURS: usize = 4;
+/// The margin a translation needs over its crowd: at least as close as the
+/// crowd's mean. Measured on debian-dev (BENCHMARKS.md), 1.0 trades 2
+/// points of translations found for 6 points of precision; higher values
+/// cost more recall than they gain.
+const MIN_MARGIN: f32 = 1.0;
 
 /// Rejects neighbour lists that do not fit `n` passages.
 pub(super) fn check_neighbours(n: usize, neighbours: &[Vec<SemanticNeighbour>]) -> Result<()> {
@@ -29,10 +58,52 @@ pub(super) fn check_neighbours(n: usize, neighbours: &[Vec<SemanticNeighbour>]) 
     Ok(())
 }
 
-/// The semantic stage's entry point: one pair per passage pair at or above
-/// its semantic threshold (the best cosine of either direction), touching
-/// a new passage, and not in the same component of the `lexical` pairs.
-/// Records each passage's best cosine in `best`, lexical duplicates included.
+/// The languages of two passages when both are known and differ.
+fn across<'a>(a: &Item<'a>, b: &Item<'a>) -> Option<(&'a str, &'a str)> {
+    match (a.lang, b.lang) {
+        (Some(x), Some(y)) if x != y => Some((x, y)),
+        _ => None,
+    }
+}
+
+/// Evidence of each passage, computed when first asked for, and the
+/// verdicts on pairs.
+struct Judge<'a> {
+    items: &'a [Item<'a>],
+    evidence: Vec<OnceCell<Evidence>>,
+    verdicts: HashMap<(usize, usize), bool>,
+}
+
+impl<'a> Judge<'a> {
+    fn new(items: &'a [Item<'a>]) -> Self {
+        Judge {
+            items,
+            evidence: (0..items.len()).map(|_| OnceCell::new()).collect(),
+            verdicts: HashMap::new(),
+        }
+    }
+
+    fn evidence(&self, i: usize) -> &Evidence {
+        self.evidence[i].get_or_init(|| Evidence::of(self.items[i].text))
+    }
+
+    /// Whether the words let `i` and `j` be duplicates.
+    fn agree(&mut self, i: usize, j: usize) -> bool {
+        let key = (i.min(j), i.max(j));
+        if let Some(&v) = self.verdicts.get(&key) {
+            return v;
+        }
+        let across = across(&self.items[i], &self.items[j]).is_some();
+        let v = self.evidence(i).veto(self.evidence(j), across).is_none();
+        self.verdicts.insert(key, v);
+        v
+    }
+}
+
+/// The semantic stage's entry point: one pair per accepted passage pair
+/// (the rule in the module docs), touching a new passage, and not in the
+/// same component of the `lexical` pairs. Records each passage's best
+/// cosine in `best`, lexical duplicates included.
 pub(super) fn semantic_pairs(
     ctx: &Context,
     neighbours: &[Vec<SemanticNeighbour>],
@@ -44,6 +115,8 @@ pub(super) fn semantic_pairs(
     for p in lexical {
         uf.union(p.canonical, p.duplicate);
     }
+    let mut judge = Judge::new(items);
+    let best_across = best_matches_across(ctx, neighbours, &mut judge);
     let mut found: HashMap<(usize, usize), Pair> = HashMap::new();
     for (i, list) in neighbours.iter().enumerate() {
         for &SemanticNeighbour { index: j, score } in list {
@@ -51,16 +124,114 @@ pub(super) fn semantic_pairs(
                 continue;
             }
             best.offer(i, Kind::Semantic, score);
-            if score < ctx.th.semantic_for(items[i].lang, items[j].lang)
-                || !ctx.touches(i, j)
-                || uf.find(i) == uf.find(j)
-            {
+            if !ctx.touches(i, j) || uf.find(i) == uf.find(j) {
                 continue;
             }
-            let p = ctx.pair(i, j, Kind::Semantic, score);
-            let e = found.entry((p.canonical, p.duplicate)).or_insert(p);
-            e.score = e.score.max(score);
+            let accepted = match across(&items[i], &items[j]) {
+                None => score >= ctx.th.semantic && judge.agree(i, j),
+                Some((li, lj)) => {
+                    let beats = |x: usize, lang: &str| {
+                        best_across[x]
+                            .get(lang)
+                            .is_none_or(|&b| score >= b - BEST_MATCH_TOLERANCE)
+                    };
+                    score >= ctx.th.semantic_cross_lingual
+                        && stands_out(items, (i, list), (j, &neighbours[j]), score)
+                        && judge.agree(i, j)
+                        && beats(i, lj)
+                        && beats(j, li)
+                }
+            };
+            if accepted {
+                let p = ctx.pair(i, j, Kind::Semantic, score);
+                let e = found.entry((p.canonical, p.duplicate)).or_insert(p);
+                e.score = e.score.max(score);
+            }
         }
     }
     found.into_values().collect()
+}
+
+/// Whether a cross-lingual pair scores at least the mean of each side's
+/// nearest neighbours in the other's language (a margin ≥ 1): a
+/// translation stands out of its neighbourhood, a passage that merely
+/// shares a topic with a crowd of others does not.
+fn stands_out(
+    items: &[Item],
+    (i, of_i): (usize, &[SemanticNeighbour]),
+    (j, of_j): (usize, &[SemanticNeighbour]),
+    score: f32,
+) -> bool {
+    let (Some(li), Some(lj)) = (items[i].lang, items[j].lang) else {
+        return true;
+    };
+    let crowd = (crowding(items, of_i, i, lj) + crowding(items, of_j, j, li)) / 2.0;
+    score >= MIN_MARGIN * crowd
+}
+
+/// How crowded a passage's neighbourhood is in one language: the mean
+/// cosine of its `k` nearest neighbours in that language (Artetxe &
+/// Schwenk's margin denominator), the list's last score standing in for
+/// neighbours beyond it.
+fn crowding(items: &[Item], list: &[SemanticNeighbour], i: usize, lang: &str) -> f32 {
+    let floor = list
+        .iter()
+        .map(|n| n.score)
+        .filter(|s| !s.is_nan())
+        .fold(f32::INFINITY, f32::min)
+        .min(1.0);
+    let mut s: Vec<f32> = list
+        .iter()
+        .filter(|n| n.index != i && !n.score.is_nan() && items[n.index].lang == Some(lang))
+        .map(|n| n.score)
+        .collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    s.resize(MARGIN_NEIGHBOURS, floor);
+    s.iter().sum::<f32>() / MARGIN_NEIGHBOURS as f32
+}
+
+/// For each passage, its best cosine per other language among the
+/// neighbours the words agree with (above the cross-lingual threshold).
+fn best_matches_across<'a>(
+    ctx: &Context<'a>,
+    neighbours: &[Vec<SemanticNeighbour>],
+    judge: &mut Judge,
+) -> Vec<HashMap<&'a str, f32>> {
+    let items = ctx.items;
+    let mut out = vec![HashMap::new(); items.len()];
+    for (i, list) in neighbours.iter().enumerate() {
+        for &SemanticNeighbour { index: j, score } in list {
+            if j == i || score.is_nan() || score < ctx.th.semantic_cross_lingual {
+                continue;
+            }
+            let Some((_, lj)) = across(&items[i], &items[j]) else {
+                continue;
+            };
+            if out[i].get(lj).is_some_and(|&b: &f32| b >= score) || !judge.agree(i, j) {
+                continue;
+            }
+            out[i].insert(lj, score);
+        }
+    }
+    out
+}
+
+/// The one-line reason of a semantic pair: the languages, and the names
+/// both sides share or the words that differ.
+pub(crate) fn explain(a: &Item, b: &Item) -> String {
+    let (ea, eb) = (Evidence::of(a.text), Evidence::of(b.text));
+    let mut parts = vec![match across(a, b) {
+        Some((x, y)) => format!("translation {x} → {y}, best match both ways"),
+        None => "same meaning".to_string(),
+    }];
+    let shared = ea.shared_names(&eb);
+    if !shared.is_empty() {
+        parts.push(format!("same names: {}", shared.join(", ")));
+    }
+    if across(a, b).is_none() {
+        if let Some(d) = ea.wording_difference(&eb) {
+            parts.push(d);
+        }
+    }
+    parts.join("; ")
 }

@@ -17,8 +17,11 @@ use crate::dedup::{
 use crate::error::Result;
 use crate::store::{DedupRow, PassageRow, Store};
 
-/// Neighbours kept per passage for the semantic layer.
-pub const SEMANTIC_NEIGHBOURS: usize = 8;
+/// Neighbours kept per passage for the semantic layer. Boilerplate repeats
+/// (thirty copies of "This package contains the documentation." fill any
+/// short list), and a translation's original is within its 16 nearest in
+/// 95 % of the development set's cases, within 64 in 99 %.
+pub const SEMANTIC_NEIGHBOURS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct DupsOptions {
@@ -133,6 +136,9 @@ impl Engine {
     }
 }
 
+/// Bytes of a document's text read for its language guess.
+const DOCUMENT_LANGUAGE_SAMPLE: usize = 4096;
+
 /// Passages as dedup items, in ingest order.
 pub(crate) struct Corpus {
     pub rows: Vec<PassageRow>,
@@ -149,7 +155,30 @@ impl Corpus {
         for row in store.dedup_rows()? {
             corpus.push(row);
         }
+        corpus.inherit_document_languages();
         Ok(corpus)
+    }
+
+    /// Passages too short for a language guess take their document's: a
+    /// five-word line of a German file is German.
+    fn inherit_document_languages(&mut self) {
+        let mut texts: HashMap<i64, String> = HashMap::new();
+        for r in &self.rows {
+            let t = texts.entry(r.doc_id).or_default();
+            if t.len() < DOCUMENT_LANGUAGE_SAMPLE {
+                t.push_str(&r.text);
+                t.push('\n');
+            }
+        }
+        let langs: HashMap<i64, Option<&'static str>> = texts
+            .into_iter()
+            .map(|(doc, t)| (doc, crate::corpus::guess_language(&t)))
+            .collect();
+        for (lang, r) in self.langs.iter_mut().zip(&self.rows) {
+            if lang.is_none() {
+                *lang = langs[&r.doc_id];
+            }
+        }
     }
 
     fn empty() -> Self {
@@ -245,10 +274,35 @@ impl Corpus {
             .enumerate()
             .map(|(i, r)| (r.id, i))
             .collect();
-        let ids: Vec<i64> = self.rows[from..].iter().map(|r| r.id).collect();
-        let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor)?;
         let mut out = vec![Vec::new(); self.rows.len()];
-        for (i, list) in (from..).zip(lists) {
+        let wanted: Vec<usize> = (from..self.rows.len()).collect();
+        self.fill_neighbours(store, floor, &wanted, &item_of, &mut out)?;
+        // The semantic rule compares a pair with each side's best matches,
+        // so the older partners need their lists too.
+        let mut partners: Vec<usize> = out[from..]
+            .iter()
+            .flatten()
+            .map(|n| n.index)
+            .filter(|&j| j < from)
+            .collect();
+        partners.sort_unstable();
+        partners.dedup();
+        self.fill_neighbours(store, floor, &partners, &item_of, &mut out)?;
+        Ok(out)
+    }
+
+    /// Sets `out[i]` to the store's neighbour list of item `i`, for each of `items`.
+    fn fill_neighbours(
+        &self,
+        store: &dyn Store,
+        floor: f32,
+        items: &[usize],
+        item_of: &HashMap<i64, usize>,
+        out: &mut [Vec<SemanticNeighbour>],
+    ) -> Result<()> {
+        let ids: Vec<i64> = items.iter().map(|&i| self.rows[i].id).collect();
+        let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor)?;
+        for (&i, list) in items.iter().zip(lists) {
             out[i] = list
                 .into_iter()
                 .filter_map(|n| {
@@ -260,7 +314,7 @@ impl Corpus {
                 })
                 .collect();
         }
-        Ok(out)
+        Ok(())
     }
 
     fn place(&self, first: usize, last: usize) -> Place {

@@ -6,23 +6,23 @@
 //!
 //! Dedup on ingestion keeps per-run state ([`RunState`]): the stored passages
 //! are read once per run (with the normalised text stored at ingest) and
-//! kept current as documents are written, and semantic neighbours come from
-//! the store's search, so checking each document does not reload the store.
+//! kept current as documents are written, so checking each document does
+//! not reload the store. Skip and fail act on lexical duplicates only;
+//! semantic ones are found once after the run's writes and reported.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::dups::{Corpus, DuplicateFinding, SEMANTIC_NEIGHBOURS};
+use super::dups::{Corpus, DuplicateFinding};
 use super::{embedding_key, Engine};
 use crate::corpus;
-use crate::dedup::{find_pairs_touching, Kind, Pair, SemanticNeighbour, Thresholds};
+use crate::dedup::{find_pairs_touching, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
 use crate::store::{
-    DedupRow, DuplicateMark, Filter, NewChunk, NewDocument, NewPassage, PassageId, PassageRow,
-    Store, StoreMeta,
+    DedupRow, DuplicateMark, NewChunk, NewDocument, NewPassage, PassageId, PassageRow, StoreMeta,
 };
 
 /// Sentences of overlap between consecutive windows of an over-long passage.
@@ -122,9 +122,6 @@ struct PreparedDocument {
     embedded: bool,
 }
 
-/// Semantic neighbour lists, one per corpus item.
-type Neighbours = Vec<Vec<SemanticNeighbour>>;
-
 /// A passage of the document being ingested (by index), its canonical copy, kind and score.
 struct DuplicateOf {
     passage: usize,
@@ -195,8 +192,15 @@ impl Engine {
                 &mut report,
             )?;
         }
-        if opts.on_duplicate == OnDuplicate::Report && !report.written.is_empty() {
-            report.duplicates = self.duplicates_touching_run(&report, &opts.thresholds)?;
+        if !report.written.is_empty() {
+            // Skip and fail act on lexical duplicates only (found per
+            // document above); semantic ones are reported, never skipped.
+            let kinds: &[Kind] = match opts.on_duplicate {
+                OnDuplicate::Report => &Kind::ALL,
+                OnDuplicate::Skip | OnDuplicate::Fail => &[Kind::Semantic],
+            };
+            let found = self.duplicates_touching_run(&report, &opts.thresholds, kinds)?;
+            report.duplicates.extend(found);
         }
         if opts.prune {
             report.removed = self.prune(&state.seen)?;
@@ -241,9 +245,10 @@ impl Engine {
     }
 
     /// `--on-duplicate skip`: duplicate passages are stored as references to
-    /// their canonical copy. Lexical duplicates are found before embedding,
-    /// so they cost no model time; semantic ones need the document's
-    /// vectors, computed once and reused for the write.
+    /// their canonical copy. Only lexical duplicates are skipped: their text
+    /// shows the content is stored, while a semantic finding is a judgement
+    /// of meaning that could drop a passage `similar` should still return.
+    /// They are found before embedding, so they cost no model time.
     fn write_skipping_duplicates(
         &mut self,
         mut doc: PreparedDocument,
@@ -252,14 +257,8 @@ impl Engine {
         progress: &mut dyn Progress,
         report: &mut IngestReport,
     ) -> Result<()> {
-        let (mut findings, mut marks) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
+        let (mut findings, marks) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
         doc.drop_chunks_of(&marks);
-        self.embed_missing(&mut doc, progress, report)?;
-        let (semantic_findings, semantic) =
-            self.semantic_duplicates(&doc, state, &opts.thresholds)?;
-        findings.extend(semantic_findings);
-        doc.drop_chunks_of(&semantic);
-        marks.extend(semantic);
         report.passages_skipped_as_duplicates += marks.len();
         let ids = self.write(doc, state, progress, report)?;
         // The findings were made before the write, with placeholder ids.
@@ -286,10 +285,11 @@ impl Engine {
         self.store.set_duplicates(&marks)
     }
 
-    /// `--on-duplicate fail`: a document holding any duplicate is not written.
+    /// `--on-duplicate fail`: a document holding a lexical duplicate is not
+    /// written (semantic ones are reported, as with skip).
     fn write_unless_duplicates(
         &mut self,
-        mut doc: PreparedDocument,
+        doc: PreparedDocument,
         opts: &IngestOptions,
         state: &mut RunState,
         progress: &mut dyn Progress,
@@ -297,11 +297,6 @@ impl Engine {
     ) -> Result<()> {
         // Lexical duplicates refuse the document before any embedding.
         let (findings, _) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
-        if refuse(report, &doc.doc.path, findings) {
-            return Ok(());
-        }
-        self.embed_missing(&mut doc, progress, report)?;
-        let (findings, _) = self.semantic_duplicates(&doc, state, &opts.thresholds)?;
         if refuse(report, &doc.doc.path, findings) {
             return Ok(());
         }
@@ -497,78 +492,15 @@ impl Engine {
         th: &Thresholds,
     ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
         let _span = tracing::info_span!("lexical_check", path = %doc.doc.path).entered();
-        self.check_candidate(doc, state, th, &Kind::LEXICAL, |_, _, _| Ok(None))
-    }
-
-    /// Semantic duplicates of `doc` among the stored passages and earlier
-    /// passages of `doc`, whose vectors must be in the cache or computed:
-    /// stored neighbours come from the store's search, the document's own
-    /// pairs from its vectors.
-    fn semantic_duplicates(
-        &self,
-        doc: &PreparedDocument,
-        state: &mut RunState,
-        th: &Thresholds,
-    ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
-        let _span = tracing::info_span!("semantic_check", path = %doc.doc.path).entered();
-        let vectors = self.passage_chunk_vectors(doc)?;
-        let store = self.store();
-        self.check_candidate(
-            doc,
-            state,
-            th,
-            &[Kind::Semantic],
-            |corpus, first_new, old| {
-                candidate_neighbours(store, corpus, first_new, &vectors, old, th).map(Some)
-            },
-        )
-    }
-
-    /// Runs the detectors for `kinds` on the stored corpus with `doc` as the
-    /// new passages; `neighbours` supplies the semantic lists, if any.
-    fn check_candidate(
-        &self,
-        doc: &PreparedDocument,
-        state: &mut RunState,
-        th: &Thresholds,
-        kinds: &[Kind],
-        neighbours: impl FnOnce(&Corpus, usize, Option<i64>) -> Result<Option<Neighbours>>,
-    ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
         let old = doc.stored.map(|(id, _)| id);
         let corpus = self.corpus(state)?;
         with_candidate(corpus, doc, old, |corpus, first_new| {
-            let neighbours = neighbours(corpus, first_new, old)?;
             let items = corpus.items();
-            let pairs = find_pairs_touching(&items, first_new, neighbours.as_deref(), th, kinds)?;
+            let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
             let marks = duplicate_marks(corpus, first_new, &pairs);
             let report = corpus.report(&items, &pairs, None, Vec::new())?;
             Ok((report.findings, marks))
         })
-    }
-
-    /// Each passage's chunk vectors (empty for passages stored as references).
-    fn passage_chunk_vectors(&self, doc: &PreparedDocument) -> Result<Vec<Vec<Vec<f32>>>> {
-        let keys: Vec<String> = doc.chunk_texts.keys().cloned().collect();
-        let cached = self.store.cached_embeddings(&keys)?;
-        doc.doc
-            .passages
-            .iter()
-            .map(|p| {
-                p.chunks
-                    .iter()
-                    .map(|c| {
-                        doc.doc
-                            .embeddings
-                            .get(&c.emb_key)
-                            .or_else(|| cached.get(&c.emb_key))
-                            .cloned()
-                            .ok_or_else(|| {
-                                Error::Usage(format!("chunk {} was not embedded", c.emb_key))
-                            })
-                    })
-                    .collect()
-            })
-            .collect()
     }
 
     /// All kinds of duplicates that involve a document written in this run.
@@ -576,6 +508,7 @@ impl Engine {
         &self,
         report: &IngestReport,
         th: &Thresholds,
+        kinds: &[Kind],
     ) -> Result<Vec<DuplicateFinding>> {
         let _span = tracing::info_span!("duplicate_report").entered();
         let written: HashSet<&str> = report.written.iter().map(|(p, _)| p.as_str()).collect();
@@ -589,7 +522,7 @@ impl Engine {
         let (corpus, first_new) = Corpus::load(self.store())?.with_docs_last(&docs);
         let neighbours = corpus.neighbours(self.store(), th.semantic_floor(), first_new)?;
         let items = corpus.items();
-        let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, &Kind::ALL)?;
+        let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, kinds)?;
         Ok(corpus.report(&items, &pairs, None, Vec::new())?.findings)
     }
 
@@ -666,59 +599,6 @@ fn with_candidate<T>(
         corpus.restore(rows);
     }
     result
-}
-
-/// Stored neighbours of each new passage with vectors, from the store's
-/// search, plus the pairs inside the new document, as item-index lists.
-fn candidate_neighbours(
-    store: &dyn Store,
-    corpus: &Corpus,
-    first_new: usize,
-    vectors: &[Vec<Vec<f32>>],
-    old: Option<i64>,
-    th: &Thresholds,
-) -> Result<Neighbours> {
-    let item_of: HashMap<i64, usize> = corpus.rows[..first_new]
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id, i))
-        .collect();
-    let filter = Filter {
-        exclude_documents: old.into_iter().collect(),
-        min_score: Some(th.semantic_floor()),
-        ..Filter::default()
-    };
-    let mut out: Vec<Vec<SemanticNeighbour>> = vec![Vec::new(); corpus.len()];
-    for (i, chunks) in vectors.iter().enumerate() {
-        let mut best: HashMap<usize, f32> = HashMap::new();
-        let mut note = |j: usize, s: f32| {
-            let e = best.entry(j).or_insert(s);
-            *e = e.max(s);
-        };
-        for v in chunks {
-            for n in store.nearest(v, SEMANTIC_NEIGHBOURS * 2, &filter)? {
-                if let Some(&j) = item_of.get(&n.passage) {
-                    note(j, n.score);
-                }
-            }
-            for (j, other) in vectors.iter().enumerate().filter(|(j, _)| *j != i) {
-                for w in other {
-                    let s = crate::model::dot(v, w);
-                    if s >= th.semantic_floor() {
-                        note(first_new + j, s);
-                    }
-                }
-            }
-        }
-        let mut list: Vec<SemanticNeighbour> = best
-            .into_iter()
-            .map(|(index, score)| SemanticNeighbour { index, score })
-            .collect();
-        list.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.index.cmp(&y.index)));
-        list.truncate(SEMANTIC_NEIGHBOURS);
-        out[first_new + i] = list;
-    }
-    Ok(out)
 }
 
 /// Reads a source's bytes, and a file's modification time.

@@ -414,8 +414,22 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
 /// Switches an (already verified) pareil store to WAL, which persists in the
 /// file, so readers never block the one writer. `synchronous=NORMAL` is
 /// per-connection; in WAL it is still crash-safe for a killed process.
+/// The switch needs the file to itself and SQLite answers "busy" at once
+/// instead of waiting (two first ingests racing): retried until the busy
+/// timeout.
 fn enable_wal(conn: &Connection) -> Result<()> {
-    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => break r.map(drop)?,
+        }
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
 }

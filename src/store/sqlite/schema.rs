@@ -146,9 +146,12 @@ pub fn check_header(path: &Path) -> Result<()> {
 }
 
 /// Classifies an open database by its header pragmas and schema. Runs only
-/// reads, so it is safe on a file that turns out not to be ours.
+/// reads, so it is safe on a file that turns out not to be ours. The reads
+/// share one read transaction: another process initialising the store
+/// commits either before all of them or after, never in between (which
+/// would show its tables without its application id).
 pub fn classify(conn: &Connection, path: &Path) -> Result<FileKind> {
-    let inner = || -> rusqlite::Result<FileKind> {
+    let read = || -> rusqlite::Result<FileKind> {
         let application_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let mut stmt = conn.prepare(
@@ -168,7 +171,14 @@ pub fn classify(conn: &Connection, path: &Path) -> Result<FileKind> {
             }
         })
     };
-    inner().map_err(|e| unreadable(path, e))
+    // A savepoint, not BEGIN: callers may already be in a transaction.
+    let snapshot = || -> rusqlite::Result<FileKind> {
+        conn.execute_batch("SAVEPOINT classify")?;
+        let kind = read();
+        conn.execute_batch("RELEASE classify")?;
+        kind
+    };
+    snapshot().map_err(|e| unreadable(path, e))
 }
 
 /// Maps an SQLite failure while inspecting or opening into a user-facing error:
