@@ -22,9 +22,9 @@ fn main() {
     }
     init_tracing();
     let cli = Cli::parse();
-    if let Some(n) = cli.global.threads {
+    if let Some(n) = cli::worker_threads(&cli.global) {
         // candle's matmuls and rayon both read this before their first use.
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     match cli::run(cli) {
         Ok(Outcome::Ok) => {}

@@ -108,3 +108,19 @@ pub fn document(
     }
     doc
 }
+
+/// Property-test settings: `cases` cases (the `PROPTEST_CASES` environment
+/// variable overrides, for a longer hunt) and no regression files written
+/// into the source tree: a failure prints its shrunk input, which becomes a
+/// named unit test next to the fix.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}

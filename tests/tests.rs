@@ -11,6 +11,7 @@
 //!   regressions. Run one tier with `cargo test --test tests wiring` or
 //!   `cargo test --test tests real_model`.
 
+mod inputs;
 mod real_model;
 mod tiny_model;
 mod util;

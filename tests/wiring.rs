@@ -172,3 +172,226 @@ fn stdin_is_a_document_and_exit_codes_mean_something() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+/// Asserts `pareil args` exits 2 and its stderr contains every one of `words`.
+fn assert_usage(o: &Output, args: &[&str], words: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "pareil {args:?}: {err}");
+    for w in words {
+        assert!(err.contains(w), "pareil {args:?}: no {w:?} in {err}");
+    }
+}
+
+/// Out-of-range flag values, an empty query and an unknown PAREIL_KERNEL
+/// are refused with the value named and exit 2, like every bad command line
+/// (issue 13: `-k 0` printed "no results", `-k -1` was an "unexpected
+/// argument", `--min-score nan` switched the filter off, `similar ""` gave a
+/// top 10, `dups --near 1.5` exited 1, `PAREIL_KERNEL=bogus` was ignored).
+#[test]
+fn bad_values_exit_2_naming_the_value() {
+    let s = Sandbox::new();
+    s.write("a.txt", A);
+    s.json(&["ingest", "--json", "a.txt"]);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["similar", "chat", "-k", "0"],
+            &["'0'", "-k", "at least 1"],
+        ),
+        (
+            &["similar", "chat", "-k", "-1"],
+            &["'-1'", "-k", "at least 1"],
+        ),
+        (&["similar", "chat", "-k", "x"], &["'x'", "-k"]),
+        (
+            &["similar", "chat", "--min-score", "nan"],
+            &["'nan'", "--min-score"],
+        ),
+        (
+            &["similar", "chat", "--min-score", "1.5"],
+            &["'1.5'", "-1 to 1"],
+        ),
+        (&["similar", ""], &["empty"]),
+        (&["similar", " \t "], &["empty"]),
+        (&["similar", "--id", "-3"], &["'-3'", "--id"]),
+        (&["dups", "--semantic", "-3"], &["'-3'", "--semantic"]),
+        (
+            &["dups", "--near", "1.5"],
+            &["'1.5'", "--near", "at most 1"],
+        ),
+        (&["dups", "--contained", "0"], &["'0'", "--contained"]),
+        (&["dups", "--near", "inf"], &["'inf'", "--near"]),
+        (&["dups", "--kinds", "exact,bogus"], &["bogus"]),
+        (&["--threads", "0", "stats"], &["'0'", "--threads"]),
+        (&["--threads", "-2", "stats"], &["'-2'", "--threads"]),
+        (
+            &["model", "fetch", "--hub-timeout", "0"],
+            &["--hub-timeout"],
+        ),
+    ];
+    for (args, words) in cases {
+        assert_usage(&s.run(args), args, words);
+    }
+    let o = pareil_command(s.path())
+        .env("PAREIL_THREADS", "0")
+        .args(["stats"])
+        .output()
+        .unwrap();
+    assert_usage(&o, &["PAREIL_THREADS=0", "stats"], &["'0'"]);
+    for args in [&["stats"][..], &["similar", "chat"]] {
+        let o = pareil_command(s.path())
+            .env("PAREIL_MODEL", &s.model)
+            .env("PAREIL_KERNEL", "bogus")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_usage(
+            &o,
+            args,
+            &["PAREIL_KERNEL", "bogus", "auto, avx2, portable"],
+        );
+    }
+    // In-range values, negative cosines and the valid kernels still work.
+    let v = s.json(&[
+        "similar",
+        "--at",
+        "a.txt:1",
+        "--min-score",
+        "-0.5",
+        "--json",
+    ]);
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    s.json(&["dups", "--json", "--near", "1", "--semantic", "0.5"]);
+    for kernel in ["portable", "avx2", "auto", ""] {
+        let o = pareil_command(s.path())
+            .env("PAREIL_MODEL", &s.model)
+            .env("PAREIL_KERNEL", kernel)
+            .args(["similar", "chat", "-k", "1", "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "PAREIL_KERNEL={kernel}: {}", stderr(&o));
+    }
+}
+
+/// `--threads 100000` (or such a RAYON_NUM_THREADS) is lowered to 4 × the
+/// cores with a warning, instead of starting that many threads in each pool
+/// (issue 13: it hung).
+#[test]
+fn absurd_thread_counts_are_capped_with_a_warning() {
+    let s = Sandbox::new();
+    s.write("a.txt", A);
+    s.write("b.txt", B);
+    s.json(&["--threads", "100000", "ingest", "--json", "a.txt"]);
+    let o = s.run(&["--threads", "100000", "ingest", "b.txt"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: --threads 100000") && err.contains("threads"),
+        "{err}"
+    );
+    let o = s.run(&["-q", "--threads", "100000", "dups", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "--quiet: {}", stderr(&o));
+    let o = pareil_command(s.path())
+        .env("PAREIL_MODEL", &s.model)
+        .env("RAYON_NUM_THREADS", "100000")
+        .args(["similar", "chat", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("RAYON_NUM_THREADS 100000"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Runs the binary as a user who may read the sandbox but not write the
+/// store: `nobody` when the tests run as root (permissions do not stop
+/// root), else the current user after the caller's chmod.
+fn run_as_reader(s: &Sandbox, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = pareil_command(s.path());
+    c.env("PAREIL_MODEL", &s.model).args(args);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        c.uid(65534).gid(65534);
+    }
+    c.output().unwrap()
+}
+
+/// A store the user may read but not write (the file read-only, then its
+/// directory too) serves stats, similar and dups; writes are refused with
+/// the cause and a `fix:` line, exit 4 (issue 13: "attempt to write a
+/// readonly database" for stats and similar; a bare "unable to open
+/// database file" for a new store in a read-only folder).
+#[cfg(unix)]
+#[test]
+fn read_only_store_serves_reads_and_refuses_writes_with_the_cause() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new();
+    s.write("a.txt", A);
+    s.write("b.txt", B);
+    s.json(&["ingest", "--json", "a.txt", "b.txt"]);
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let db = s.path().join("pareil.db");
+    mode(&db, 0o444).unwrap();
+    // The directory read-only too (no `-shm` can be created beside the
+    // store: SQLite's immutable fallback), then the file alone (the
+    // directory writable by all: SQLite creates its `-shm`).
+    for dir_mode in [0o555, 0o777] {
+        mode(s.path(), dir_mode).unwrap();
+        let reads: [&[&str]; 5] = [
+            &["stats", "--json"],
+            &["similar", "--at", "a.txt:1", "--json"],
+            &["similar", "chat", "--json"],
+            &["dups", "--json"],
+            &["dups", "--json", "--kinds", "exact"],
+        ];
+        for args in reads {
+            let o = run_as_reader(&s, args);
+            assert!(
+                o.status.success(),
+                "dir {dir_mode:o}: pareil {args:?}: {}",
+                stderr(&o)
+            );
+            serde_json::from_slice::<Value>(&o.stdout).unwrap();
+        }
+        for args in [&["ingest", "a.txt"][..], &["remove", "a.txt"]] {
+            let o = run_as_reader(&s, args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(4), "pareil {args:?}: {err}");
+            assert!(
+                err.contains("cannot be written") && err.contains("fix:"),
+                "pareil {args:?}: {err}"
+            );
+        }
+    }
+    mode(s.path(), 0o555).unwrap();
+    let o = run_as_reader(&s, &["--db", "new.db", "ingest", "a.txt"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("is not writable") && err.contains("fix:"),
+        "{err}"
+    );
+    assert!(!s.path().join("new.db").exists());
+    mode(s.path(), 0o755).unwrap();
+    mode(&db, 0o644).unwrap();
+    assert_eq!(s.json(&["stats", "--json"])["stats"]["documents"], 2);
+}
+
+/// `--db` on a virtual filesystem is refused with the cause and a fix
+/// (issue 13: "unable to open database file", nothing else).
+#[cfg(target_os = "linux")]
+#[test]
+fn store_on_proc_is_refused_with_the_cause() {
+    let s = Sandbox::new();
+    s.write("a.txt", A);
+    let o = s.run(&["--db", "/proc/pareil-test.db", "ingest", "a.txt"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("/proc") && err.contains("virtual filesystem") && err.contains("fix:"),
+        "{err}"
+    );
+}

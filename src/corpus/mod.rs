@@ -12,6 +12,7 @@ pub mod discover;
 pub mod hash;
 pub mod language;
 pub mod normalize;
+pub mod paths;
 pub mod read;
 pub mod sentence;
 pub mod split;
@@ -21,10 +22,13 @@ pub use discover::{discover, doc_glob};
 pub use hash::{content_hash, normalized_hash, text_hash};
 pub use language::guess_language;
 pub use normalize::{fold_accents, normalize, words};
+pub use paths::{path_of_stored, stored_name};
 pub use read::read_text;
 pub use sentence::sentences;
 pub use split::{split_passages, Passage, Split};
-pub use window::windows;
+pub use window::{fits_in, windows};
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod seed_tests;

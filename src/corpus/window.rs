@@ -29,10 +29,10 @@ pub fn windows(
     overlap_sentences: usize,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Vec<(usize, usize)> {
-    if text.trim().is_empty() || count_tokens(text) <= max_tokens {
+    if text.trim().is_empty() || fits_in(text, max_tokens, count_tokens) {
         return vec![(0, text.len())];
     }
-    let fits = |a: usize, b: usize| count_tokens(&text[a..b]) <= max_tokens;
+    let fits = |a: usize, b: usize| fits_in(&text[a..b], max_tokens, count_tokens);
 
     // Units: sentences, with over-budget ones cut into word- or char-pieces.
     let mut units: Vec<(usize, usize)> = Vec::new();
@@ -62,6 +62,18 @@ pub fn windows(
         i = k;
     }
     out
+}
+
+/// Bytes per token above which a span is taken not to fit without asking
+/// the tokenizer. Subword tokens are a few bytes long, so a span over
+/// `max_tokens × 32` bytes cannot fit in practice; the cap keeps the
+/// tokenizer (and its memory: ~80 bytes per token) off a 50 MB single line,
+/// which is then cut by words. Being wrong only makes more windows.
+pub const MAX_BYTES_PER_TOKEN: usize = 32;
+
+/// Whether `span` costs at most `max_tokens`, tokenizing only spans that can.
+pub fn fits_in(span: &str, max_tokens: usize, count_tokens: &dyn Fn(&str) -> usize) -> bool {
+    span.len() <= max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN) && count_tokens(span) <= max_tokens
 }
 
 /// Packs `atoms` greedily into pieces that fit; an atom that does not fit

@@ -160,6 +160,7 @@ impl Engine {
         let _span = tracing::info_span!("ingest").entered();
         let started = Instant::now();
         self.model()?;
+        self.record_fingerprint()?;
         let mut report = IngestReport::default();
         let mut state = RunState {
             meta: self.store.meta().clone(),
@@ -235,6 +236,12 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        if existing.is_some() && is_stream_name(name) {
+            progress.warn(&format!(
+                "{name}: replaces the document an earlier ingest read from standard input \
+                 under this name (use --name NAME to keep both)"
+            ));
+        }
         let mut doc = self.prepare(&state.meta, name, bytes, &text, mtime)?;
         doc.stored = existing.map(|d| (d.id, d.ingest_order));
         match opts.on_duplicate {
@@ -534,13 +541,36 @@ impl Engine {
             .documents()?
             .into_iter()
             .map(|d| d.path)
-            .filter(|p| p != STDIN_NAME && !seen.contains(p) && !Path::new(p).exists())
+            .filter(|p| !is_stream_name(p) && !seen.contains(p) && file_is_gone(p))
             .collect();
         for p in &gone {
             self.store.remove_document(p)?;
         }
         Ok(gone)
     }
+}
+
+/// The stored name of a document read from a stream: `<stdin>`, or
+/// `<NAME>` for `--name NAME`. No file walk produces it, so prune leaves it.
+pub fn stream_name(name: Option<&str>) -> Result<String> {
+    match name {
+        None => Ok(STDIN_NAME.to_string()),
+        Some(n) if n.trim().is_empty() || n.contains(['\n', '\r', '<', '>']) => Err(Error::Usage(
+            format!("--name {n:?}: give a non-empty name on one line, without < or >"),
+        )),
+        Some(n) => Ok(format!("<{n}>")),
+    }
+}
+
+fn is_stream_name(name: &str) -> bool {
+    name.starts_with('<') && name.ends_with('>')
+}
+
+/// Whether a stored document's file is gone: only "not found" counts, so a
+/// file that cannot be checked (permissions, a dangling link) is kept.
+fn file_is_gone(name: &str) -> bool {
+    std::fs::symlink_metadata(corpus::path_of_stored(name))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// A passage's chunks: the whole passage, or windows on sentence boundaries
@@ -553,7 +583,7 @@ fn chunk_passage(
 ) -> Vec<NewChunk> {
     let max = model.max_tokens();
     let count = |s: &str| model.count_tokens(s, Role::Passage).unwrap_or(usize::MAX);
-    let spans = if count(text) <= max {
+    let spans = if corpus::fits_in(text, max, &count) {
         vec![(0, text.len())]
     } else {
         corpus::windows(text, max, WINDOW_OVERLAP_SENTENCES, &count)
@@ -608,6 +638,7 @@ fn read_source(source: Source) -> Result<(Vec<u8>, Option<i64>)> {
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
             Ok((bytes, mtime_of(&p)))
         }
+        Source::Bad(p, why) => Err(Error::io(&p, std::io::Error::other(why))),
         Source::Reader(name, mut r) => {
             let mut buf = Vec::new();
             r.read_to_end(&mut buf).map_err(|e| Error::io(&name, e))?;
@@ -619,6 +650,9 @@ fn read_source(source: Source) -> Result<(Vec<u8>, Option<i64>)> {
 /// Where a document's bytes come from.
 enum Source {
     File(PathBuf),
+    /// An entry the directory walk could not use, and why: reported as
+    /// skipped, like an unreadable file.
+    Bad(PathBuf, String),
     Reader(String, Box<dyn Read + Send>),
 }
 
@@ -635,15 +669,22 @@ fn resolve_inputs(inputs: Vec<Input>, opts: &IngestOptions) -> Result<Vec<(Strin
             }
         }
     }
-    let files = if paths.is_empty() {
-        Vec::new()
+    let found = if paths.is_empty() {
+        corpus::discover::Discovery::default()
     } else {
         corpus::discover(&paths, &opts.include, &opts.exclude)?
     };
-    let mut out: Vec<(String, Source)> = files
+    let mut out: Vec<(String, Source)> = found
+        .skipped
         .into_iter()
-        .map(|p| (display_path(&p), Source::File(p)))
+        .map(|(p, why)| (corpus::stored_name(&p), Source::Bad(p, why)))
         .collect();
+    out.extend(
+        found
+            .files
+            .into_iter()
+            .map(|p| (corpus::stored_name(&p), Source::File(p))),
+    );
     out.extend(readers);
     Ok(out)
 }
@@ -651,12 +692,6 @@ fn resolve_inputs(inputs: Vec<Input>, opts: &IngestOptions) -> Result<Vec<(Strin
 fn skip(report: &mut IngestReport, progress: &mut dyn Progress, name: String, e: Error) {
     progress.warn(&e.to_string());
     report.skipped.push((name, e.to_string()));
-}
-
-/// The path string a file is stored under: as given, without a leading "./".
-pub fn display_path(path: &Path) -> String {
-    let s = path.to_string_lossy();
-    s.strip_prefix("./").unwrap_or(&s).to_string()
 }
 
 fn mtime_of(path: &Path) -> Option<i64> {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub use documents::find_document;
 pub use dups::{DuplicateFinding, DuplicateGroup, DuplicateMember, DupsOptions, DupsReport, Place};
 pub use ingest::{
-    IngestOptions, IngestReport, Input, NoProgress, OnDuplicate, Progress, STDIN_NAME,
+    stream_name, IngestOptions, IngestReport, Input, NoProgress, OnDuplicate, Progress, STDIN_NAME,
 };
 pub use similar::{Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarResults};
 
@@ -40,7 +40,12 @@ pub struct Engine {
     store: Box<dyn Store>,
     model: Option<Embedder>,
     spec: Option<ModelSpec>,
+    /// The loaded model's file fingerprint (see `model::fingerprint`).
+    fingerprint: Option<String>,
 }
+
+/// The store meta key holding the model's file fingerprint.
+const MODEL_FINGERPRINT: &str = "model_fingerprint";
 
 impl Engine {
     /// An engine over any store, with a loaded model or none.
@@ -49,6 +54,7 @@ impl Engine {
             store,
             model,
             spec: None,
+            fingerprint: None,
         }
     }
 
@@ -56,7 +62,9 @@ impl Engine {
     /// it when missing; refuses a store made with another model setup.
     pub fn create(db: &Path, model: Embedder) -> Result<Self> {
         let store = SqliteStore::create_or_open(db, &store_meta(&model))?;
-        Ok(Engine::new(Box::new(store), Some(model)))
+        let mut engine = Engine::new(Box::new(store), None);
+        engine.attach_model(model)?;
+        Ok(engine)
     }
 
     /// Opens an existing SQLite store (read-only unless `writable`); the
@@ -67,6 +75,7 @@ impl Engine {
             store: Box::new(store),
             model: None,
             spec: model,
+            fingerprint: None,
         })
     }
 
@@ -96,7 +105,47 @@ impl Engine {
 
     fn attach_model(&mut self, model: Embedder) -> Result<()> {
         self.store.check_meta(&store_meta(&model))?;
+        let fingerprint = crate::model::fingerprint(model.dir())?;
+        self.check_fingerprint(&fingerprint, model.dir())?;
+        self.fingerprint = Some(fingerprint);
         self.model = Some(model);
+        Ok(())
+    }
+
+    /// Refuses model files whose fingerprint differs from the one the store
+    /// recorded (a store without one accepts any).
+    fn check_fingerprint(&self, fingerprint: &str, dir: &Path) -> Result<()> {
+        match self.store.meta_value(MODEL_FINGERPRINT)? {
+            Some(stored) if stored != fingerprint => Err(Error::StoreMismatch {
+                path: PathBuf::from(self.store.location()),
+                reason: format!(
+                    "its vectors were made by other model files under the same model id \
+                     (fingerprint {stored}; the files in {} give {fingerprint}): a config or \
+                     weights file changed, and mixing vectors would give wrong scores\n  \
+                     fix: restore the model (`pareil model fetch --force`), pass another --db, \
+                     or remove the store and run `pareil ingest` again",
+                    dir.display()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the model's fingerprint against the store's and records it in
+    /// a store that has none yet (new, or made before fingerprints): called
+    /// before the first write.
+    fn record_fingerprint(&mut self) -> Result<()> {
+        let Some(model) = self.model.as_ref() else {
+            return Ok(());
+        };
+        let f = match &self.fingerprint {
+            Some(f) => f.clone(),
+            None => crate::model::fingerprint(model.dir())?,
+        };
+        self.check_fingerprint(&f, model.dir())?;
+        if self.store.meta_value(MODEL_FINGERPRINT)?.is_none() {
+            self.store.set_meta_value(MODEL_FINGERPRINT, &f)?;
+        }
         Ok(())
     }
 

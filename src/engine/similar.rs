@@ -111,6 +111,7 @@ impl Engine {
     /// model; a text query loads it (overlapped with reading the vectors).
     pub fn similar(&mut self, query: &Query, opts: &SimilarOptions) -> Result<SimilarResults> {
         let _span = tracing::info_span!("similar", k = opts.k).entered();
+        check(query, opts)?;
         let (vector, text, own) = match query {
             Query::Text(t) => {
                 self.model_and_warm_store()?;
@@ -143,7 +144,7 @@ impl Engine {
         // beyond the k-th passage. Widen until the shaping says it has seen enough.
         // The ranking is deterministic, so a wider answer starts with the
         // narrower one: only the new tail is shaped.
-        let (mut want, mut seen) = ((opts.k * 4).max(opts.k + 32), 0);
+        let (mut want, mut seen) = (opts.k.saturating_mul(4).max(opts.k.saturating_add(32)), 0);
         loop {
             let found = self.store.nearest(&vector, want, &filter)?;
             if shaper.consume(self.store(), &found[seen.min(found.len())..])? || found.len() < want
@@ -151,7 +152,7 @@ impl Engine {
                 break;
             }
             seen = found.len();
-            want *= 4;
+            want = want.saturating_mul(4);
         }
         Ok(shaper.finish(own))
     }
@@ -180,6 +181,24 @@ impl Engine {
         }
         Ok(filter)
     }
+}
+
+/// Refuses what cannot be answered meaningfully: no results asked for, a
+/// score floor that is not a number (NaN would switch the filter off), an
+/// empty query text.
+fn check(query: &Query, opts: &SimilarOptions) -> Result<()> {
+    if opts.k == 0 {
+        return Err(Error::Usage("k must be at least 1".into()));
+    }
+    if let Some(m) = opts.min_score.filter(|m| !(-1.0..=1.0).contains(m)) {
+        return Err(Error::Usage(format!(
+            "min_score must be a cosine, from -1 to 1, got {m}"
+        )));
+    }
+    if matches!(query, Query::Text(t) if t.trim().is_empty()) {
+        return Err(Error::Usage("the query text is empty".into()));
+    }
+    Ok(())
 }
 
 /// The stored passage a `Passage` or `At` query names.
@@ -349,4 +368,37 @@ impl QueryWords {
 
 fn fold(text: &str) -> String {
     crate::corpus::fold_accents(&crate::corpus::normalize(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library refuses what the CLI refuses (issue 13): k = 0, a NaN or
+    /// out-of-range score floor, an empty or blank text.
+    #[test]
+    fn similar_options_are_checked() {
+        let ok = SimilarOptions::default();
+        let text = |t: &str| Query::Text(t.into());
+        assert!(check(&text("chat"), &ok).is_ok());
+        assert!(check(&Query::Passage(1), &ok).is_ok());
+        for blank in ["", "  \n\t"] {
+            assert!(matches!(check(&text(blank), &ok), Err(Error::Usage(_))));
+        }
+        let k0 = SimilarOptions { k: 0, ..ok.clone() };
+        assert!(matches!(
+            check(&Query::Passage(1), &k0),
+            Err(Error::Usage(_))
+        ));
+        for m in [f32::NAN, 1.5, -2.0, f32::INFINITY] {
+            let o = SimilarOptions {
+                min_score: Some(m),
+                ..ok.clone()
+            };
+            assert!(
+                matches!(check(&text("chat"), &o), Err(Error::Usage(_))),
+                "{m}"
+            );
+        }
+    }
 }

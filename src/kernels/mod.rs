@@ -80,15 +80,60 @@ fn cpu_kernel() -> Kernel {
     })
 }
 
-/// The fastest kernel this CPU supports, unless `PAREIL_KERNEL` names a
-/// slower one (`portable`, or `avx2` to leave VNNI unused).
-pub fn detected_kernel() -> Kernel {
-    let best = cpu_kernel();
-    match std::env::var("PAREIL_KERNEL").as_deref() {
-        Ok("portable") => Kernel::Portable,
-        Ok("avx2") if best.has_avx2() => Kernel::Avx2Fma,
-        _ => best,
+/// The values `PAREIL_KERNEL` accepts: `auto` (the default: the fastest
+/// kernel this CPU has), `avx2` (leave AVX-512 VNNI unused) and `portable`.
+pub const KERNEL_CHOICES: [&str; 3] = ["auto", "avx2", "portable"];
+
+/// A `PAREIL_KERNEL` value that names no kernel. Plain data (this module
+/// imports nothing from the crate): the model layer turns it into its error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownKernel(pub String);
+
+impl std::fmt::Display for UnknownKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown kernel {:?} (expected one of: {})",
+            self.0,
+            KERNEL_CHOICES.join(", ")
+        )
     }
+}
+
+impl std::error::Error for UnknownKernel {}
+
+/// The kernel `choice` (a [`KERNEL_CHOICES`] value; `None` or empty:
+/// `auto`) selects on this CPU. `avx2` on a CPU without AVX2 runs the
+/// portable kernel, the fastest it has.
+pub fn kernel_for(choice: Option<&str>) -> Result<Kernel, UnknownKernel> {
+    let best = cpu_kernel();
+    match choice.map(str::trim).unwrap_or("") {
+        "" | "auto" => Ok(best),
+        "portable" => Ok(Kernel::Portable),
+        "avx2" if best.has_avx2() => Ok(Kernel::Avx2Fma),
+        "avx2" => Ok(best),
+        other => Err(UnknownKernel(other.to_string())),
+    }
+}
+
+/// The kernel `PAREIL_KERNEL` asks for ([`kernel_for`]); an unknown (or
+/// non-UTF-8) value is an error, not silently the default.
+pub fn requested_kernel() -> Result<Kernel, UnknownKernel> {
+    match std::env::var("PAREIL_KERNEL") {
+        Ok(v) => kernel_for(Some(&v)),
+        Err(std::env::VarError::NotPresent) => kernel_for(None),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            Err(UnknownKernel(v.to_string_lossy().into_owned()))
+        }
+    }
+}
+
+/// The fastest kernel this CPU supports, unless `PAREIL_KERNEL` names a
+/// slower one (`portable`, or `avx2` to leave VNNI unused). An unknown value
+/// falls back to the fastest here; callers that must refuse it (the command
+/// line) check [`requested_kernel`].
+pub fn detected_kernel() -> Kernel {
+    requested_kernel().unwrap_or_else(|_| cpu_kernel())
 }
 
 /// Defines `$name(kernel, args…)`, which runs the `#[inline(always)]`
@@ -135,4 +180,28 @@ pub(crate) use dispatch;
 pub mod bench {
     pub use super::detected_kernel;
     pub use super::gemm::{Activation, PackedLinear, Precision};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed choice selects a kernel; anything else is refused with
+    /// the list (issue 13: `PAREIL_KERNEL=bogus` used to be ignored).
+    #[test]
+    fn kernel_choices_are_checked() {
+        for choice in KERNEL_CHOICES {
+            assert!(kernel_for(Some(choice)).is_ok(), "{choice}");
+        }
+        assert_eq!(kernel_for(None), Ok(cpu_kernel()));
+        assert_eq!(kernel_for(Some("")), Ok(cpu_kernel()));
+        assert_eq!(kernel_for(Some("portable")), Ok(Kernel::Portable));
+        let err = kernel_for(Some("bogus")).unwrap_err();
+        assert_eq!(err, UnknownKernel("bogus".into()));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"bogus\"") && KERNEL_CHOICES.iter().all(|c| msg.contains(c)),
+            "{msg}"
+        );
+    }
 }

@@ -153,7 +153,9 @@ impl ModelConfig {
     pub fn position_offset(&self) -> usize {
         match self.architecture() {
             Architecture::Bert => 0,
-            Architecture::XlmRoberta => self.pad_token_id() + 1,
+            // Saturating: a corrupt pad_token_id of usize::MAX must give no
+            // room for positions (refused by `validate`), not wrap to 0.
+            Architecture::XlmRoberta => self.pad_token_id().saturating_add(1),
         }
     }
 
@@ -249,5 +251,138 @@ mod tests {
         assert_eq!(json["model_type"], "bert");
         assert_eq!(json["pad_token_id"], 0);
         assert_eq!(parse(json).unwrap(), ModelConfig::multilingual_e5_small());
+    }
+
+    /// A `pad_token_id` of `usize::MAX` (one of `config_json_invariants`'
+    /// values; its offset check fails on it) overflowed `pad_token_id + 1`: a
+    /// panic in debug builds and under the fuzzer, and in release an offset
+    /// of 0 that accepted the config with XLM-R positions from row 0.
+    #[test]
+    fn huge_pad_token_id_is_refused_not_wrapped() {
+        let mut json = base("xlm-roberta");
+        json["pad_token_id"] = u64::MAX.into();
+        let err = parse(json).unwrap_err();
+        assert!(err.to_string().contains("no room"), "{err}");
+    }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        use crate::test_support::proptest_config;
+
+        /// A value for a numeric field: sensible, edge, or the wrong type.
+        fn number() -> impl Strategy<Value = Option<Value>> {
+            prop::option::weighted(
+                0.95,
+                prop::sample::select(vec![
+                    json!(0),
+                    json!(1),
+                    json!(2),
+                    json!(3),
+                    json!(8),
+                    json!(20),
+                    json!(512),
+                    json!(u64::MAX),
+                    json!(u64::MAX - 1),
+                    json!(-1),
+                    json!(1.5),
+                    json!("8"),
+                    Value::Null,
+                ]),
+            )
+        }
+
+        fn config_json() -> impl Strategy<Value = Value> {
+            let text = |v: Vec<Value>| prop::option::weighted(0.95, prop::sample::select(v));
+            (
+                text(vec![
+                    json!("bert"),
+                    json!("xlm-roberta"),
+                    json!("gpt2"),
+                    json!(5),
+                    Value::Null,
+                ]),
+                prop::collection::vec(number(), 7),
+                text(vec![json!("gelu"), json!("relu"), json!("gelu_new")]),
+                text(vec![json!(1e-12), json!(0.0), json!(-1.0), json!("x")]),
+                prop::option::of(prop::sample::select(vec![
+                    json!(0),
+                    json!(1),
+                    json!(u64::MAX),
+                    json!(u64::MAX - 1),
+                    json!(-1),
+                    Value::Null,
+                ])),
+            )
+                .prop_map(|(model_type, numbers, act, eps, pad)| {
+                    let mut o = serde_json::Map::new();
+                    let names = [
+                        "vocab_size",
+                        "hidden_size",
+                        "num_hidden_layers",
+                        "num_attention_heads",
+                        "intermediate_size",
+                        "max_position_embeddings",
+                        "type_vocab_size",
+                    ];
+                    for (name, v) in names.iter().zip(numbers) {
+                        if let Some(v) = v {
+                            o.insert(name.to_string(), v);
+                        }
+                    }
+                    for (name, v) in [
+                        ("model_type", model_type),
+                        ("hidden_act", act),
+                        ("layer_norm_eps", eps),
+                        ("pad_token_id", pad),
+                    ] {
+                        if let Some(v) = v {
+                            o.insert(name.to_string(), v);
+                        }
+                    }
+                    Value::Object(o)
+                })
+        }
+
+        /// What an accepted config promises to the encoder.
+        fn check_accepted(c: &ModelConfig) -> std::result::Result<(), TestCaseError> {
+            let arch = Architecture::from_model_type(&c.model_type);
+            prop_assert!(arch.is_some());
+            prop_assert!(
+                c.num_attention_heads > 0 && c.hidden_size.is_multiple_of(c.num_attention_heads)
+            );
+            prop_assert!(c.type_vocab_size > 0 && c.max_tokens() >= 2);
+            // Positions offset..offset + max_tokens are rows of the table.
+            let (offset, max) = (c.position_offset() as u128, c.max_tokens() as u128);
+            prop_assert!(offset + max <= c.max_position_embeddings as u128);
+            if arch == Some(Architecture::XlmRoberta) {
+                prop_assert_eq!(offset, c.pad_token_id() as u128 + 1);
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(proptest_config(256))]
+
+            #[test]
+            fn config_json_invariants(json in config_json()) {
+                if let Ok(c) = parse(json) {
+                    check_accepted(&c)?;
+                }
+            }
+
+            /// Arbitrary bytes as config.json: an error, never a panic.
+            #[test]
+            fn config_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("config.json");
+                std::fs::write(&path, &bytes).unwrap();
+                if let Ok(c) = ModelConfig::from_file(&path) {
+                    check_accepted(&c)?;
+                }
+            }
+        }
     }
 }

@@ -10,10 +10,13 @@
 mod bert;
 pub mod config;
 pub mod encoder;
+mod fingerprint;
 pub mod manifest;
 pub mod sentence;
 pub mod tokenizer;
 mod weights;
+
+pub use fingerprint::fingerprint;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +48,20 @@ impl Default for EncoderOptions {
             precision: Precision::default(),
             kernel: crate::kernels::detected_kernel(),
         }
+    }
+}
+
+impl EncoderOptions {
+    /// The defaults, with the kernel `PAREIL_KERNEL` asks for; an unknown
+    /// value is an [`Error::Usage`] naming the valid ones (where
+    /// [`Default`] falls back to the fastest kernel).
+    pub fn from_env() -> Result<Self> {
+        let kernel = crate::kernels::requested_kernel()
+            .map_err(|e| Error::Usage(format!("PAREIL_KERNEL: {e}")))?;
+        Ok(EncoderOptions {
+            precision: Precision::default(),
+            kernel,
+        })
     }
 }
 

@@ -129,12 +129,16 @@ impl<'a> Checkpoint<'a> {
     /// The linear layers `names` (each `[out_dim, in_dim]` plus bias)
     /// concatenated along the output dimension and packed once.
     pub(super) fn linear(&self, names: &[&str], out_dim: usize, in_dim: usize) -> Result<Linear> {
-        let mut w = Vec::with_capacity(names.len() * out_dim * in_dim);
-        let mut b = Vec::with_capacity(names.len() * out_dim);
+        // Read (and shape-check) every part before sizing anything: the
+        // dimensions come from config.json, and a corrupt one must not
+        // become a terabyte allocation before the checkpoint disagrees.
+        let mut ws = Vec::with_capacity(names.len());
+        let mut bs = Vec::with_capacity(names.len());
         for name in names {
-            w.extend(self.get(&format!("{name}.weight"), &[out_dim, in_dim])?);
-            b.extend(self.get(&format!("{name}.bias"), &[out_dim])?);
+            ws.push(self.get(&format!("{name}.weight"), &[out_dim, in_dim])?);
+            bs.push(self.get(&format!("{name}.bias"), &[out_dim])?);
         }
+        let (w, b) = (ws.concat(), bs.concat());
         Ok(Linear(PackedLinear::new(
             &w,
             b,
@@ -329,5 +333,208 @@ impl WordEmbeddings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::ModelConfig;
+    use crate::model::encoder;
+    use crate::provision::e5s1::{write_safetensors, NamedTensor};
+
+    /// Dimensions of a tiny BERT: hidden, intermediate, vocab, positions,
+    /// token types, layers.
+    #[derive(Debug, Clone, Copy)]
+    struct Dims {
+        h: usize,
+        ff: usize,
+        vocab: usize,
+        pos: usize,
+        types: usize,
+        layers: usize,
+    }
+
+    const TINY: Dims = Dims {
+        h: 8,
+        ff: 16,
+        vocab: 10,
+        pos: 12,
+        types: 1,
+        layers: 1,
+    };
+
+    fn config(d: Dims) -> ModelConfig {
+        ModelConfig {
+            vocab_size: d.vocab,
+            hidden_size: d.h,
+            num_hidden_layers: d.layers,
+            num_attention_heads: 2,
+            intermediate_size: d.ff,
+            max_position_embeddings: d.pos,
+            type_vocab_size: d.types,
+            ..ModelConfig::multilingual_e5_small()
+        }
+    }
+
+    /// Every tensor BertModel has for `d`, under `prefix`, small values.
+    fn tensors(d: Dims, prefix: &str) -> Vec<NamedTensor> {
+        let Dims { h, ff, .. } = d;
+        let mut t: Vec<(String, Vec<usize>)> = vec![
+            ("embeddings.word_embeddings.weight".into(), vec![d.vocab, h]),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                vec![d.pos, h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![d.types, h],
+            ),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ];
+        for l in 0..d.layers {
+            let p = format!("encoder.layer.{l}");
+            for (name, out, inp) in [
+                ("attention.self.query", h, h),
+                ("attention.self.key", h, h),
+                ("attention.self.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", ff, h),
+                ("output.dense", h, ff),
+            ] {
+                t.push((format!("{p}.{name}.weight"), vec![out, inp]));
+                t.push((format!("{p}.{name}.bias"), vec![out]));
+            }
+            for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                t.push((format!("{p}.{name}.weight"), vec![h]));
+                t.push((format!("{p}.{name}.bias"), vec![h]));
+            }
+        }
+        t.into_iter()
+            .map(|(n, shape)| {
+                let len: usize = shape.iter().product();
+                let values = (0..len).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect();
+                (format!("{prefix}{n}"), shape, values)
+            })
+            .collect()
+    }
+
+    fn write_model(dir: &Path, d: Dims) -> std::path::PathBuf {
+        let path = dir.join("model.safetensors");
+        write_safetensors(&path, &tensors(d, "bert.")).unwrap();
+        path
+    }
+
+    #[test]
+    fn tiny_checkpoint_loads_and_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_model(dir.path(), TINY);
+        let enc = encoder::load(&path, &config(TINY), EncoderOptions::default()).unwrap();
+        let out = enc.forward(&[vec![1, 2, 3]]).unwrap();
+        assert_eq!(out.len(), 3 * TINY.h);
+        assert!(out.iter().all(|x| x.is_finite()));
+    }
+
+    /// One of `config_dims_never_abort`'s cases: an `intermediate_size` of
+    /// 2⁴⁰ in config.json over a small checkpoint. `linear` used to reserve
+    /// `out × in` floats (32 TiB) before reading the tensor whose shape
+    /// disagrees, and the failed allocation aborted the process.
+    #[test]
+    fn huge_config_dimension_is_refused_without_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_model(dir.path(), TINY);
+        let bad = config(Dims {
+            ff: 1 << 40,
+            ..TINY
+        });
+        let err = encoder::load(&path, &bad, EncoderOptions::default())
+            .err()
+            .expect("shape mismatch");
+        assert!(err.to_string().contains("intermediate.dense"), "{err}");
+    }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+
+        use crate::test_support::proptest_config;
+
+        /// Opens `bytes` as a checkpoint and, when that works, loads a tiny
+        /// encoder from it: any error is fine, a panic is not.
+        fn load_bytes(bytes: &[u8], d: Dims) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("model.safetensors");
+            std::fs::write(&path, bytes).unwrap();
+            let mmap = map(&path).unwrap();
+            let prefixes = ["bert.", ""];
+            if let Ok(ck) = Checkpoint::open(&path, &mmap, &prefixes, EncoderOptions::default()) {
+                let _ = ck.get("embeddings.LayerNorm.weight", &[d.h]);
+                if let Ok(w) = ck.word_table("embeddings.word_embeddings.weight", d.vocab, d.h) {
+                    let mut out = Vec::new();
+                    let ids: Vec<u32> = (0..d.vocab as u32 + 1).collect();
+                    let _ = w.gather(&ids, &mut out);
+                }
+            }
+            if let Ok(enc) = encoder::load(&path, &config(d), EncoderOptions::default()) {
+                let out = enc.forward(&[vec![0, 1]]).unwrap();
+                assert_eq!(out.len(), 2 * d.h);
+            }
+        }
+
+        fn valid_bytes(d: Dims) -> Vec<u8> {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::read(write_model(dir.path(), d)).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(proptest_config(128))]
+
+            /// Arbitrary bytes, sometimes behind a plausible header length.
+            #[test]
+            fn safetensors_arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..256),
+                                           len in prop::option::of(0u64..300)) {
+                let mut bytes = len.map(|l| l.to_le_bytes().to_vec()).unwrap_or_default();
+                bytes.extend(body);
+                load_bytes(&bytes, TINY);
+            }
+
+            /// A valid checkpoint with bytes overwritten (header JSON: names,
+            /// dtypes, shapes, offsets; or data) or cut short.
+            #[test]
+            fn safetensors_mutated(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+                                   in_header in any::<bool>(), cut in prop::option::of(any::<prop::sample::Index>())) {
+                let mut bytes = valid_bytes(TINY);
+                let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+                for (at, v) in edits {
+                    let i = if in_header { 8 + at.index(header - 8) } else { at.index(bytes.len()) };
+                    bytes[i] = v;
+                }
+                if let Some(c) = cut {
+                    bytes.truncate(c.index(bytes.len()));
+                }
+                load_bytes(&bytes, TINY);
+            }
+
+            /// config.json dimensions that disagree with the checkpoint, huge
+            /// ones included: an error, never a panic or an abort.
+            #[test]
+            fn config_dims_never_abort(edits in prop::collection::vec(prop::option::weighted(0.3,
+                prop::sample::select(vec![0usize, 1, 2, 9, 16, 1 << 20, 1 << 40, usize::MAX / 2, usize::MAX])), 6),
+            ) {
+                // Mostly the checkpoint's own dimensions, so that loading gets
+                // past the embeddings to the layer it disagrees with.
+                let v = |i: usize, tiny: usize| edits[i].unwrap_or(tiny);
+                let d = Dims { h: v(0, TINY.h), ff: v(1, TINY.ff), vocab: v(2, TINY.vocab), pos: v(3, TINY.pos),
+                               types: v(4, TINY.types), layers: v(5, TINY.layers) };
+                let dir = tempfile::tempdir().unwrap();
+                let path = write_model(dir.path(), TINY);
+                let mut c = config(d);
+                c.num_attention_heads = 1;
+                if let Ok(enc) = encoder::load(&path, &c, EncoderOptions::default()) {
+                    prop_assert_eq!(enc.config().hidden_size, TINY.h);
+                }
+            }
+        }
     }
 }

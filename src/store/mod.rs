@@ -18,6 +18,8 @@ mod types;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod proptests;
 
 use std::collections::{HashMap, HashSet};
 

@@ -102,6 +102,7 @@ impl SqliteStore {
             }
         }
 
+        refuse_unwritable(path)?;
         let mut conn = open_connection(path, false)?;
         // Decide and initialise under the write lock: if two first ingests
         // race, the second sees the first one's schema instead of a blank file.
@@ -135,7 +136,10 @@ impl SqliteStore {
     }
 
     /// Opens an existing store; never creates one. With `read_only` the file
-    /// is opened with SQLite's read-only flag and every write fails.
+    /// is opened with SQLite's read-only flag and every write fails; a store
+    /// the user may read but not write (file or directory read-only) opens
+    /// too (see `open_read_only`). Without it, a file or directory that
+    /// cannot be written is refused up front, with the cause and the fix.
     pub fn open_existing(path: impl AsRef<Path>, read_only: bool) -> Result<SqliteStore> {
         let path = path.as_ref();
         match std::fs::metadata(path) {
@@ -164,6 +168,9 @@ impl SqliteStore {
             kind => return Err(refuse_unless_ours_or_blank(&kind, path).unwrap_err()),
         };
         schema::check_version(path, version)?;
+        if !read_only {
+            refuse_unwritable(path)?;
+        }
         let mut conn = open_connection(path, read_only)?;
         if !read_only {
             if version < SCHEMA_VERSION {
@@ -372,12 +379,7 @@ fn check_meta(path: &Path, stored: &StoreMeta, wanted: &StoreMeta) -> Result<()>
 /// handle is returned so the caller can read the recorded meta through it.
 fn inspect(path: &Path) -> Result<(Connection, FileKind)> {
     schema::check_header(path)?;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| schema::unreadable(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let conn = open_read_only(path)?;
     let kind = schema::classify(&conn, path)?;
     Ok((conn, kind))
 }
@@ -396,13 +398,17 @@ fn refuse_unless_ours_or_blank(kind: &FileKind, path: &Path) -> Result<()> {
 /// Opens the connection used for the store's lifetime. No URI flag: a path
 /// that happens to start with `file:` is still a plain path.
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY
+    let conn = if read_only {
+        open_read_only(path)?
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| schema::unreadable(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| cannot_open(path, e, "written"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn
+    };
     conn.pragma_update(None, "foreign_keys", true)?;
     // Memory-map reads: `load_vectors` reads every vector page on each run,
     // and mapping skips a copy into SQLite's small page cache. Address space
@@ -432,4 +438,205 @@ fn enable_wal(conn: &Connection) -> Result<()> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
+}
+
+/// A read-only connection that can really read. A WAL store needs its `-shm`
+/// (and `-wal`) file: SQLite creates it beside the store, so with the
+/// directory read-only, or the file another user's, the first read fails
+/// with "attempt to write a readonly database" or "unable to open database
+/// file". Then the store is opened `immutable` (no shared memory, no
+/// locks), which is exact when no `-wal` file holds committed pages not
+/// yet copied into the store: a writer that could have left one would have
+/// left its `-shm` too, and the first attempt would have used them.
+fn open_read_only(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags);
+    let probe = conn.and_then(|c| {
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(c)
+    });
+    let err = match probe {
+        Ok(conn) => return Ok(conn),
+        Err(e) if cannot_share(&e) && !has_pending_wal(path) => e,
+        Err(e) if cannot_share(&e) => return Err(cannot_open(path, e, "read")),
+        Err(e) => return Err(schema::unreadable(path, e)),
+    };
+    tracing::debug!(path = %path.display(), %err, "read-only open failed; opening immutable");
+    open_immutable(path).map_err(|_| cannot_open(path, err, "read"))
+}
+
+/// Opens `path` with SQLite's `immutable` flag (through a `file:` URI, so
+/// the path is percent-encoded: `?`, `#` and `%` in a name stay a name).
+fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let uri = format!("file:{}?immutable=1", uri_path(&absolute));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    Ok(conn)
+}
+
+/// `path` as the path of a `file:` URI: every byte but unreserved ones and
+/// `/` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().replace('\\', "/").into_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for b in bytes {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// SQLite's answers when it may not create or write a file it needs.
+fn cannot_share(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::PermissionDenied
+        )
+    )
+}
+
+/// Whether a `-wal` file beside `path` holds pages (a reader that ignores
+/// it would see an older store).
+fn has_pending_wal(path: &Path) -> bool {
+    std::fs::metadata(sidecar(path, "-wal")).is_ok_and(|m| m.len() > 0)
+}
+
+/// `path` with `suffix` appended to its file name (`pareil.db-wal`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Refuses, before any writable connection, a store that cannot be written:
+/// a file on a virtual filesystem (`/proc`), not a regular file, read-only,
+/// or in a directory where SQLite cannot create its journal files.
+fn refuse_unwritable(path: &Path) -> Result<()> {
+    match write_problem(path) {
+        Some(reason) => Err(Error::Store {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why `path` cannot hold a writable store, with the fix; `None` if it can.
+fn write_problem(path: &Path) -> Option<String> {
+    let dir = parent_dir(path);
+    if let Some(fs) = virtual_fs(dir) {
+        return Some(format!(
+            "cannot be written: {} is on the {fs} virtual filesystem, not a regular one\n  \
+             fix: pass a --db on a regular filesystem (e.g. in your home directory)",
+            dir.display()
+        ));
+    }
+    if let Ok(md) = std::fs::metadata(path) {
+        if !md.is_file() {
+            return Some(
+                "is not a regular file\n  fix: pass a --db path to a regular file".to_string(),
+            );
+        }
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(path) {
+            return Some(format!(
+                "cannot be written ({e})\n  fix: make it writable (`chmod u+w {}`), or pass \
+                 another --db; read-only commands (similar, dups, stats) work on it as it is",
+                path.display()
+            ));
+        }
+    }
+    let probe = tempfile::Builder::new()
+        .prefix(".pareil-probe-")
+        .tempfile_in(dir);
+    if let Err(e) = probe {
+        // SQLite can live without creating files when its journal files are
+        // already there, writable.
+        let sidecars_writable = ["-wal", "-shm"].iter().all(|s| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(sidecar(path, s))
+                .is_ok()
+        });
+        if !sidecars_writable {
+            let name = path
+                .file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy();
+            return Some(format!(
+                "cannot be written: directory {} is not writable ({e}), and SQLite creates \
+                 its journal files ({name}-wal, {name}-shm) beside the store\n  fix: make \
+                 the directory writable, or pass a --db in a writable directory; read-only \
+                 commands (similar, dups, stats) work on an existing store as it is",
+                dir.display()
+            ));
+        }
+    }
+    None
+}
+
+/// The SQLite error for a store that cannot be opened for `what` ("read"
+/// or "written"), with the cause found on the filesystem and a fix.
+fn cannot_open(path: &Path, e: rusqlite::Error, what: &str) -> Error {
+    if !cannot_share(&e) {
+        return schema::unreadable(path, e);
+    }
+    let reason = match (what, write_problem(path)) {
+        ("written", Some(reason)) => reason,
+        _ => format!(
+            "cannot be {what} ({e}): SQLite needs to create or open files beside it in {}\n  \
+             fix: check the permissions of the file and its directory, or pass another --db",
+            parent_dir(path).display()
+        ),
+    };
+    Error::Store {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// The name of the virtual filesystem (`proc`, `sysfs`, ...) `dir` is on,
+/// where no store can be created.
+#[cfg(target_os = "linux")]
+fn virtual_fs(dir: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is NUL-terminated and `st` is a valid place for statfs to
+    // write; all-zero bytes are a valid `statfs`.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    match st.f_type {
+        libc::PROC_SUPER_MAGIC => Some("proc"),
+        libc::SYSFS_MAGIC => Some("sysfs"),
+        libc::CGROUP2_SUPER_MAGIC => Some("cgroup2"),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn virtual_fs(_dir: &Path) -> Option<&'static str> {
+    None
 }

@@ -814,3 +814,146 @@ fn conformance_store() -> crate::store::conformance::Fixture {
 mod conformance {
     crate::store_conformance_tests!(super::conformance_store);
 }
+
+/// Environment variable that turns `read_only_child` into the child.
+const READ_ONLY_CHILD_ENV: &str = "PAREIL_STORE_READ_ONLY_CHILD";
+
+/// The child half of `store_in_a_read_only_directory_opens_for_reading`
+/// (ignored: the parent runs it, as another user when the tests run as
+/// root, whom permissions do not stop): the store can be read, and not
+/// written, with the causes named.
+#[test]
+#[ignore = "child process of store_in_a_read_only_directory_opens_for_reading"]
+fn read_only_child() {
+    let path = PathBuf::from(std::env::var(READ_ONLY_CHILD_ENV).expect("run by the parent test"));
+    assert!(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .is_err(),
+        "the store should not be writable here"
+    );
+    let ro = SqliteStore::open_existing(&path, true).unwrap();
+    assert_eq!(ro.stats().unwrap().passages, 2);
+    let q = vector_for("one", DIM);
+    let found = ro.nearest(&q, 1, &Filter::default()).unwrap();
+    assert_eq!(found.len(), 1);
+    for reason in [
+        store_error_reason(SqliteStore::open_existing(&path, false).unwrap_err()),
+        store_error_reason(SqliteStore::create_or_open(&path, &meta()).unwrap_err()),
+    ] {
+        assert!(
+            reason.contains("cannot be written") && reason.contains("fix:"),
+            "{reason}"
+        );
+    }
+    let fresh = path.with_file_name("new.db");
+    let reason = store_error_reason(SqliteStore::create_or_open(&fresh, &meta()).unwrap_err());
+    assert!(
+        reason.contains("directory") && reason.contains("not writable") && reason.contains("fix:"),
+        "{reason}"
+    );
+    assert!(!fresh.exists());
+}
+
+/// A WAL store whose file and directory are read-only (no `-shm` can be
+/// created) is read through SQLite's `immutable` fallback (issue 13: it
+/// failed with "attempt to write a readonly database").
+#[cfg(unix)]
+#[test]
+fn store_in_a_read_only_directory_opens_for_reading() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    let dir = TempDir::new().unwrap();
+    let sub = dir.path().join("ro");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("pareil.db");
+    {
+        let mut s = SqliteStore::create_or_open(&path, &meta()).unwrap();
+        s.replace_document(&doc("a.txt", &["one", "two"])).unwrap();
+    }
+    assert!(!sidecar(&path, "-shm").exists(), "a clean close removes it");
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(dir.path(), 0o755).unwrap();
+    mode(&path, 0o444).unwrap();
+    mode(&sub, 0o555).unwrap();
+    let module = module_path!().split_once("::").unwrap().1;
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            &format!("{module}::read_only_child"),
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(READ_ONLY_CHILD_ENV, &path);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        child.uid(65534).gid(65534);
+    }
+    let out = child.output().unwrap();
+    mode(&sub, 0o755).unwrap();
+    assert!(
+        out.status.success(),
+        "child failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !sidecar(&path, "-shm").exists(),
+        "nothing written beside it"
+    );
+}
+
+/// The immutable fallback opens names that mean something in a URI.
+#[test]
+fn immutable_open_keeps_odd_names() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("a ?b#c%20d é.db");
+    {
+        let mut s = SqliteStore::create_or_open(&path, &meta()).unwrap();
+        s.replace_document(&doc("a.txt", &["one"])).unwrap();
+    }
+    assert_eq!(uri_path(Path::new("/a b/%?#é")), "/a%20b/%25%3F%23%C3%A9");
+    let conn = open_immutable(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM passages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(open_immutable(&dir.path().join("missing.db")).is_err());
+}
+
+/// `--db /proc/x.db` or a device is refused with the cause and a fix, not
+/// SQLite's bare "unable to open database file" (issue 13).
+#[test]
+fn unwritable_places_are_refused_with_the_cause() {
+    #[cfg(target_os = "linux")]
+    {
+        let reason = store_error_reason(
+            SqliteStore::create_or_open("/proc/pareil-test.db", &meta()).unwrap_err(),
+        );
+        assert!(
+            reason.contains("proc virtual filesystem") && reason.contains("fix:"),
+            "{reason}"
+        );
+    }
+    #[cfg(unix)]
+    {
+        let reason =
+            store_error_reason(SqliteStore::create_or_open("/dev/null", &meta()).unwrap_err());
+        assert!(
+            reason.contains("not a regular file") && reason.contains("fix:"),
+            "{reason}"
+        );
+    }
+    let dir = TempDir::new().unwrap();
+    assert_eq!(write_problem(&db(&dir)), None);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the probe leaves nothing behind"
+    );
+}
