@@ -98,7 +98,24 @@ impl Bar {
     }
 }
 
+/// Files from this size on get a line when their splitting starts.
+const LARGE_FILE: usize = 1 << 20;
+
 impl Progress for Bar {
+    fn preparing(&mut self, path: &str, bytes: usize) {
+        if bytes < LARGE_FILE {
+            return;
+        }
+        let msg = format!(
+            "splitting {path} ({:.0} MB) into model windows",
+            bytes as f64 / 1e6
+        );
+        match (&self.bar, &self.plain) {
+            (Some(b), _) => b.set_message(msg),
+            (None, Some(_)) => eprintln!("pareil: {msg}"),
+            _ => {}
+        }
+    }
     fn files(&mut self, total: usize) {
         if let Some(p) = &mut self.plain {
             p.files = total;

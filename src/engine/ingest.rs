@@ -70,6 +70,9 @@ pub enum OnDuplicate {
 /// Receives progress events; the CLI draws a bar from them.
 pub trait Progress {
     fn files(&mut self, _total: usize) {}
+    /// A document is being split and cut into windows (before
+    /// `file_started`; long for a very large file).
+    fn preparing(&mut self, _path: &str, _bytes: usize) {}
     fn file_started(&mut self, _path: &str, _passages_to_embed: usize) {}
     fn embedded(&mut self, _n: usize) {}
     fn warn(&mut self, _msg: &str) {}
@@ -242,6 +245,7 @@ impl Engine {
                  under this name (use --name NAME to keep both)"
             ));
         }
+        progress.preparing(name, bytes.len());
         let mut doc = self.prepare(&state.meta, name, bytes, &text, mtime)?;
         doc.stored = existing.map(|d| (d.id, d.ingest_order));
         match opts.on_duplicate {
