@@ -2,31 +2,28 @@
 //! 13): file names that are not UTF-8, one file under several spellings,
 //! bad directory entries, FIFOs, several documents from standard input.
 
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::tiny_model::{build, BERT};
 use crate::util::{pareil_command, stderr};
+use crate::wiring::Sandbox;
 
-struct Dir {
-    dir: tempfile::TempDir,
-    model: PathBuf,
+/// A [`Sandbox`] with an empty `docs/` folder.
+struct Dir(Sandbox);
+
+impl std::ops::Deref for Dir {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
 }
 
 impl Dir {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("tiny-model");
-        std::fs::create_dir_all(&model).unwrap();
-        build(&model, BERT);
-        std::fs::create_dir_all(dir.path().join("docs")).unwrap();
-        Dir { dir, model }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        let s = Sandbox::new();
+        std::fs::create_dir_all(s.path().join("docs")).unwrap();
+        Dir(s)
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {

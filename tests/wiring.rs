@@ -14,13 +14,13 @@ use crate::tiny_model::{build, BERT};
 use crate::util::{pareil_command, stderr};
 
 /// A temporary directory holding a tiny model in `tiny-model/`.
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
-    model: PathBuf,
+    pub(crate) model: PathBuf,
 }
 
 impl Sandbox {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("tiny-model");
         std::fs::create_dir_all(&model).unwrap();
@@ -28,7 +28,7 @@ impl Sandbox {
         Sandbox { dir, model }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
