@@ -1063,9 +1063,7 @@ fn main() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_pareil"));
     let model_dir = std::env::var_os("PAREIL_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/multilingual-e5-small")
-        });
+        .unwrap_or_else(|| pareil::provision::default_models_dir().join("multilingual-e5-small"));
     let t = Instant::now();
     let embedder = Embedder::load(&model_dir)
         .unwrap_or_else(|e| panic!("model at {}: {e} (pareil model fetch)", model_dir.display()));
