@@ -23,12 +23,6 @@ use crate::error::{Error, Result};
 use std::cell::OnceCell;
 use std::collections::HashMap;
 
-/// How far below a passage's best match in a language a translation may
-/// score and still count as best: the original and a same-language
-/// paraphrase of it score within a hair of each other against a
-/// translation, and either is its match.
-const BEST_MATCH_TOLERANCE: f32 = 0.0;
-
 /// Neighbours in the other language that make up a passage's crowd
 /// (Artetxe & Schwenk use 4).
 const MARGIN_NEIGHBOURS: usize = 4;
@@ -130,13 +124,10 @@ pub(super) fn semantic_pairs(
             let accepted = match across(&items[i], &items[j]) {
                 None => score >= ctx.th.semantic && judge.agree(i, j),
                 Some((li, lj)) => {
-                    let beats = |x: usize, lang: &str| {
-                        best_across[x]
-                            .get(lang)
-                            .is_none_or(|&b| score >= b - BEST_MATCH_TOLERANCE)
-                    };
+                    let beats =
+                        |x: usize, lang: &str| best_across[x].get(lang).is_none_or(|&b| score >= b);
                     score >= ctx.th.semantic_cross_lingual
-                        && stands_out(items, (i, list), (j, &neighbours[j]), score)
+                        && stands_out(items, (i, li, list), (j, lj, &neighbours[j]), score)
                         && judge.agree(i, j)
                         && beats(i, lj)
                         && beats(j, li)
@@ -158,13 +149,10 @@ pub(super) fn semantic_pairs(
 /// shares a topic with a crowd of others does not.
 fn stands_out(
     items: &[Item],
-    (i, of_i): (usize, &[SemanticNeighbour]),
-    (j, of_j): (usize, &[SemanticNeighbour]),
+    (i, li, of_i): (usize, &str, &[SemanticNeighbour]),
+    (j, lj, of_j): (usize, &str, &[SemanticNeighbour]),
     score: f32,
 ) -> bool {
-    let (Some(li), Some(lj)) = (items[i].lang, items[j].lang) else {
-        return true;
-    };
     let crowd = (crowding(items, of_i, i, lj) + crowding(items, of_j, j, li)) / 2.0;
     score >= MIN_MARGIN * crowd
 }
