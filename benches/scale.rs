@@ -1,11 +1,20 @@
 //! Scale benchmark: `pareil similar` and `pareil dups` over synthetic stores
-//! of 10k and 100k passages, built with the library (no model inference:
-//! random unit vectors), with planted duplicates of every kind.
+//! of 10k to 1M passages, built with the library (no model inference:
+//! synthetic vectors with topics, see `topical_vectors`), with planted
+//! duplicates of every kind.
 //!
 //!     cargo bench --bench scale -- [--sizes 10000,100000] [--runs 3] [--cli-runs 5]
 //!                                  [--dups-runs 3] [--per-doc 100] [--plant-rate 0.01]
 //!                                  [--dir target/scale-bench] [--rebuild]
 //!                                  [--no-similar] [--no-dups] [--no-dups-breakdown]
+//!                                  [--dups-threads 1,2] [--dups-exact]
+//!                                  [--index-queries 200] [--real-store STORE.db]
+//!
+//! The approximate index: built after the store (`Store::maintain`, timed,
+//! file size); `nearest` through it vs `--exact` (median latency, recall@10
+//! over `--index-queries` stored passages as queries); with `--real-store`,
+//! the same recall on a copy of a store of real model vectors. `--dups-exact`
+//! also runs `dups --exact` and compares the pairs (quadratic: 100k at most).
 //!
 //! Stores are cached under `--dir` (`store-N.db` + `store-N.plants.json`) and
 //! reused by later runs; `--rebuild` makes them again. Everything is
@@ -71,6 +80,14 @@ struct Args {
     similar: bool,
     dups: bool,
     dups_breakdown: bool,
+    /// Thread counts for the binary's `dups` runs.
+    dups_threads: Vec<usize>,
+    /// Also run `dups --exact` once and compare its pairs with the index's.
+    dups_exact: bool,
+    /// Queries for the index's recall and latency.
+    index_queries: usize,
+    /// A real store (real model vectors) to measure the index's recall on too.
+    real_store: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -104,6 +121,16 @@ fn parse_args() -> Args {
         similar: !flag("--no-similar"),
         dups: !flag("--no-dups"),
         dups_breakdown: !flag("--no-dups-breakdown"),
+        dups_threads: val("--dups-threads")
+            .map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().parse().expect("--dups-threads"))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![2]),
+        dups_exact: flag("--dups-exact"),
+        index_queries: num("--index-queries", 200),
+        real_store: val("--real-store").map(PathBuf::from),
     }
 }
 
@@ -287,6 +314,33 @@ fn normalise(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x /= n);
 }
 
+/// Vectors shaped like a sentence encoder's rather than uniformly random
+/// (which has no neighbourhoods at all and is the one case an HNSW index
+/// handles worst): a direction every text shares, topics, subtopics, then
+/// per-passage noise. Cosines: different topics ≈ 0.65, same topic ≈ 0.84,
+/// same subtopic ≈ 0.94 (multilingual-e5 puts unrelated passages around
+/// 0.7 and related ones at 0.8–0.9), below the semantic cut of 0.97.
+fn topical_vectors(rng: &mut Rng, n: usize, dim: usize) -> Vec<Vec<f32>> {
+    let common = random_unit(rng, dim);
+    let topics: Vec<Vec<f32>> = (0..(n / 200).max(50))
+        .map(|_| random_unit(rng, dim))
+        .collect();
+    let subtopics: Vec<(usize, Vec<f32>)> = (0..(n / 20).max(500))
+        .map(|_| (rng.below(topics.len()), random_unit(rng, dim)))
+        .collect();
+    (0..n)
+        .map(|_| {
+            let (t, sub) = &subtopics[rng.below(subtopics.len())];
+            let noise = random_unit(rng, dim);
+            let mut v: Vec<f32> = (0..dim)
+                .map(|i| 1.5 * common[i] + 0.8 * topics[*t][i] + 0.6 * sub[i] + 0.45 * noise[i])
+                .collect();
+            normalise(&mut v);
+            v
+        })
+        .collect()
+}
+
 /// A unit vector at exactly cosine `c` from the unit vector `v`.
 fn at_cosine(rng: &mut Rng, v: &[f32], c: f32) -> Vec<f32> {
     let mut g = random_unit(rng, v.len());
@@ -338,7 +392,7 @@ fn synthesize(n: usize, dim: usize, plant_rate: f64) -> Synthetic {
     let mut rng = Rng::new(SEED ^ n as u64);
     let vocab = Vocab::new(&mut rng);
     let mut texts: Vec<String> = (0..n).map(|_| vocab.passage(&mut rng)).collect();
-    let mut vectors: Vec<Vec<f32>> = (0..n).map(|_| random_unit(&mut rng, dim)).collect();
+    let mut vectors = topical_vectors(&mut rng, n, dim);
     // Copies live in the last 90%, never next to each other, sources are
     // earlier, distinct and never copies themselves.
     let want = ((n as f64 * plant_rate).round() as usize).max(Variant::ALL.len());
@@ -481,6 +535,7 @@ fn build_store(args: &Args, meta: &StoreMeta, n: usize) -> Built {
     }
     drop(store); // checkpoints the WAL into the main file
     let build_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(index_path(&db));
     let plants: Vec<Plant> = syn
         .plants
         .iter()
@@ -496,6 +551,130 @@ fn build_store(args: &Args, meta: &StoreMeta, n: usize) -> Built {
         plants,
         build_s: Some(build_s),
     }
+}
+
+// ------------------------------------------------------------------ the approximate index
+
+fn index_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-ann");
+    PathBuf::from(p)
+}
+
+/// What the approximate index costs and how well it answers.
+struct IndexResult {
+    n: usize,
+    label: String,
+    /// Build time (None: the index file was already there).
+    build_s: Option<f64>,
+    index_mib: f64,
+    approx_ms: f64,
+    exact_ms: f64,
+    recall10: f64,
+}
+
+/// Builds the index beside `db` as `pareil ingest` does at its end (when
+/// missing) and times it.
+fn ensure_index(db: &Path, min_chunks: Option<usize>) -> Option<f64> {
+    let mut store = SqliteStore::open_existing(db, false).unwrap();
+    if let Some(m) = min_chunks {
+        store.set_ann_min_chunks(m);
+    }
+    let t = Instant::now();
+    let mut built = false;
+    store
+        .maintain(&mut |msg| {
+            eprintln!("  {msg}");
+            built = true;
+        })
+        .unwrap();
+    built.then(|| t.elapsed().as_secs_f64())
+}
+
+/// Recall@10 of the index against exact search, and both latencies (warm,
+/// median), over `queries` stored passages (each excluded from its own results).
+fn bench_index(
+    db: &Path,
+    n: usize,
+    label: &str,
+    build_s: Option<f64>,
+    queries: usize,
+) -> IndexResult {
+    let mut store = SqliteStore::open_existing(db, true).unwrap();
+    let ids: Vec<i64> = {
+        let all: Vec<i64> = store
+            .dedup_rows()
+            .unwrap()
+            .iter()
+            .map(|r| r.passage.id)
+            .collect();
+        let mut rng = Rng::new(SEED ^ 0x1dea);
+        (0..queries).map(|_| all[rng.below(all.len())]).collect()
+    };
+    let vectors: Vec<(i64, Vec<f32>)> = ids
+        .iter()
+        .filter_map(|&id| store.passage_vector(id).unwrap().map(|v| (id, v)))
+        .collect();
+    let run = |store: &SqliteStore| -> (Vec<Vec<i64>>, f64) {
+        store.warm().unwrap();
+        let mut times = Vec::new();
+        let lists = vectors
+            .iter()
+            .map(|(id, v)| {
+                let f = Filter {
+                    exclude_passages: [*id].into(),
+                    ..Filter::default()
+                };
+                let t = Instant::now();
+                let hits = store.nearest(v, 10, &f).unwrap();
+                times.push(ms(t.elapsed()));
+                hits.iter().map(|h| h.passage).collect()
+            })
+            .collect();
+        (lists, median(times))
+    };
+    let (approx, approx_ms) = run(&store);
+    store.set_exact_search(true);
+    let (exact, exact_ms) = run(&store);
+    let (mut hit, mut total) = (0, 0);
+    for (a, e) in approx.iter().zip(&exact) {
+        let a: HashSet<i64> = a.iter().copied().collect();
+        total += e.len();
+        hit += e.iter().filter(|p| a.contains(p)).count();
+    }
+    IndexResult {
+        n,
+        label: label.to_string(),
+        build_s,
+        index_mib: std::fs::metadata(index_path(db)).map_or(0.0, |m| m.len() as f64 / 1048576.0),
+        approx_ms,
+        exact_ms,
+        recall10: hit as f64 / total.max(1) as f64,
+    }
+}
+
+/// The index's recall on a copy of a store of real model vectors.
+fn bench_real_index(args: &Args, real: &Path) -> IndexResult {
+    let copy = args.dir.join("real-store-copy.db");
+    for ext in ["", "-wal", "-shm", "-ann"] {
+        let mut p = copy.as_os_str().to_owned();
+        p.push(ext);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    std::fs::copy(real, &copy).unwrap();
+    let n = SqliteStore::open_existing(&copy, true)
+        .unwrap()
+        .stats()
+        .unwrap()
+        .passages;
+    let build_s = ensure_index(&copy, Some(0));
+    bench_index(
+        &copy,
+        n,
+        &format!("real: {}", real.display()),
+        build_s,
+        args.index_queries,
+    )
 }
 
 // ------------------------------------------------------------------ timing helpers
@@ -890,26 +1069,21 @@ struct DupsResult {
     per_kind: Vec<(Kind, usize, usize)>,
     unplanted: usize,
     breakdown: Option<Vec<(String, f64)>>,
+    /// (threads, wall s, peak RSS MiB, runs)
+    by_threads: Vec<(usize, f64, f64, Vec<f64>)>,
+    /// `dups --exact`: (wall s, pairs, pairs the index run reported with the same kind)
+    versus_exact: Option<(f64, usize, usize)>,
 }
 
 fn kind_of(s: &str) -> Kind {
     s.parse().unwrap()
 }
 
-fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTimes) -> DupsResult {
-    let db = built.db.to_str().unwrap();
-    let out = args.dir.join(format!("dups-{n}.json"));
-    let (wall_s, rss_mib, walls) = run_child_median(
-        bin,
-        &["--db", db, "--quiet", "dups", "--json"],
-        &out,
-        args.dups_runs,
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let findings = v["findings"].as_array().unwrap();
-    // Findings are blocks of consecutive pairs: expand them to passage pairs.
-    let mut reported: HashMap<(i64, i64), Kind> = HashMap::new();
-    for f in findings {
+/// The passage pairs of a `dups --json` report, with their kind (findings
+/// are blocks of consecutive pairs).
+fn reported_pairs(v: &serde_json::Value) -> HashMap<(i64, i64), Kind> {
+    let mut reported = HashMap::new();
+    for f in v["findings"].as_array().unwrap() {
         let kind = kind_of(f["kind"].as_str().unwrap());
         let ids = |side: &str| -> Vec<i64> {
             f[side]["ids"]
@@ -925,6 +1099,53 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
             reported.insert((a.min(b), a.max(b)), kind);
         }
     }
+    reported
+}
+
+fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTimes) -> DupsResult {
+    let db = built.db.to_str().unwrap();
+    let out = args.dir.join(format!("dups-{n}.json"));
+    let mut by_threads = Vec::new();
+    for &t in &args.dups_threads {
+        let threads = t.to_string();
+        let (wall_s, rss_mib, walls) = run_child_median(
+            bin,
+            &[
+                "--db",
+                db,
+                "--quiet",
+                "--threads",
+                &threads,
+                "dups",
+                "--json",
+            ],
+            &out,
+            args.dups_runs,
+        );
+        eprintln!("[{n}] dups on {t} thread(s): {wall_s:.1} s, {rss_mib:.0} MiB");
+        by_threads.push((t, wall_s, rss_mib, walls));
+    }
+    let (_, wall_s, rss_mib, walls) = by_threads.last().cloned().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    let reported = reported_pairs(&v);
+    let versus_exact = args.dups_exact.then(|| {
+        let exact_out = args.dir.join(format!("dups-{n}-exact.json"));
+        let (wall, _, _) = run_child_median(
+            bin,
+            &["--db", db, "--quiet", "dups", "--exact", "--json"],
+            &exact_out,
+            1,
+        );
+        let e: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&exact_out).unwrap()).unwrap();
+        let exact = reported_pairs(&e);
+        let both = exact
+            .iter()
+            .filter(|(k, kind)| reported.get(k) == Some(kind))
+            .count();
+        (wall, exact.len(), both)
+    });
     let mut per_variant: Vec<(Variant, VariantScore)> = Variant::ALL
         .iter()
         .map(|&v| (v, VariantScore::default()))
@@ -978,6 +1199,8 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
         per_kind,
         unplanted,
         breakdown,
+        by_threads,
+        versus_exact,
     }
 }
 
@@ -1079,10 +1302,22 @@ fn main() {
 
     let mut sims = Vec::new();
     let mut dups = Vec::new();
+    let mut indexes = Vec::new();
     for &n in &args.sizes {
         let built = build_store(&args, &meta, n);
         if let Some(s) = built.build_s {
             eprintln!("[{n}] store built in {s:.1} s");
+        }
+        let index_s = ensure_index(&built.db, None);
+        if index_path(&built.db).exists() {
+            eprintln!("[{n}] index…");
+            indexes.push(bench_index(
+                &built.db,
+                n,
+                "synthetic",
+                index_s,
+                args.index_queries,
+            ));
         }
         if args.similar {
             eprintln!("[{n}] similar…");
@@ -1097,6 +1332,10 @@ fn main() {
             dups.push(d);
         }
         let _ = std::io::stderr().flush();
+    }
+    if let Some(real) = &args.real_store {
+        eprintln!("real store {}…", real.display());
+        indexes.push(bench_real_index(&args, real));
     }
 
     println!(
@@ -1115,6 +1354,24 @@ fn main() {
         args.cli_runs,
         args.dups_runs
     );
+    if !indexes.is_empty() {
+        println!("### Approximate index (HNSW, usearch, f16): build, size, `Store::nearest` (k = 10) vs exact\n");
+        println!("| passages | vectors | index build (s) | index file (MiB) | nearest, index (ms, median) | nearest, exact (ms, median) | recall@10 vs exact |");
+        println!("|---:|---|---:|---:|---:|---:|---:|");
+        for x in &indexes {
+            println!(
+                "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.4} |",
+                x.n,
+                x.label,
+                x.build_s.map_or("(cached)".into(), |b| format!("{b:.1}")),
+                x.index_mib,
+                x.approx_ms,
+                x.exact_ms,
+                x.recall10
+            );
+        }
+        println!();
+    }
     if !sims.is_empty() {
         println!("### Store\n");
         println!("| passages | build (library, s) | file size (MiB) | bytes / passage |");
@@ -1225,6 +1482,27 @@ fn main() {
                 d.unplanted,
                 fmt_walls(&d.walls)
             );
+        }
+        println!("\n### `dups --json` by thread count (`--threads`), and against `dups --exact`\n");
+        println!("| passages | threads | wall (s) | peak RSS (MiB) | runs (s) |");
+        println!("|---:|---:|---:|---:|---|");
+        for d in &dups {
+            for (t, w, r, runs) in &d.by_threads {
+                println!("| {} | {t} | {w:.2} | {r:.0} | {} |", d.n, fmt_walls(runs));
+            }
+        }
+        for d in &dups {
+            if let Some((wall, exact, both)) = d.versus_exact {
+                println!(
+                    "\n{} passages: `dups --exact` {wall:.1} s, {exact} pairs; the index run \
+                     reported {} pairs, {both} of them as the exact run did (recall vs exact {}, \
+                     precision vs exact {})",
+                    d.n,
+                    d.pairs,
+                    pct(both, exact),
+                    pct(both, d.pairs)
+                );
+            }
         }
         println!(
             "\n### `dups`: recall per planted variant (found with the planted kind / planted)\n"

@@ -124,3 +124,9 @@ pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
         ..proptest::test_runner::Config::default()
     }
 }
+
+/// Whether two vectors agree within what a compact store keeps: f16 holds
+/// a unit vector's components to within 2.5e-4.
+pub fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3)
+}

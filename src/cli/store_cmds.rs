@@ -102,6 +102,13 @@ impl Bar {
 const LARGE_FILE: usize = 1 << 20;
 
 impl Progress for Bar {
+    fn note(&mut self, msg: &str) {
+        match (&self.bar, &self.plain) {
+            (Some(b), _) => b.println(format!("pareil: {msg}")),
+            (None, Some(_)) => eprintln!("pareil: {msg}"),
+            _ => {}
+        }
+    }
     fn preparing(&mut self, path: &str, bytes: usize) {
         if bytes < LARGE_FILE {
             return;
@@ -272,6 +279,7 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
         doc_glob: a.doc.clone(),
         collapse: !a.no_collapse,
     };
+    engine.set_exact_search(a.exact);
     let found = engine.similar(&query, &opts)?;
     let (query, hits) = (found.query, found.results);
     if a.json {
@@ -398,7 +406,8 @@ fn csv_field(s: &str) -> String {
 }
 
 pub fn dups(g: &GlobalArgs, a: DupsArgs) -> Result<Outcome> {
-    let engine = open_engine(g, false, false)?;
+    let mut engine = open_engine(g, false, false)?;
+    engine.set_exact_search(a.exact);
     let mut thresholds = Thresholds::default();
     if let Some(v) = a.near {
         thresholds.near_jaccard = v;

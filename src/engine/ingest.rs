@@ -76,6 +76,8 @@ pub trait Progress {
     fn file_started(&mut self, _path: &str, _passages_to_embed: usize) {}
     fn embedded(&mut self, _n: usize) {}
     fn warn(&mut self, _msg: &str) {}
+    /// Long work other than embedding is starting (building the search index).
+    fn note(&mut self, _msg: &str) {}
 }
 
 /// Progress sink that ignores everything.
@@ -209,6 +211,7 @@ impl Engine {
         if opts.prune {
             report.removed = self.prune(&state.seen)?;
         }
+        self.store.maintain(&mut |msg| progress.note(msg))?;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }

@@ -197,7 +197,15 @@ impl Engine {
             self.store.remove_document(path)?;
         }
         self.store.vacuum_embeddings()?;
+        self.store.maintain(&mut |msg| tracing::info!("{msg}"))?;
         Ok(found)
+    }
+
+    /// Search exactly even where the store keeps an approximate index
+    /// (`--exact`): slower on large stores, and the reference the index is
+    /// measured against.
+    pub fn set_exact_search(&mut self, exact: bool) {
+        self.store.set_exact_search(exact);
     }
 }
 

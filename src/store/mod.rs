@@ -144,6 +144,16 @@ pub trait Store: Send {
     fn warm(&self) -> Result<()> {
         Ok(())
     }
+    /// Answer `nearest` and `neighbours` by exact search even where the
+    /// store keeps an approximate index (`--exact`). Optional.
+    fn set_exact_search(&mut self, _exact: bool) {}
+    /// Brings derived search structures (an approximate index) up to date
+    /// after a run of writes; the engine calls it at the end of ingest and
+    /// remove. Searches are complete without it, only slower. Optional.
+    /// `note` hears about long work (building an index) before it starts.
+    fn maintain(&mut self, _note: &mut dyn FnMut(&str)) -> Result<()> {
+        Ok(())
+    }
 
     /// Gives a passage stored as a duplicate reference (no chunks) its own
     /// chunks and vectors and clears its mark, in one transaction.

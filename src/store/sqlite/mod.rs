@@ -10,11 +10,15 @@
 //! a half-written document (each document is one transaction); a power cut may
 //! lose the last few committed documents, never corrupt the file.
 
+mod ann;
 mod read;
 mod schema;
+mod search;
 mod vectors;
 mod write;
 
+#[cfg(test)]
+mod ann_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,7 +35,8 @@ use crate::store::{
     PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 pub use schema::{APPLICATION_ID, OLDEST_SUPPORTED_VERSION, SCHEMA_VERSION};
-use vectors::VectorIndex;
+use search::Searcher;
+pub use search::{IndexUpkeep, ANN_MIN_CHUNKS};
 
 use crate::error::{Error, Result};
 use schema::FileKind;
@@ -50,9 +55,14 @@ pub struct SqliteStore {
     path: PathBuf,
     meta: StoreMeta,
     read_only: bool,
-    /// Every chunk vector, loaded on the first search and kept current by
-    /// this store's own writes.
-    vectors: OnceCell<VectorIndex>,
+    /// What answers searches (all vectors in memory, or the approximate
+    /// index and the exact tail), loaded on the first search and kept
+    /// current by this store's own writes.
+    search: OnceCell<Searcher>,
+    /// Search exactly even where an approximate index exists (`--exact`).
+    exact_search: bool,
+    /// Chunks from which `maintain_index` builds an index.
+    ann_min_chunks: usize,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -129,7 +139,9 @@ impl SqliteStore {
             path: path.to_path_buf(),
             meta: stored,
             read_only: false,
-            vectors: OnceCell::new(),
+            search: OnceCell::new(),
+            exact_search: false,
+            ann_min_chunks: ANN_MIN_CHUNKS,
         };
         store.check_meta(meta)?;
         Ok(store)
@@ -187,7 +199,9 @@ impl SqliteStore {
             path: path.to_path_buf(),
             meta,
             read_only,
-            vectors: OnceCell::new(),
+            search: OnceCell::new(),
+            exact_search: false,
+            ann_min_chunks: ANN_MIN_CHUNKS,
         })
     }
 
@@ -230,32 +244,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// The in-memory vectors, loaded on first use.
-    fn vector_index(&self) -> Result<&VectorIndex> {
-        if let Some(index) = self.vectors.get() {
-            return Ok(index);
-        }
-        let index = VectorIndex::new(self.load_vectors()?)?;
-        Ok(self.vectors.get_or_init(|| index))
-    }
-
-    /// Keeps loaded vectors current after `doc` was rewritten (`rewritten`)
-    /// or removed: its old rows die, its new rows are appended.
-    fn vectors_rewritten(&mut self, doc: DocumentId, rewritten: bool) -> Result<()> {
-        if self.vectors.get().is_none() {
-            return Ok(());
-        }
-        let added = if rewritten {
-            Some(self.vectors_of_document(doc)?)
-        } else {
-            None
-        };
-        let index = self.vectors.get_mut().expect("checked above");
-        index.forget_document(doc);
-        if let Some(set) = added {
-            index.append(set)?;
-        }
-        Ok(())
+    /// Sets the number of chunks from which `maintain_index` builds an
+    /// approximate index (default [`ANN_MIN_CHUNKS`]); tests and benchmarks
+    /// lower it to exercise the index on small stores.
+    pub fn set_ann_min_chunks(&mut self, chunks: usize) {
+        self.ann_min_chunks = chunks;
     }
 }
 
@@ -317,7 +310,7 @@ impl Store for SqliteStore {
         Ok(vectors::mean_unit(&self.vectors_of_passage(id)?))
     }
     fn nearest(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Neighbour>> {
-        self.vector_index()?.nearest(query, k, filter)
+        self.search_nearest(query, k, filter)
     }
     fn neighbours(
         &self,
@@ -325,10 +318,19 @@ impl Store for SqliteStore {
         k: usize,
         floor: f32,
     ) -> Result<Vec<Vec<Neighbour>>> {
-        self.vector_index()?.neighbours(passages, k, floor)
+        self.search_neighbours(passages, k, floor)
     }
     fn warm(&self) -> Result<()> {
-        self.vector_index().map(|_| ())
+        self.searcher().map(|_| ())
+    }
+    fn set_exact_search(&mut self, exact: bool) {
+        if exact != self.exact_search {
+            self.exact_search = exact;
+            self.search = OnceCell::new();
+        }
+    }
+    fn maintain(&mut self, note: &mut dyn FnMut(&str)) -> Result<()> {
+        self.maintain_index(note).map(|_| ())
     }
     fn add_chunks(
         &mut self,

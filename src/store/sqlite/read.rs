@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Row};
 use super::SqliteStore;
 use crate::error::{Error, Result};
 use crate::store::types::{
-    DedupRow, DocumentId, DocumentRow, PassageId, PassageRow, Stats, VectorSet,
+    ChunkId, DedupRow, DocumentId, DocumentRow, PassageId, PassageRow, Stats, VectorSet,
 };
 
 const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d.date, \
@@ -58,16 +58,38 @@ fn passage_row(r: &Row<'_>) -> rusqlite::Result<PassageRow> {
     })
 }
 
-/// Appends a little-endian f32 blob to `out`; `false` if its length is not
-/// `dim` floats (a damaged row).
-fn decode_into(blob: &[u8], dim: usize, out: &mut Vec<f32>) -> bool {
-    if blob.len() != dim * 4 {
+/// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one
+/// bound parameter however many ids.
+fn json_ids(ids: &[i64]) -> String {
+    let mut s = String::with_capacity(ids.len() * 8 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push(']');
+    s
+}
+
+/// Appends a stored vector to `out`: `dim` little-endian f16 values (format
+/// 3 on), or `dim` f32 values (rows written by format 1–2); `false` for any
+/// other length (a damaged row).
+pub(super) fn decode_into(blob: &[u8], dim: usize, out: &mut Vec<f32>) -> bool {
+    if blob.len() == dim * 2 {
+        out.extend(
+            blob.chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        );
+    } else if blob.len() == dim * 4 {
+        out.extend(
+            blob.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    } else {
         return false;
     }
-    out.extend(
-        blob.chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
     true
 }
 
@@ -155,7 +177,60 @@ impl SqliteStore {
         self.vectors_where("c.passage_id = ?1", [passage])
     }
 
+    /// The vectors of these chunks (those that still exist), in id order.
+    pub(super) fn vectors_of_chunks(&self, ids: &[ChunkId]) -> Result<VectorSet> {
+        self.vectors_where("c.id IN (SELECT value FROM json_each(?1))", [json_ids(ids)])
+    }
+
+    /// The vectors of these documents' chunks, in id order.
+    pub(super) fn vectors_of_documents(&self, docs: &[DocumentId]) -> Result<VectorSet> {
+        self.vectors_where(
+            "p.doc_id IN (SELECT value FROM json_each(?1))",
+            [json_ids(docs)],
+        )
+    }
+
+    /// Up to `limit` chunk vectors with ids above `after`, in id order: the
+    /// index is built in batches so memory stays bounded.
+    pub(super) fn vectors_after(&self, after: ChunkId, limit: usize) -> Result<VectorSet> {
+        self.vectors_limited("c.id > ?1", [after], Some(limit))
+    }
+
+    /// Every chunk as (chunk id, passage id, index in its passage), id order:
+    /// what the approximate index's keys mean, without the vectors.
+    pub(super) fn chunk_places(&self) -> Result<Vec<(ChunkId, PassageId, u32)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, passage_id, idx FROM chunks ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, uint(r, 2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Number of chunks with ids in `lo..=hi`.
+    pub(super) fn chunks_between(&self, lo: ChunkId, hi: ChunkId) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM chunks WHERE id BETWEEN ?1 AND ?2",
+            [lo, hi],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
     fn vectors_where<P: rusqlite::Params>(&self, condition: &str, params: P) -> Result<VectorSet> {
+        self.vectors_limited(condition, params, None)
+    }
+
+    fn vectors_limited<P: rusqlite::Params>(
+        &self,
+        condition: &str,
+        params: P,
+        limit: Option<usize>,
+    ) -> Result<VectorSet> {
+        let limit = limit
+            .map(|n| format!(" LIMIT {}", n.min(i64::MAX as usize)))
+            .unwrap_or_default();
         let dim = self.meta.dim;
         let mut set = VectorSet {
             dim,
@@ -164,7 +239,7 @@ impl SqliteStore {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT c.id, c.passage_id, p.doc_id, c.idx, e.vector FROM chunks c \
              JOIN passages p ON p.id = c.passage_id \
-             JOIN embeddings e ON e.id = c.emb_id WHERE {condition} ORDER BY c.id"
+             JOIN embeddings e ON e.id = c.emb_id WHERE {condition} ORDER BY c.id{limit}"
         ))?;
         let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {

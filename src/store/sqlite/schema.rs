@@ -23,7 +23,11 @@ pub const APPLICATION_ID: i32 = 0x5041_524C;
 /// History: 1 — first release. 2 — `meta.generation` (a counter every write
 /// transaction increments, so a derived index can tell it is stale) and an
 /// index on `documents(ingest_order)` (dedup reads passages in that order).
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3 — vectors written as f16 (half the size; older f32 rows stay readable:
+/// a blob's length says which) and `meta.store_id`, a random id that ties the
+/// approximate index file beside the store to this store and no copy of
+/// another.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The oldest format this build opens. Older stores are refused with a fix;
 /// stores from this version up to [`SCHEMA_VERSION`] are read as they are and
@@ -33,11 +37,17 @@ pub const OLDEST_SUPPORTED_VERSION: i64 = 1;
 /// Migration steps: the SQL that takes a store from version `to - 1` to `to`.
 /// Steps only add (tables, columns, indexes, meta keys), so a store still
 /// at an older supported version reads correctly without them.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    "CREATE INDEX IF NOT EXISTS documents_ingest_order ON documents(ingest_order);
-     INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');",
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        "CREATE INDEX IF NOT EXISTS documents_ingest_order ON documents(ingest_order);
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');",
+    ),
+    (
+        3,
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));",
+    ),
+];
 
 /// First 16 bytes of every SQLite 3 database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";

@@ -1,0 +1,291 @@
+//! The approximate nearest-neighbour index beside a SQLite store: an HNSW
+//! graph (usearch) over every chunk vector, keyed by chunk id, with f16
+//! vectors (the store's own precision), kept in one file next to the store
+//! (`<store>-ann`) and memory-mapped by readers.
+//!
+//! The index is derived data and is never trusted blindly:
+//! - its header names the store it was built from (`meta.store_id`), the
+//!   dimension and the last chunk id it covers; a header that does not match
+//!   makes the index absent (rebuilt by the next writer);
+//! - chunks written after it (ids above `covered`) are searched exactly by the
+//!   caller (the "tail"), so a store written by a process that did not update
+//!   the index still answers completely;
+//! - every candidate is looked up in the store again, so a chunk removed since
+//!   the index was written is dropped, not returned.
+//!
+//! The file is written whole to a temporary name and renamed, so a killed
+//! writer leaves the previous index (or none), never a torn one.
+//!
+//! Layout: [`HEADER_BYTES`] of header (magic, JSON, zero padding), then
+//! usearch's own serialisation, page-aligned so it can be viewed in place.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+use serde::{Deserialize, Serialize};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::error::{Error, Result};
+use crate::store::ChunkId;
+
+/// First bytes of an index file.
+const MAGIC: &[u8; 8] = b"PARLANN1";
+/// Room for the header; the usearch data starts here (page-aligned).
+const HEADER_BYTES: usize = 4096;
+/// Version of the header and of the settings below; another value is rebuilt.
+const FORMAT: u32 = 1;
+/// HNSW graph degree (usearch's default): ~130 bytes of graph per vector.
+const CONNECTIVITY: usize = 16;
+/// Candidate list size while inserting: graph quality, paid once at build.
+const EXPANSION_ADD: usize = 128;
+/// Candidate list size while searching; raised per query when more are asked.
+pub(super) const EXPANSION_SEARCH: usize = 96;
+
+/// What the header records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Header {
+    pub format: u32,
+    /// `meta.store_id` of the store the index was built from.
+    pub store_id: String,
+    pub dim: usize,
+    /// Highest chunk id the index covers; later chunks are the caller's tail.
+    pub covered: ChunkId,
+    /// Vectors added (live or since removed from the store).
+    pub vectors: usize,
+}
+
+/// An index file opened for searching (memory-mapped, read-only).
+pub(super) struct AnnIndex {
+    // Declared before the map it views, so it is dropped first.
+    index: Index,
+    _map: Option<Mmap>,
+    pub header: Header,
+}
+
+/// The index file that belongs to the store at `store`.
+pub(super) fn path_for(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push("-ann");
+    PathBuf::from(name)
+}
+
+fn options(dim: usize) -> IndexOptions {
+    IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::Cos,
+        quantization: ScalarKind::F16,
+        connectivity: CONNECTIVITY,
+        expansion_add: EXPANSION_ADD,
+        expansion_search: EXPANSION_SEARCH,
+        multi: false,
+    }
+}
+
+fn ann_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{what}: {e}\n  fix: delete this file; the next `pareil ingest` rebuilds it"
+        ),
+    }
+}
+
+/// Room for `capacity` vectors, and a search/insert context per rayon thread.
+fn reserve(index: &Index, path: &Path, capacity: usize) -> Result<()> {
+    let threads = rayon::current_num_threads().max(1);
+    index
+        .reserve_capacity_and_threads(capacity.max(16), threads)
+        .map_err(|e| ann_error(path, "reserving room for the approximate index failed", e))
+}
+
+fn read_header(bytes: &[u8]) -> Option<Header> {
+    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().ok()?) as usize;
+    serde_json::from_slice(bytes.get(12..12 + len)?).ok()
+}
+
+impl AnnIndex {
+    /// Opens the index at `path` when it exists and was built from the store
+    /// `store_id` with `dim` dimensions; `None` otherwise (missing, another
+    /// store's, another format, damaged), so the caller searches exactly or
+    /// rebuilds. Only I/O errors other than "not found" are errors.
+    pub(super) fn open(path: &Path, store_id: &str, dim: usize) -> Result<Option<AnnIndex>> {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        // SAFETY: the file is only ever replaced by rename, never written in
+        // place, so the mapped bytes do not change under us.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let Some(header) = read_header(&map) else {
+            tracing::warn!(path = %path.display(), "approximate index not readable; ignored");
+            return Ok(None);
+        };
+        if header.format != FORMAT || header.store_id != store_id || header.dim != dim {
+            tracing::info!(path = %path.display(), "approximate index of another store or format; ignored");
+            return Ok(None);
+        }
+        let index = Index::new(&options(dim)).map_err(|e| ann_error(path, "usearch", e))?;
+        // SAFETY: the view borrows `map`, which `AnnIndex` keeps alive and
+        // drops after the index (field order).
+        if let Err(e) = unsafe { index.view_from_buffer(&map[HEADER_BYTES..]) } {
+            tracing::warn!(path = %path.display(), error = %e, "approximate index damaged; ignored");
+            return Ok(None);
+        }
+        if index.dimensions() != dim {
+            return Ok(None);
+        }
+        index.change_expansion_search(EXPANSION_SEARCH);
+        Ok(Some(AnnIndex {
+            index,
+            _map: Some(map),
+            header,
+        }))
+    }
+
+    /// Vectors in the graph (including chunks removed from the store since).
+    pub(super) fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    /// The `count` chunks nearest to `query` (a unit vector), best first, as
+    /// (chunk id, cosine computed on the index's f16 vectors).
+    pub(super) fn search(&self, query: &[f32], count: usize) -> Result<Vec<(ChunkId, f32)>> {
+        if count == 0 || self.len() == 0 {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .index
+            .search(query, count)
+            .map_err(|e| ann_error(Path::new("<index>"), "search failed", e))?;
+        Ok(found
+            .keys
+            .iter()
+            .zip(&found.distances)
+            .map(|(&k, &d)| (k as ChunkId, 1.0 - d))
+            .collect())
+    }
+
+    /// The index's copy of a chunk's vector (f16 widened), `None` when absent.
+    pub(super) fn vector(&self, chunk: ChunkId, dim: usize) -> Option<Vec<f32>> {
+        let mut v = vec![0f32; dim];
+        match self.index.get(chunk as u64, &mut v) {
+            Ok(n) if n > 0 => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Builds or extends an index in memory, then writes it.
+pub(super) struct Builder {
+    index: Index,
+    header: Header,
+    /// Where it will be written (for messages).
+    path: PathBuf,
+}
+
+impl Builder {
+    /// An empty index for the store `store_id`, to be written to `path`.
+    pub(super) fn new(path: &Path, store_id: &str, dim: usize, capacity: usize) -> Result<Builder> {
+        let index = Index::new(&options(dim)).map_err(|e| ann_error(path, "usearch", e))?;
+        reserve(&index, path, capacity)?;
+        Ok(Builder {
+            index,
+            path: path.to_path_buf(),
+            header: Header {
+                format: FORMAT,
+                store_id: store_id.to_string(),
+                dim,
+                covered: 0,
+                vectors: 0,
+            },
+        })
+    }
+
+    /// The index at `path`, loaded into memory to be extended by `extra`
+    /// more vectors.
+    pub(super) fn load(path: &Path, header: Header, extra: usize) -> Result<Builder> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: see `AnnIndex::open`; the bytes are copied by `load`.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let index = Index::new(&options(header.dim)).map_err(|e| ann_error(path, "usearch", e))?;
+        index
+            .load_from_buffer(&map[HEADER_BYTES..])
+            .map_err(|e| ann_error(path, "approximate index unreadable", e))?;
+        reserve(&index, path, index.size() + extra)?;
+        Ok(Builder {
+            index,
+            header,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Adds chunks, in parallel; `ids` ascending and above what is covered.
+    pub(super) fn add(&mut self, ids: &[ChunkId], data: &[f32]) -> Result<()> {
+        use rayon::prelude::*;
+        let dim = self.header.dim;
+        let needed = self.index.size() + ids.len();
+        if needed > self.index.capacity() {
+            reserve(
+                &self.index,
+                &self.path,
+                needed.max(2 * self.index.capacity()),
+            )?;
+        }
+        ids.par_iter()
+            .zip(data.par_chunks_exact(dim))
+            .try_for_each(|(&id, v)| self.index.add(id as u64, v))
+            .map_err(|e| ann_error(&self.path, "adding a vector failed", e))?;
+        if let Some(&last) = ids.last() {
+            self.header.covered = self.header.covered.max(last);
+        }
+        self.header.vectors += ids.len();
+        Ok(())
+    }
+
+    /// Writes the index atomically (temporary file, then rename).
+    pub(super) fn save(self) -> Result<()> {
+        let path = self.path.as_path();
+        let tmp = {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".tmp");
+            PathBuf::from(name)
+        };
+        let body = self.index.serialized_length();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.set_len((HEADER_BYTES + body) as u64)
+            .map_err(|e| Error::io(&tmp, e))?;
+        // SAFETY: a file we just created and nobody else maps.
+        let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(&tmp, e))?;
+        let json = serde_json::to_vec(&self.header).expect("header serialises");
+        assert!(
+            12 + json.len() <= HEADER_BYTES,
+            "index header fits its room"
+        );
+        map[..8].copy_from_slice(MAGIC);
+        map[8..12].copy_from_slice(&(json.len() as u32).to_le_bytes());
+        map[12..12 + json.len()].copy_from_slice(&json);
+        self.index
+            .save_to_buffer(&mut map[HEADER_BYTES..])
+            .map_err(|e| ann_error(&tmp, "writing the approximate index failed", e))?;
+        map.flush().map_err(|e| Error::io(&tmp, e))?;
+        drop(map);
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        Ok(())
+    }
+
+    pub(super) fn header(&self) -> &Header {
+        &self.header
+    }
+}

@@ -1,0 +1,249 @@
+//! The approximate index beside a SQLite store: it answers like exact
+//! search, and a stale, foreign, damaged or half-written index file is never
+//! trusted (searches stay complete and correct; the next writer rebuilds).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tempfile::TempDir;
+
+use super::ann;
+use super::search::{IndexUpkeep, Searcher};
+use super::SqliteStore;
+use crate::store::{Filter, PassageId, Store};
+use crate::test_support::{self, Rng};
+
+const DIM: usize = 32;
+const PER_DOC: usize = 50;
+
+/// A store of `docs` documents of `PER_DOC` passages with clustered random
+/// vectors (a few hundred topics, like real text), indexed from 100 chunks.
+fn store_with(dir: &TempDir, name: &str, docs: usize, seed: u64) -> SqliteStore {
+    let mut s =
+        SqliteStore::create_or_open(dir.path().join(name), &test_support::meta(DIM)).unwrap();
+    s.set_ann_min_chunks(100);
+    let mut rng = Rng::new(seed);
+    let centres: Vec<Vec<f32>> = (0..200).map(|_| rng.unit_vector(DIM)).collect();
+    for d in 0..docs {
+        add_doc(&mut s, &format!("doc{d}.txt"), &centres, &mut rng);
+    }
+    s
+}
+
+fn add_doc(s: &mut SqliteStore, path: &str, centres: &[Vec<f32>], rng: &mut Rng) {
+    let texts: Vec<String> = (0..PER_DOC)
+        .map(|i| format!("{path} passage {i}"))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut vectors = std::collections::HashMap::new();
+    for t in &texts {
+        let c = &centres[(rng.next_u64() % centres.len() as u64) as usize];
+        let v: Vec<f32> = c.iter().map(|x| x + 0.6 * rng.next_f32()).collect();
+        vectors.insert(t.clone(), test_support::unit(v));
+    }
+    let doc = test_support::document(path, &refs, &HashSet::new(), |t| vectors[t].clone());
+    s.replace_document(&doc).unwrap();
+}
+
+fn uses_index(s: &SqliteStore) -> bool {
+    matches!(s.searcher().unwrap(), Searcher::Approx { .. })
+}
+
+fn ids(hits: &[crate::store::Neighbour]) -> Vec<PassageId> {
+    hits.iter().map(|n| n.passage).collect()
+}
+
+/// Exact and indexed answers to `queries`: recall@10 of the index.
+fn recall_at_10(s: &mut SqliteStore, queries: &[Vec<f32>]) -> f64 {
+    s.set_exact_search(true);
+    let exact: Vec<Vec<PassageId>> = queries
+        .iter()
+        .map(|q| ids(&s.nearest(q, 10, &Filter::default()).unwrap()))
+        .collect();
+    s.set_exact_search(false);
+    assert!(uses_index(s));
+    let mut found = 0;
+    for (q, want) in queries.iter().zip(&exact) {
+        let got: HashSet<PassageId> = ids(&s.nearest(q, 10, &Filter::default()).unwrap())
+            .into_iter()
+            .collect();
+        found += want.iter().filter(|p| got.contains(p)).count();
+    }
+    found as f64 / (10 * queries.len()) as f64
+}
+
+fn queries(n: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(77);
+    (0..n).map(|_| rng.unit_vector(DIM)).collect()
+}
+
+#[test]
+fn index_answers_like_exact_search() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "a.db", 60, 1);
+    assert!(!uses_index(&s), "no index before maintain");
+    assert_eq!(s.maintain_index(&mut |_| {}).unwrap(), IndexUpkeep::Built);
+    assert!(ann::path_for(s.path()).exists());
+    let recall = recall_at_10(&mut s, &queries(50));
+    assert!(recall >= 0.98, "recall@10 {recall}");
+    // Scores are re-computed from the stored vectors: the same as exact.
+    let q = &queries(1)[0];
+    let approx = s.nearest(q, 3, &Filter::default()).unwrap();
+    s.set_exact_search(true);
+    let exact = s.nearest(q, 3, &Filter::default()).unwrap();
+    assert_eq!(ids(&approx), ids(&exact));
+    assert!(approx
+        .iter()
+        .zip(&exact)
+        .all(|(a, e)| (a.score - e.score).abs() < 1e-5));
+
+    // The k-NN graph for dups: each passage's neighbours as exact search finds them.
+    let all: Vec<PassageId> = s
+        .dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect();
+    let exact = s.neighbours(&all, 5, 0.3).unwrap();
+    s.set_exact_search(false);
+    let approx = s.neighbours(&all, 5, 0.3).unwrap();
+    let (mut hit, mut total) = (0, 0);
+    for (e, a) in exact.iter().zip(&approx) {
+        let a: HashSet<PassageId> = ids(a).into_iter().collect();
+        total += e.len();
+        hit += e.iter().filter(|n| a.contains(&n.passage)).count();
+    }
+    assert!(hit as f64 >= 0.98 * total as f64, "{hit} of {total}");
+}
+
+#[test]
+fn writes_after_the_index_are_searched_and_removals_dropped() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "a.db", 10, 2);
+    s.maintain_index(&mut |_| {}).unwrap();
+    // Written after the index, without maintaining it (another process, or a
+    // run killed before its upkeep): the tail.
+    let mut rng = Rng::new(9);
+    let centres: Vec<Vec<f32>> = (0..5).map(|_| rng.unit_vector(DIM)).collect();
+    add_doc(&mut s, "late.txt", &centres, &mut rng);
+    s.remove_document("doc3.txt").unwrap();
+    let late = s
+        .passages_of(s.document_by_path("late.txt").unwrap().unwrap().id)
+        .unwrap();
+    let path = s.path().to_path_buf();
+    drop(s);
+    let s = SqliteStore::open_existing(&path, true).unwrap();
+    assert!(uses_index(&s));
+    let v = s.passage_vector(late[7].id).unwrap().unwrap();
+    let hits = s.nearest(&v, 10, &Filter::default()).unwrap();
+    assert_eq!(
+        hits[0].passage, late[7].id,
+        "a passage written after the index is found"
+    );
+    let removed: HashSet<String> = (0..PER_DOC)
+        .map(|i| format!("doc3.txt passage {i}"))
+        .collect();
+    let all: Vec<PassageId> = s
+        .dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect();
+    let found: HashSet<PassageId> = s
+        .neighbours(&all, 10, -1.0)
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .map(|n| n.passage)
+        .chain(ids(&s.nearest(&v, 500, &Filter::default()).unwrap()))
+        .collect();
+    let found: Vec<PassageId> = found.into_iter().collect();
+    let texts = s.passages_by_ids(&found).unwrap();
+    assert_eq!(texts.len(), found.len(), "every passage returned exists");
+    assert!(texts.iter().all(|p| !removed.contains(&p.text)));
+}
+
+#[test]
+fn maintain_folds_a_grown_tail_and_rebuilds_after_removals() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "a.db", 4, 3);
+    s.maintain_index(&mut |_| {}).unwrap();
+    assert_eq!(
+        s.maintain_index(&mut |_| {}).unwrap(),
+        IndexUpkeep::Unchanged
+    );
+    let mut rng = Rng::new(4);
+    let centres = vec![rng.unit_vector(DIM)];
+    for d in 0..50 {
+        add_doc(&mut s, &format!("more{d}.txt"), &centres, &mut rng);
+    }
+    let mut notes = Vec::new();
+    let upkeep = s
+        .maintain_index(&mut |m| notes.push(m.to_string()))
+        .unwrap();
+    assert_eq!(upkeep, IndexUpkeep::Extended);
+    assert!(notes[0].contains("adding 2500 vectors"), "{notes:?}");
+    for d in 0..50 {
+        s.remove_document(&format!("more{d}.txt")).unwrap();
+    }
+    assert_eq!(s.maintain_index(&mut |_| {}).unwrap(), IndexUpkeep::Built);
+    assert!(uses_index(&s));
+}
+
+/// Opens `db` after replacing its index file with `bytes`.
+fn with_index_bytes(db: &Path, bytes: &[u8]) -> SqliteStore {
+    std::fs::write(ann::path_for(db), bytes).unwrap();
+    let mut s = SqliteStore::open_existing(db, false).unwrap();
+    s.set_ann_min_chunks(100);
+    s
+}
+
+#[test]
+fn foreign_damaged_or_torn_index_files_are_ignored_then_rebuilt() {
+    let dir = TempDir::new().unwrap();
+    let mut a = store_with(&dir, "a.db", 4, 5);
+    a.maintain_index(&mut |_| {}).unwrap();
+    let a_index = std::fs::read(ann::path_for(a.path())).unwrap();
+    let b = store_with(&dir, "b.db", 4, 6);
+    let b_path = b.path().to_path_buf();
+    drop(b);
+    let q = &queries(1)[0];
+    for bytes in [
+        a_index.clone(),                       // another store's index
+        a_index[..a_index.len() / 2].to_vec(), // cut short
+        b"PARLANN1 garbage".to_vec(),          // a header and nothing else
+        vec![0u8; 10_000],                     // not an index at all
+    ] {
+        let mut b = with_index_bytes(&b_path, &bytes);
+        assert!(!uses_index(&b), "an untrusted index is not used");
+        let exact = b.nearest(q, 5, &Filter::default()).unwrap();
+        assert_eq!(b.maintain_index(&mut |_| {}).unwrap(), IndexUpkeep::Built);
+        assert!(uses_index(&b));
+        assert_eq!(
+            ids(&b.nearest(q, 5, &Filter::default()).unwrap()),
+            ids(&exact)
+        );
+    }
+    // A temporary file left by a killed build is neither read nor in the way.
+    let mut tmp = ann::path_for(&b_path).into_os_string();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, b"half written").unwrap();
+    std::fs::remove_file(ann::path_for(&b_path)).unwrap();
+    let mut b = SqliteStore::open_existing(&b_path, false).unwrap();
+    b.set_ann_min_chunks(100);
+    assert!(!uses_index(&b));
+    assert_eq!(b.maintain_index(&mut |_| {}).unwrap(), IndexUpkeep::Built);
+    assert!(uses_index(&b));
+}
+
+#[test]
+fn small_stores_build_no_index() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "a.db", 1, 8);
+    s.set_ann_min_chunks(super::ANN_MIN_CHUNKS);
+    assert_eq!(
+        s.maintain_index(&mut |_| {}).unwrap(),
+        IndexUpkeep::Unchanged
+    );
+    assert!(!ann::path_for(s.path()).exists());
+}

@@ -1,0 +1,353 @@
+//! How the SQLite store answers `nearest` and `neighbours`, and keeps the
+//! approximate index beside it current.
+//!
+//! - Below [`SqliteStore::ann_min_chunks`] chunks (a measured crossover, see
+//!   BENCHMARKS.md), with no index file, or when exact search is asked for:
+//!   every vector in memory, exact (`vectors.rs`).
+//! - Otherwise: the memory-mapped HNSW index (`ann.rs`) for the chunks it
+//!   covers, plus exact search over the chunks written after it (the tail);
+//!   `nearest` re-scores every candidate with the vector stored in SQLite (a
+//!   chunk removed since the index was written is dropped there), and
+//!   `neighbours` (the k-NN graph behind `dups`) takes the index's cosines,
+//!   which are computed on the same f16 values the store holds.
+//!
+//! [`SqliteStore::maintain_index`] is the only writer of the index: run by
+//! the engine after ingest and remove, it builds the index once the store is
+//! large enough, folds a grown tail into it, and rebuilds it when too many of
+//! its vectors belong to removed chunks.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::ann::{self, AnnIndex, Builder};
+use super::vectors::VectorIndex;
+use super::SqliteStore;
+use crate::error::Result;
+use crate::store::{ChunkId, DocumentId, Filter, Neighbour, PassageId};
+
+/// Chunks below which the store searches exactly and builds no index: exact
+/// search over this many vectors costs less than opening an index (measured
+/// in BENCHMARKS.md, "crossover").
+pub const ANN_MIN_CHUNKS: usize = 20_000;
+/// A tail longer than this share of the index (and than `TAIL_MIN`) is
+/// folded into the index by the next `maintain_index`.
+const TAIL_SHARE: usize = 50; // 1/50 = 2 %
+const TAIL_MIN: usize = 2_000;
+/// The index is rebuilt when more than this share of its vectors belong to
+/// removed chunks (they cost search time and are dropped at re-scoring).
+const DEAD_SHARE: usize = 4; // 1/4 = 25 %
+/// Chunks read from SQLite per batch while building the index.
+const BUILD_BATCH: usize = 20_000;
+
+/// What answers searches for one open store.
+pub(super) enum Searcher {
+    /// Every vector in memory.
+    Exact(VectorIndex),
+    /// The index for chunks up to its `covered` id, exact search over the rest.
+    Approx { ann: AnnIndex, tail: VectorIndex },
+}
+
+impl SqliteStore {
+    /// The searcher, chosen and loaded on first use.
+    pub(super) fn searcher(&self) -> Result<&Searcher> {
+        if let Some(s) = self.search.get() {
+            return Ok(s);
+        }
+        let searcher = match self.open_index()? {
+            Some(ann) if !self.exact_search => {
+                let tail = VectorIndex::new(self.vectors_after(ann.header.covered, usize::MAX)?)?;
+                Searcher::Approx { ann, tail }
+            }
+            _ => Searcher::Exact(VectorIndex::new(self.load_vectors()?)?),
+        };
+        Ok(self.search.get_or_init(|| searcher))
+    }
+
+    fn store_id(&self) -> Result<Option<String>> {
+        use crate::store::Store;
+        self.meta_value("store_id")
+    }
+
+    fn open_index(&self) -> Result<Option<AnnIndex>> {
+        let Some(id) = self.store_id()? else {
+            return Ok(None);
+        };
+        AnnIndex::open(&ann::path_for(&self.path), &id, self.meta.dim)
+    }
+
+    /// Keeps a loaded searcher current after `doc` was rewritten or removed:
+    /// its old rows die (in the index they are dropped at re-scoring), its
+    /// new rows join the exact part.
+    pub(super) fn searcher_rewritten(&mut self, doc: DocumentId, rewritten: bool) -> Result<()> {
+        if self.search.get().is_none() {
+            return Ok(());
+        }
+        let added = if rewritten {
+            Some(self.vectors_of_document(doc)?)
+        } else {
+            None
+        };
+        let (Searcher::Exact(exact) | Searcher::Approx { tail: exact, .. }) =
+            self.search.get_mut().expect("checked above");
+        exact.forget_document(doc);
+        if let Some(set) = added {
+            exact.append(set)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a loaded searcher current after `passage` got its own chunks.
+    pub(super) fn searcher_added(&mut self, passage: PassageId) -> Result<()> {
+        if self.search.get().is_none() {
+            return Ok(());
+        }
+        let set = self.vectors_of_passage(passage)?;
+        match self.search.get_mut().expect("checked above") {
+            Searcher::Exact(v) | Searcher::Approx { tail: v, .. } => v.append(set),
+        }
+    }
+
+    pub(super) fn search_nearest(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Neighbour>> {
+        match self.searcher()? {
+            Searcher::Exact(v) => v.nearest(query, k, filter),
+            Searcher::Approx { ann, tail } => {
+                if let Some(docs) = &filter.only_documents {
+                    // A handful of documents: their vectors, exactly.
+                    let docs: Vec<DocumentId> = docs.iter().copied().collect();
+                    return VectorIndex::new(self.vectors_of_documents(&docs)?)?
+                        .nearest(query, k, filter);
+                }
+                let mut hits = self.approx_nearest(ann, query, k, filter)?;
+                hits.extend(tail.nearest(query, k, filter)?);
+                keep_best(&mut hits, k);
+                Ok(hits)
+            }
+        }
+    }
+
+    /// The index's candidates, re-scored with the stored vectors, widened
+    /// until `k` pass the filter or the index has no more to give.
+    fn approx_nearest(
+        &self,
+        ann: &AnnIndex,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Neighbour>> {
+        let mut want = (k + filter.exclude_passages.len()).max(10) * 4;
+        loop {
+            let found = ann.search(query, want)?;
+            let ids: Vec<ChunkId> = found.iter().map(|&(id, _)| id).collect();
+            let rescored =
+                VectorIndex::new(self.vectors_of_chunks(&ids)?)?.nearest(query, k, filter)?;
+            let exhausted = found.len() < want || want >= ann.len();
+            let below_floor = filter
+                .min_score
+                .is_some_and(|m| found.last().is_some_and(|&(_, s)| s < m - 0.01));
+            if rescored.len() >= k || exhausted || below_floor {
+                return Ok(rescored);
+            }
+            want *= 4;
+        }
+    }
+
+    pub(super) fn search_neighbours(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        match self.searcher()? {
+            Searcher::Exact(v) => v.neighbours(passages, k, floor),
+            Searcher::Approx { ann, tail } => self.approx_neighbours(ann, tail, passages, k, floor),
+        }
+    }
+
+    /// The k-NN graph for `passages`: each chunk's nearest chunks from the
+    /// index and from the tail, the best chunk pair per passage pair.
+    fn approx_neighbours(
+        &self,
+        ann: &AnnIndex,
+        tail: &VectorIndex,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let places = self.chunk_places()?;
+        let mut chunks_of: HashMap<PassageId, Vec<ChunkId>> = HashMap::new();
+        let mut place_of: HashMap<ChunkId, (PassageId, u32)> = HashMap::with_capacity(places.len());
+        for &(chunk, passage, idx) in &places {
+            chunks_of.entry(passage).or_default().push(chunk);
+            place_of.insert(chunk, (passage, idx));
+        }
+        drop(places);
+        let covered = ann.header.covered;
+        let dim = self.meta.dim;
+        // Query vectors the index does not hold (tail chunks) come from SQLite.
+        let tail_ids: Vec<ChunkId> = passages
+            .iter()
+            .flat_map(|p| chunks_of.get(p).into_iter().flatten())
+            .copied()
+            .filter(|&c| c > covered)
+            .collect();
+        let tail_set = self.vectors_of_chunks(&tail_ids)?;
+        let tail_vectors: HashMap<ChunkId, &[f32]> = tail_set
+            .chunk_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, tail_set.row(i)))
+            .collect();
+        passages
+            .par_iter()
+            .map(|&p| {
+                let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
+                let own = chunks_of.get(&p).map(Vec::as_slice).unwrap_or(&[]);
+                for &c in own {
+                    let query = match tail_vectors.get(&c) {
+                        Some(v) => v.to_vec(),
+                        None => match ann.vector(c, dim) {
+                            Some(v) => v,
+                            None => continue,
+                        },
+                    };
+                    // Twice k chunks, plus the passage's own, so a windowed
+                    // neighbour's several chunks cannot crowd out others.
+                    for (other, score) in ann.search(&query, 2 * k + own.len())? {
+                        if score < floor {
+                            continue;
+                        }
+                        let Some(&(q, idx)) = place_of.get(&other) else {
+                            continue; // removed since the index was written
+                        };
+                        if q != p {
+                            offer(&mut best, q, score, idx as usize);
+                        }
+                    }
+                    let not_me = Filter {
+                        exclude_passages: [p].into_iter().collect(),
+                        min_score: Some(floor),
+                        ..Filter::default()
+                    };
+                    for n in tail.nearest(&query, k, &not_me)? {
+                        offer(&mut best, n.passage, n.score, n.chunk);
+                    }
+                }
+                let mut list: Vec<Neighbour> = best.into_values().collect();
+                keep_best(&mut list, k);
+                Ok(list)
+            })
+            .collect()
+    }
+
+    /// Brings the index beside the store up to date (see the module doc).
+    /// Returns what it did, for messages.
+    pub(super) fn maintain_index(&mut self, note: &mut dyn FnMut(&str)) -> Result<IndexUpkeep> {
+        if self.read_only {
+            return Ok(IndexUpkeep::Unchanged);
+        }
+        let Some(store_id) = self.store_id()? else {
+            return Ok(IndexUpkeep::Unchanged);
+        };
+        let path = ann::path_for(&self.path);
+        let last = self.last_chunk_id()?;
+        let upkeep = match AnnIndex::open(&path, &store_id, self.meta.dim)? {
+            None => {
+                let chunks = self.chunks_between(0, last)?;
+                if chunks < self.ann_min_chunks {
+                    return Ok(IndexUpkeep::Unchanged);
+                }
+                note(&format!(
+                    "building the approximate search index over {chunks} vectors (once; \
+                     later runs add to it)"
+                ));
+                self.build_index(Builder::new(&path, &store_id, self.meta.dim, chunks)?)?;
+                IndexUpkeep::Built
+            }
+            Some(ann) => {
+                let (size, header) = (ann.len(), ann.header.clone());
+                drop(ann);
+                let live = self.chunks_between(0, header.covered)?;
+                let tail = self.chunks_between(header.covered + 1, last)?;
+                if size.saturating_sub(live) * DEAD_SHARE > size {
+                    note(&format!(
+                        "rebuilding the approximate search index ({} of its {size} vectors \
+                         were removed)",
+                        size - live
+                    ));
+                    self.build_index(Builder::new(&path, &store_id, self.meta.dim, live + tail)?)?;
+                    IndexUpkeep::Built
+                } else if tail > TAIL_MIN.max(size / TAIL_SHARE) {
+                    note(&format!(
+                        "adding {tail} vectors to the approximate search index"
+                    ));
+                    self.build_index(Builder::load(&path, header, tail)?)?;
+                    IndexUpkeep::Extended
+                } else {
+                    return Ok(IndexUpkeep::Unchanged);
+                }
+            }
+        };
+        // The next search opens the new file.
+        self.search = Default::default();
+        Ok(upkeep)
+    }
+
+    /// Adds every chunk after the builder's `covered` id, batch by batch, and
+    /// writes the index.
+    fn build_index(&self, mut builder: Builder) -> Result<()> {
+        let _span = tracing::info_span!("build_index").entered();
+        loop {
+            let batch = self.vectors_after(builder.header().covered, BUILD_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            builder.add(&batch.chunk_ids, &batch.data)?;
+        }
+        builder.save()
+    }
+
+    fn last_chunk_id(&self) -> Result<ChunkId> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM chunks", [], |r| r.get(0))?)
+    }
+}
+
+/// What [`SqliteStore::maintain_index`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexUpkeep {
+    Unchanged,
+    /// Built from every stored vector.
+    Built,
+    /// The chunks written since were added.
+    Extended,
+}
+
+fn offer(best: &mut HashMap<PassageId, Neighbour>, passage: PassageId, score: f32, chunk: usize) {
+    let n = Neighbour {
+        passage,
+        score,
+        chunk,
+    };
+    best.entry(passage)
+        .and_modify(|b| {
+            if score > b.score {
+                *b = n
+            }
+        })
+        .or_insert(n);
+}
+
+/// Keeps the `k` best, best first, one entry per passage, ties by lower id.
+fn keep_best(list: &mut Vec<Neighbour>, k: usize) {
+    list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|n| seen.insert(n.passage));
+    list.truncate(k);
+}
