@@ -395,3 +395,64 @@ fn store_on_proc_is_refused_with_the_cause() {
         "{err}"
     );
 }
+
+/// A folder of small files is embedded in batches across files, not one
+/// model call per file, and the vectors are the ones a file-by-file ingest
+/// stores (seen through the `embed` spans and `similar` scores).
+#[test]
+fn small_files_share_model_batches() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path().join("many")).unwrap();
+    for i in 0..60 {
+        s.write(
+            &format!("many/f{i:02}.txt"),
+            &format!(
+                "texte numéro {i} sur un sujet\n\nsecond paragraphe {}\n",
+                i % 7
+            ),
+        );
+    }
+    let out = pareil_command(s.path())
+        .env("PAREIL_MODEL", &s.model)
+        .env("PAREIL_LOG", "pareil=info")
+        .args(["--db", "batched.db", "ingest", "--json", "many"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["documents_written"], 60);
+    // 60 + 7 distinct paragraphs, each embedded once.
+    assert_eq!(report["chunks_embedded"], 67, "{report}");
+    assert_eq!(report["chunks_reused"], 53, "{report}");
+    let log = stderr(&out);
+    let embeds = log
+        .lines()
+        .filter(|l| l.contains("embed{") && l.contains("close"))
+        .count();
+    assert!(
+        (1..=2).contains(&embeds),
+        "{embeds} model calls for 60 files:\n{log}"
+    );
+    // File by file: the same vectors.
+    for i in [0, 31, 59] {
+        let f = format!("many/f{i:02}.txt");
+        s.json(&["--db", "single.db", "ingest", "--json", &f]);
+    }
+    use pareil::store::{SqliteStore, Store};
+    let vector = |db: &str, file: &str, line: usize| {
+        let store = SqliteStore::open_existing(s.path().join(db), true).unwrap();
+        let p = store.passage_at(file, line).unwrap().unwrap();
+        store.passage_vector(p.id).unwrap().unwrap()
+    };
+    for (file, line) in [
+        ("many/f00.txt", 1),
+        ("many/f31.txt", 3),
+        ("many/f59.txt", 1),
+    ] {
+        let (a, b) = (
+            vector("batched.db", file, line),
+            vector("single.db", file, line),
+        );
+        assert!(crate::util::cosine(&a, &b) > 0.99999, "{file}:{line}");
+    }
+}

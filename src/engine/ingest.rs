@@ -10,7 +10,7 @@
 //! not reload the store. Skip and fail act on lexical duplicates only;
 //! semantic ones are found once after the run's writes and reported.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -141,6 +141,18 @@ enum Canonical {
     SameDocument(usize),
 }
 
+/// Tokens of missing chunks to gather across documents before embedding
+/// them together: a few of the embedder's token-budget batches.
+const AHEAD_TOKENS: usize = 16_384;
+/// At most this many documents read ahead (bounds memory on tiny files).
+const AHEAD_DOCS: usize = 512;
+
+/// Chunks a document still needs embedded.
+struct Missing {
+    keys: Vec<String>,
+    tokens: usize,
+}
+
 /// What one ingest run keeps between documents.
 struct RunState {
     meta: StoreMeta,
@@ -174,29 +186,44 @@ impl Engine {
         };
         let sources = resolve_inputs(inputs, opts)?;
         progress.files(sources.len());
-        for (name, source) in sources {
-            report.documents += 1;
-            state.seen.insert(name.clone());
-            let read = {
-                let _span = tracing::info_span!("read", path = %name).entered();
-                read_source(source)
+        let mut sources = sources.into_iter();
+        let mut ahead: VecDeque<PreparedDocument> = VecDeque::new();
+        loop {
+            let mut doc = match ahead.pop_front() {
+                Some(doc) => doc,
+                None => match self.next_prepared(
+                    &mut sources,
+                    opts,
+                    &mut state,
+                    progress,
+                    &mut report,
+                )? {
+                    Some(doc) => doc,
+                    None => break,
+                },
             };
-            let (bytes, mtime) = match read {
-                Ok(read) => read,
-                Err(e) => {
-                    skip(&mut report, progress, name, e);
-                    continue;
+            if opts.on_duplicate == OnDuplicate::Report && !doc.embedded {
+                self.embed_ahead(
+                    &mut doc,
+                    &mut ahead,
+                    &mut sources,
+                    opts,
+                    &mut state,
+                    progress,
+                    &mut report,
+                )?;
+            }
+            match opts.on_duplicate {
+                OnDuplicate::Report => self
+                    .write(doc, &mut state, progress, &mut report)
+                    .map(|_| ()),
+                OnDuplicate::Skip => {
+                    self.write_skipping_duplicates(doc, opts, &mut state, progress, &mut report)
                 }
-            };
-            self.ingest_one(
-                &name,
-                &bytes,
-                mtime,
-                opts,
-                &mut state,
-                progress,
-                &mut report,
-            )?;
+                OnDuplicate::Fail => {
+                    self.write_unless_duplicates(doc, opts, &mut state, progress, &mut report)
+                }
+            }?;
         }
         if !report.written.is_empty() {
             // Skip and fail act on lexical duplicates only (found per
@@ -216,29 +243,160 @@ impl Engine {
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn ingest_one(
+    /// Reads sources until one yields a document to write (unchanged,
+    /// unreadable and undecodable files are counted and passed over).
+    fn next_prepared(
         &mut self,
-        name: &str,
-        bytes: &[u8],
-        mtime: Option<i64>,
+        sources: &mut impl Iterator<Item = (String, Source)>,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<Option<PreparedDocument>> {
+        for (name, source) in sources {
+            report.documents += 1;
+            state.seen.insert(name.clone());
+            let read = {
+                let _span = tracing::info_span!("read", path = %name).entered();
+                read_source(source)
+            };
+            match read {
+                Ok((bytes, mtime)) => {
+                    if let Some(doc) = self.stage(&name, &bytes, mtime, opts, progress, report)? {
+                        return Ok(Some(doc));
+                    }
+                }
+                Err(e) => skip(report, progress, name, e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Embeds, in one call, what `first` and the documents after it lack,
+    /// reading ahead until [`AHEAD_TOKENS`] tokens are waiting: a folder of
+    /// small files fills the model's batches instead of running one tiny
+    /// batch per file. `--on-duplicate report` only: skip and fail check each
+    /// document against the ones before it first, so that duplicates cost no
+    /// model time. Each missing vector goes to the first document that needs
+    /// it; later ones find it in the store's cache when they are written.
+    #[allow(clippy::too_many_arguments)]
+    fn embed_ahead(
+        &mut self,
+        first: &mut PreparedDocument,
+        ahead: &mut VecDeque<PreparedDocument>,
+        sources: &mut impl Iterator<Item = (String, Source)>,
         opts: &IngestOptions,
         state: &mut RunState,
         progress: &mut dyn Progress,
         report: &mut IngestReport,
     ) -> Result<()> {
+        let mut wanted = self.missing_chunks(first)?;
+        if wanted.tokens >= AHEAD_TOKENS {
+            return Ok(()); // a batch of its own: `write` embeds it
+        }
+        let mut batch = Vec::new();
+        while wanted.tokens < AHEAD_TOKENS && ahead.len() < AHEAD_DOCS {
+            let Some(doc) = self.next_prepared(sources, opts, state, progress, report)? else {
+                break;
+            };
+            let more = self.missing_chunks(&doc)?;
+            wanted.tokens += more.tokens;
+            batch.push(more.keys);
+            ahead.push_back(doc);
+        }
+        if ahead.is_empty() {
+            return Ok(());
+        }
+        // Keys in first-need order, each once, with the document that gets it.
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        let mut order: Vec<(usize, String)> = Vec::new();
+        for (d, keys) in std::iter::once(wanted.keys).chain(batch).enumerate() {
+            for k in keys {
+                if !owner.contains_key(&k) {
+                    owner.insert(k.clone(), d);
+                    order.push((d, k));
+                }
+            }
+        }
+        let docs: Vec<&mut PreparedDocument> =
+            std::iter::once(first).chain(ahead.iter_mut()).collect();
+        let mut counts = vec![0; docs.len()];
+        order.iter().for_each(|(d, _)| counts[*d] += 1);
+        for (doc, &n) in docs.iter().zip(&counts) {
+            progress.file_started(&doc.doc.path, n);
+        }
+        let texts: Vec<&str> = order
+            .iter()
+            .map(|(d, k)| docs[*d].chunk_texts[k].as_str())
+            .collect();
+        let model = self.model.as_ref().expect("ingest loads the model first");
+        let vectors = {
+            let _span = tracing::info_span!("embed", chunks = texts.len(), documents = docs.len())
+                .entered();
+            model.embed_with_progress(&texts, Role::Passage, &mut |n| progress.embedded(n))?
+        };
+        report.chunks_embedded += vectors.len();
+        let mut docs = docs;
+        for ((d, k), e) in order.into_iter().zip(vectors) {
+            docs[d].doc.embeddings.insert(k, e.vector);
+        }
+        for doc in docs {
+            doc.embedded = true;
+        }
+        Ok(())
+    }
+
+    /// The chunks of `doc` that neither the store's cache nor the document
+    /// holds, and their tokens.
+    fn missing_chunks(&self, doc: &PreparedDocument) -> Result<Missing> {
+        let keys: Vec<String> = doc
+            .chunk_texts
+            .keys()
+            .filter(|k| !doc.doc.embeddings.contains_key(*k))
+            .cloned()
+            .collect();
+        let cached = self.store.cached_embeddings(&keys)?;
+        let tokens_of: HashMap<&str, usize> = doc
+            .doc
+            .passages
+            .iter()
+            .flat_map(|p| &p.chunks)
+            .map(|c| (c.emb_key.as_str(), c.tokens))
+            .collect();
+        let keys: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !cached.contains_key(k))
+            .collect();
+        let tokens = keys
+            .iter()
+            .map(|k| tokens_of.get(k.as_str()).copied().unwrap_or(0))
+            .sum();
+        Ok(Missing { keys, tokens })
+    }
+
+    /// Reads a source's text and splits it, unless it is stored unchanged or
+    /// cannot be decoded (counted in the report).
+    fn stage(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        mtime: Option<i64>,
+        opts: &IngestOptions,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<Option<PreparedDocument>> {
         let hash = corpus::content_hash(bytes);
         let existing = self.store.document_by_path(name)?;
         if existing.as_ref().is_some_and(|d| d.content_hash == hash) {
             report.documents_unchanged += 1;
             progress.file_started(name, 0);
-            return Ok(());
+            return Ok(None);
         }
         let text = match corpus::read_text(Path::new(name), bytes, opts.lossy) {
             Ok(t) => t,
             Err(e @ (Error::InvalidUtf8 { .. } | Error::Binary { .. })) => {
                 skip(report, progress, name.to_string(), e);
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
@@ -249,13 +407,10 @@ impl Engine {
             ));
         }
         progress.preparing(name, bytes.len());
-        let mut doc = self.prepare(&state.meta, name, bytes, &text, mtime)?;
+        let meta = self.store.meta().clone();
+        let mut doc = self.prepare(&meta, name, bytes, &text, mtime)?;
         doc.stored = existing.map(|d| (d.id, d.ingest_order));
-        match opts.on_duplicate {
-            OnDuplicate::Report => self.write(doc, state, progress, report).map(|_| ()),
-            OnDuplicate::Skip => self.write_skipping_duplicates(doc, opts, state, progress, report),
-            OnDuplicate::Fail => self.write_unless_duplicates(doc, opts, state, progress, report),
-        }
+        Ok(Some(doc))
     }
 
     /// `--on-duplicate skip`: duplicate passages are stored as references to
