@@ -14,7 +14,9 @@
 //!   the index was written is dropped, not returned.
 //!
 //! The file is written whole to a temporary name and renamed, so a killed
-//! writer leaves the previous index (or none), never a torn one.
+//! writer leaves the previous index (or none), never a torn one; writers
+//! hold `<index>.lock` (an OS file lock, released when a process dies), so
+//! two ingests never write the temporary file at once.
 //!
 //! Layout: [`HEADER_BYTES`] of header (magic, JSON, zero padding), then
 //! usearch's own serialisation, page-aligned so it can be viewed in place.
@@ -88,6 +90,25 @@ fn ann_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
         reason: format!(
             "{what}: {e}\n  fix: delete this file; the next `pareil ingest` rebuilds it"
         ),
+    }
+}
+
+/// An exclusive lock on `<index>.lock`, or `None` when another process
+/// holds it (it is writing the index).
+pub(super) fn try_lock(index: &Path) -> Result<Option<std::fs::File>> {
+    let mut name = index.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
 

@@ -255,6 +255,14 @@ impl SqliteStore {
             return Ok(IndexUpkeep::Unchanged);
         };
         let path = ann::path_for(&self.path);
+        // One writer of the index at a time, across processes: another
+        // ingest already building it will leave it current, so this one
+        // goes on without waiting (the index is derived data, searches are
+        // complete without it). The lock dies with its process.
+        let Some(_lock) = ann::try_lock(&path)? else {
+            tracing::info!("another process is updating the approximate index");
+            return Ok(IndexUpkeep::Unchanged);
+        };
         let last = self.last_chunk_id()?;
         let upkeep = match AnnIndex::open(&path, &store_id, self.meta.dim)? {
             None => {
