@@ -140,7 +140,7 @@ impl SqliteStore {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<Neighbour>> {
-        let mut want = (k + filter.exclude_passages.len()).max(10) * 4;
+        let mut want = (k + filter.exclude_passages.len()).max(10) * 8;
         loop {
             let found = ann.search(query, want)?;
             let ids: Vec<ChunkId> = found.iter().map(|&(id, _)| id).collect();
@@ -203,7 +203,8 @@ impl SqliteStore {
             .enumerate()
             .map(|(i, &c)| (c, tail_set.row(i)))
             .collect();
-        passages
+        ann.set_expansion(Some(ann::EXPANSION_GRAPH));
+        let lists = passages
             .par_iter()
             .map(|&p| {
                 let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
@@ -242,7 +243,9 @@ impl SqliteStore {
                 keep_best(&mut list, k);
                 Ok(list)
             })
-            .collect()
+            .collect();
+        ann.set_expansion(None);
+        lists
     }
 
     /// Brings the index beside the store up to date (see the module doc).
