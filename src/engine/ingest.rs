@@ -142,8 +142,9 @@ enum Canonical {
 }
 
 /// Tokens of missing chunks to gather across documents before embedding
-/// them together: a few of the embedder's token-budget batches.
-const AHEAD_TOKENS: usize = 16_384;
+/// them together: two of the embedder's token-budget batches (a killed
+/// ingest loses at most this much model work).
+const AHEAD_TOKENS: usize = 2 * crate::model::TOKEN_BUDGET;
 /// At most this many documents read ahead (bounds memory on tiny files).
 const AHEAD_DOCS: usize = 512;
 

@@ -349,10 +349,16 @@ fn write_big_corpus(dir: &Path, n: usize) -> u64 {
     assert!(paragraphs.len() >= 20, "{}", paragraphs.len());
     let big = dir.join("big");
     std::fs::create_dir_all(&big).unwrap();
+    // Three seed lines per first paragraph (~150 tokens, one model window):
+    // ingest embeds several files per model call (8k tokens), so the corpus
+    // must span more than one call for a kill to land between commits.
+    let k = paragraphs.len();
     for i in 0..n {
         let body = format!(
-            "{} Ceci est la copie numéro {i}.\n\nNote {i} : ce document sert au test d'interruption.\n",
-            paragraphs[i % paragraphs.len()]
+            "{} {} {} Ceci est la copie numéro {i}.\n\nNote {i} : ce document sert au test d'interruption.\n",
+            paragraphs[i % k],
+            paragraphs[(i + 7) % k],
+            paragraphs[(i + 13) % k]
         );
         std::fs::write(big.join(format!("doc_{i:02}.txt")), body).unwrap();
     }
@@ -425,7 +431,7 @@ fn spawn_ingest(dir: &Path, db: &str, what: &str) -> Child {
 
 #[test]
 fn killed_ingest_then_rerun_gives_the_same_store_as_an_uninterrupted_one() {
-    const DOCS: usize = 24;
+    const DOCS: usize = 90;
     let t = TempDir::new().unwrap();
     let dir = t.path();
     let total = write_big_corpus(dir, DOCS);

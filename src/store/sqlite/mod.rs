@@ -415,7 +415,15 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     // Memory-map reads: `load_vectors` reads every vector page on each run,
     // and mapping skips a copy into SQLite's small page cache. Address space
     // only; SQLite falls back to plain reads where mmap is unavailable.
-    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
+    // Not when an approximate index stands beside the store: vectors are
+    // then not read in bulk, and the mapped pages of a large store (a
+    // gigabyte for `dups` at 1M passages) would count in the process's memory.
+    let mmap = if ann::path_for(path).exists() {
+        0
+    } else {
+        MMAP_SIZE
+    };
+    conn.pragma_update(None, "mmap_size", mmap)?;
     Ok(conn)
 }
 
