@@ -548,6 +548,19 @@ pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<Outcome> {
         "size        {:.1} MiB",
         s.file_size_bytes as f64 / (1024.0 * 1024.0)
     );
+    match &s.search_index {
+        Some(i) => println!(
+            "index       {} vectors, {:.1} MiB ({}); {} chunks written since, searched exactly",
+            i.vectors,
+            i.file_size_bytes as f64 / (1024.0 * 1024.0),
+            i.path.display(),
+            i.chunks_after
+        ),
+        None => println!(
+            "index       none: exact search (ingest builds one from {} vectors)",
+            pareil::store::ANN_MIN_CHUNKS
+        ),
+    }
     for d in &docs {
         println!(
             "  {:<50} {:>4} passages  {}",

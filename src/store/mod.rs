@@ -23,10 +23,10 @@ mod proptests;
 
 use std::collections::{HashMap, HashSet};
 
-pub use sqlite::{SqliteStore, APPLICATION_ID, SCHEMA_VERSION};
+pub use sqlite::{SqliteStore, ANN_MIN_CHUNKS, APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
     ChunkId, DedupRow, DocumentId, DocumentRow, DuplicateMark, NewChunk, NewDocument, NewPassage,
-    PassageId, PassageRow, ReplaceOutcome, Stats, StoreMeta, VectorSet,
+    PassageId, PassageRow, ReplaceOutcome, SearchIndexStats, Stats, StoreMeta, VectorSet,
 };
 
 use crate::error::Result;

@@ -242,4 +242,17 @@ pub struct Stats {
     /// Size of the database file plus its write-ahead log, in bytes.
     pub file_size_bytes: u64,
     pub meta: StoreMeta,
+    /// The approximate index beside the store, when there is a usable one.
+    pub search_index: Option<SearchIndexStats>,
+}
+
+/// What `stats` says about a store's approximate index.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchIndexStats {
+    pub path: PathBuf,
+    /// Vectors in the index (chunks removed since are still counted).
+    pub vectors: usize,
+    /// Chunks written after the index, searched exactly until an ingest adds them.
+    pub chunks_after: usize,
+    pub file_size_bytes: u64,
 }

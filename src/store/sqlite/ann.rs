@@ -108,6 +108,15 @@ fn ann_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The header of the index at `path` when it belongs to the store
+/// `store_id` with `dim` dimensions (read without loading the index).
+pub(super) fn header_of(path: &Path, store_id: &str, dim: usize) -> Option<Header> {
+    use std::io::Read;
+    let mut head = vec![0u8; HEADER_BYTES];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    read_header(&head).filter(|h| h.format == FORMAT && h.store_id == store_id && h.dim == dim)
+}
+
 /// An exclusive lock on `<index>.lock`, or `None` when another process
 /// holds it (it is writing the index).
 pub(super) fn try_lock(index: &Path) -> Result<Option<std::fs::File>> {

@@ -49,6 +49,14 @@ fn uses_index(s: &SqliteStore) -> bool {
     matches!(s.searcher().unwrap(), Searcher::Approx { .. })
 }
 
+fn all_passages(s: &SqliteStore) -> Vec<PassageId> {
+    s.dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect()
+}
+
 fn ids(hits: &[crate::store::Neighbour]) -> Vec<PassageId> {
     hits.iter().map(|n| n.passage).collect()
 }
@@ -98,12 +106,7 @@ fn index_answers_like_exact_search() {
     }
 
     // The k-NN graph for dups: each passage's neighbours as exact search finds them.
-    let all: Vec<PassageId> = s
-        .dedup_rows()
-        .unwrap()
-        .iter()
-        .map(|r| r.passage.id)
-        .collect();
+    let all = all_passages(&s);
     let exact = s.neighbours(&all, 5, 0.3).unwrap();
     s.set_exact_search(false);
     let approx = s.neighbours(&all, 5, 0.3).unwrap();
@@ -127,6 +130,8 @@ fn writes_after_the_index_are_searched_and_removals_dropped() {
     let centres: Vec<Vec<f32>> = (0..5).map(|_| rng.unit_vector(DIM)).collect();
     add_doc(&mut s, "late.txt", &centres, &mut rng);
     s.remove_document("doc3.txt").unwrap();
+    let index = s.stats().unwrap().search_index.expect("stats see the index");
+    assert_eq!((index.vectors, index.chunks_after), (10 * PER_DOC, PER_DOC));
     let late = s
         .passages_of(s.document_by_path("late.txt").unwrap().unwrap().id)
         .unwrap();
@@ -143,12 +148,7 @@ fn writes_after_the_index_are_searched_and_removals_dropped() {
     let removed: HashSet<String> = (0..PER_DOC)
         .map(|i| format!("doc3.txt passage {i}"))
         .collect();
-    let all: Vec<PassageId> = s
-        .dedup_rows()
-        .unwrap()
-        .iter()
-        .map(|r| r.passage.id)
-        .collect();
+    let all = all_passages(&s);
     let found: HashSet<PassageId> = s
         .neighbours(&all, 10, -1.0)
         .unwrap()
@@ -247,6 +247,7 @@ fn small_stores_build_no_index() {
         IndexUpkeep::Unchanged
     );
     assert!(!ann::path_for(s.path()).exists());
+    assert!(s.stats().unwrap().search_index.is_none());
 }
 
 #[test]

@@ -359,6 +359,7 @@ impl SqliteStore {
             duplicates: count("SELECT COUNT(*) FROM passages WHERE duplicate_of IS NOT NULL")?,
             file_size_bytes: file_len(&self.path) + file_len(std::path::Path::new(&wal)),
             meta: self.meta.clone(),
+            search_index: self.search_index_stats()?,
         })
     }
 }

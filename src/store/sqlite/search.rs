@@ -24,7 +24,7 @@ use super::ann::{self, AnnIndex, Builder};
 use super::vectors::VectorIndex;
 use super::SqliteStore;
 use crate::error::Result;
-use crate::store::{ChunkId, DocumentId, Filter, Neighbour, PassageId};
+use crate::store::{ChunkId, DocumentId, Filter, Neighbour, PassageId, SearchIndexStats};
 
 /// Chunks below which the store searches exactly and builds no index: exact
 /// search over this many vectors costs less than opening an index (measured
@@ -321,6 +321,24 @@ impl SqliteStore {
             builder.add(&batch.chunk_ids, &batch.data)?;
         }
         builder.save()
+    }
+
+    /// The index beside the store, for `stats` (its header only).
+    pub(super) fn search_index_stats(&self) -> Result<Option<SearchIndexStats>> {
+        let Some(id) = self.store_id()? else {
+            return Ok(None);
+        };
+        let path = ann::path_for(&self.path);
+        let Some(header) = ann::header_of(&path, &id, self.meta.dim) else {
+            return Ok(None);
+        };
+        let last = self.last_chunk_id()?;
+        Ok(Some(SearchIndexStats {
+            file_size_bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            path,
+            vectors: header.vectors,
+            chunks_after: self.chunks_between(header.covered + 1, last)?,
+        }))
     }
 
     fn last_chunk_id(&self) -> Result<ChunkId> {
