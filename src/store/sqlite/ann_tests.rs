@@ -130,7 +130,11 @@ fn writes_after_the_index_are_searched_and_removals_dropped() {
     let centres: Vec<Vec<f32>> = (0..5).map(|_| rng.unit_vector(DIM)).collect();
     add_doc(&mut s, "late.txt", &centres, &mut rng);
     s.remove_document("doc3.txt").unwrap();
-    let index = s.stats().unwrap().search_index.expect("stats see the index");
+    let index = s
+        .stats()
+        .unwrap()
+        .search_index
+        .expect("stats see the index");
     assert_eq!((index.vectors, index.chunks_after), (10 * PER_DOC, PER_DOC));
     let late = s
         .passages_of(s.document_by_path("late.txt").unwrap().unwrap().id)
