@@ -251,6 +251,12 @@ fn small_stores_build_no_index() {
         IndexUpkeep::Unchanged
     );
     assert!(!ann::path_for(s.path()).exists());
+    let mut lock = ann::path_for(s.path()).into_os_string();
+    lock.push(".lock");
+    assert!(
+        !std::path::Path::new(&lock).exists(),
+        "no lock file beside a small store"
+    );
     assert!(s.stats().unwrap().search_index.is_none());
 }
 

@@ -258,6 +258,11 @@ impl SqliteStore {
             return Ok(IndexUpkeep::Unchanged);
         };
         let path = ann::path_for(&self.path);
+        // A small store without an index: nothing to do, and no lock file
+        // left beside it.
+        if !path.exists() && self.chunks_between(0, self.last_chunk_id()?)? < self.ann_min_chunks {
+            return Ok(IndexUpkeep::Unchanged);
+        }
         // One writer of the index at a time, across processes: another
         // ingest already building it will leave it current, so this one
         // goes on without waiting (the index is derived data, searches are
