@@ -36,9 +36,23 @@ pub struct WordIndex {
 
 impl WordIndex {
     /// Indexes `sets[i]` (sorted, deduplicated) for every `i` where `indexed(i)`.
+    ///
+    /// Terms are numbered in hash order, so each passage's term numbers come
+    /// out sorted like its hashes. The occurrences are sorted one hash range
+    /// at a time (ranges of the top bits, in order): a single sorted array of
+    /// every (hash, passage) occurrence would take 16 bytes each, twice the
+    /// index itself (1.6 GB at a million passages).
     pub fn build<S: AsRef<[u64]> + Sync>(
         sets: &[S],
         indexed: impl Fn(usize) -> bool + Sync,
+    ) -> Self {
+        Self::build_by_ranges(sets, indexed, OCCURRENCES_PER_RANGE)
+    }
+
+    fn build_by_ranges<S: AsRef<[u64]> + Sync>(
+        sets: &[S],
+        indexed: impl Fn(usize) -> bool + Sync,
+        per_range: usize,
     ) -> Self {
         let mut item_off = Vec::with_capacity(sets.len() + 1);
         item_off.push(0usize);
@@ -46,35 +60,52 @@ impl WordIndex {
             let len = if indexed(i) { s.as_ref().len() } else { 0 };
             item_off.push(item_off[i] + len);
         }
-        let mut occ: Vec<(u64, u32)> = sets
-            .par_iter()
-            .enumerate()
-            .filter(|(i, _)| indexed(*i))
-            .flat_map_iter(|(i, s)| s.as_ref().iter().map(move |&h| (h, i as u32)))
-            .collect();
-        occ.par_sort_unstable();
-        let mut offsets = Vec::new();
-        let mut postings = Vec::with_capacity(occ.len());
-        let mut terms = vec![0u32; occ.len()];
-        let mut cursor: Vec<usize> = item_off[..sets.len()].to_vec();
+        let total = item_off[sets.len()];
+        let mut index = WordIndex {
+            offsets: Vec::new(),
+            postings: Vec::with_capacity(total),
+            item_off,
+            terms: vec![0u32; total],
+        };
+        let mut cursor: Vec<usize> = index.item_off[..sets.len()].to_vec();
+        for range in hash_ranges(total, per_range) {
+            let mut occ: Vec<(u64, u32)> = sets
+                .par_iter()
+                .enumerate()
+                .filter(|(i, _)| indexed(*i))
+                .flat_map_iter(|(i, s)| {
+                    in_range(s.as_ref(), range)
+                        .iter()
+                        .map(move |&h| (h, i as u32))
+                })
+                .collect();
+            occ.par_sort_unstable();
+            index.append_sorted(&occ, &mut cursor);
+        }
+        index.offsets.push(index.postings.len() as u32);
+        index
+    }
+
+    /// Appends occurrences sorted by hash (all above those appended before):
+    /// a new term per distinct hash, each passage's term numbers in order.
+    fn append_sorted(&mut self, occ: &[(u64, u32)], cursor: &mut [usize]) {
         let mut last = None;
-        for (h, i) in occ {
+        for &(h, i) in occ {
             if last != Some(h) {
                 last = Some(h);
-                offsets.push(postings.len() as u32);
+                self.offsets.push(self.postings.len() as u32);
             }
             let i = i as usize;
-            terms[cursor[i]] = (offsets.len() - 1) as u32;
+            self.terms[cursor[i]] = (self.offsets.len() - 1) as u32;
             cursor[i] += 1;
-            postings.push(i as u32);
+            self.postings.push(i as u32);
         }
-        offsets.push(postings.len() as u32);
-        WordIndex {
-            offsets,
-            postings,
-            item_off,
-            terms,
-        }
+    }
+
+    /// Passage `i`'s term numbers, sorted (empty when it is not indexed): a
+    /// stand-in for its shingle hashes once those are dropped.
+    pub fn terms_of(&self, i: usize) -> &[u32] {
+        &self.terms[self.item_off[i]..self.item_off[i + 1]]
     }
 
     fn posting(&self, k: u32) -> &[u32] {
@@ -85,7 +116,7 @@ impl WordIndex {
     /// that may contain at least a fraction `t` of `me`'s shingles and for
     /// which `keep(B)` holds. Sorted, deduplicated.
     pub fn candidates(&self, me: usize, t: f32, keep: impl Fn(usize) -> bool) -> Vec<usize> {
-        let mine = &self.terms[self.item_off[me]..self.item_off[me + 1]];
+        let mine = self.terms_of(me);
         let n = mine.len();
         if n == 0 {
             return Vec::new();
@@ -125,9 +156,91 @@ impl WordIndex {
     }
 }
 
+/// Occurrences sorted at a time while building, about (16 bytes each).
+const OCCURRENCES_PER_RANGE: usize = 1 << 21;
+
+/// Hash ranges `[lo, hi]` covering every u64 in order, split by top bits
+/// so that each holds about `per_range` of `total` uniformly spread hashes.
+fn hash_ranges(total: usize, per_range: usize) -> impl Iterator<Item = (u64, u64)> {
+    let bits = (total / per_range)
+        .next_power_of_two()
+        .trailing_zeros()
+        .min(16);
+    let parts = 1u64 << bits;
+    let width = if bits == 0 { 0 } else { 1u64 << (64 - bits) };
+    (0..parts).map(move |p| {
+        let lo = p * width;
+        let hi = if p + 1 == parts {
+            u64::MAX
+        } else {
+            lo + width - 1
+        };
+        (lo, hi)
+    })
+}
+
+/// The part of a sorted slice inside the inclusive range.
+fn in_range(s: &[u64], (lo, hi): (u64, u64)) -> &[u64] {
+    let a = s.partition_point(|&h| h < lo);
+    let b = s.partition_point(|&h| h <= hi);
+    &s[a..b]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_ranges_cover_every_hash_in_order() {
+        for total in [0, 1, 5_000, usize::MAX / 2] {
+            let r: Vec<(u64, u64)> = hash_ranges(total, 1_000).collect();
+            assert_eq!(r[0].0, 0);
+            assert_eq!(r.last().unwrap().1, u64::MAX);
+            for w in r.windows(2) {
+                assert_eq!(w[0].1 + 1, w[1].0);
+            }
+        }
+        assert_eq!(hash_ranges(5_000, 1_000).count(), 8);
+    }
+
+    #[test]
+    fn terms_follow_hash_order_across_ranges() {
+        // Hashes spread over the whole u64 range, split into several ranges:
+        // each set's terms are sorted, equal hashes share a term, and the
+        // postings list every set holding a hash.
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng = crate::dedup::shingle::mix64(rng);
+            rng % 3_000 * (u64::MAX / 3_000)
+        };
+        let sets: Vec<Vec<u64>> = (0..2_000)
+            .map(|_| {
+                let mut s: Vec<u64> = (0..40).map(|_| next()).collect();
+                s.sort_unstable();
+                s.dedup();
+                s
+            })
+            .collect();
+        // About 80k occurrences in ranges of 5k: 16 ranges.
+        let idx = WordIndex::build_by_ranges(&sets, |i| i % 7 != 3, 5_000);
+        let whole = WordIndex::build_by_ranges(&sets, |i| i % 7 != 3, usize::MAX);
+        assert_eq!(idx.terms, whole.terms);
+        assert_eq!(idx.postings, whole.postings);
+        assert_eq!(idx.offsets, whole.offsets);
+        let mut term_of = std::collections::HashMap::new();
+        for (i, s) in sets.iter().enumerate() {
+            let terms = idx.terms_of(i);
+            if i % 7 == 3 {
+                assert!(terms.is_empty());
+                continue;
+            }
+            assert!(terms.windows(2).all(|w| w[0] < w[1]));
+            for (&h, &t) in s.iter().zip(terms) {
+                assert_eq!(*term_of.entry(h).or_insert(t), t);
+                assert!(idx.posting(t).contains(&(i as u32)));
+            }
+        }
+    }
 
     #[test]
     fn prefix_filter_finds_every_superset_at_threshold() {

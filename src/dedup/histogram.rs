@@ -48,6 +48,7 @@ pub fn histogram(
     bins: usize,
 ) -> Result<Vec<Histogram>> {
     let bins = bins.max(1);
+    let neighbours = neighbours.map(super::Neighbours::Given);
     let detection = detect(items, neighbours, th, kinds, 0, true)?;
     Ok(Kind::ALL
         .into_iter()

@@ -8,6 +8,7 @@
 //! to be a containment and the reverse, and `contained` takes precedence
 //! when both hold ("A lies inside B" is the more informative statement).
 
+use super::contain::WordIndex;
 use super::{minhash, shingle, BestScores, Context, Kind, Pair};
 use rayon::prelude::*;
 
@@ -23,9 +24,11 @@ const PREFILTER_MIN_SHINGLES: usize = 2 * minhash::PERMS;
 /// recomputes the character shingles of the few candidate pairs.
 pub(super) struct Prep {
     pub nwords: usize,
-    /// LSH band keys and compact signature, for `near`-eligible passages.
-    pub near: Option<NearSketch>,
-    /// Sorted word 3-shingles, for `contained`-eligible passages (else empty).
+    /// Sketched for `near` (its [`NearSketch`] is kept apart, and dropped
+    /// once the near candidates are found).
+    pub sketched: bool,
+    /// Sorted word 3-shingles, for `contained`-eligible passages (else
+    /// empty), until [`super::contained::index`] takes them.
     pub word_shingles: Vec<u64>,
 }
 
@@ -54,24 +57,26 @@ impl Candidate {
 }
 
 /// Prepares every representative for the requested stages; other passages
-/// get an empty [`Prep`] and are never proposed.
+/// get an empty [`Prep`] and are never proposed. The near sketches come
+/// back beside the preparations, to be dropped on their own.
 pub(super) fn prepare(
     ctx: &Context,
     representative: &[bool],
     want_near: bool,
     want_contained: bool,
-) -> Vec<Prep> {
+) -> (Vec<Prep>, Vec<Option<NearSketch>>) {
     let th = ctx.th;
     let perms = minhash::Sketcher::new(MINHASH_SEED);
     (0..ctx.items.len())
         .into_par_iter()
         .map(|i| {
             if !representative[i] {
-                return Prep {
+                let prep = Prep {
                     nwords: 0,
-                    near: None,
+                    sketched: false,
                     word_shingles: Vec::new(),
                 };
+                return (prep, None);
             }
             let words = shingle::fold(ctx.items[i].norm);
             let nwords = words.nwords;
@@ -88,13 +93,14 @@ pub(super) fn prepare(
             } else {
                 Vec::new()
             };
-            Prep {
+            let prep = Prep {
                 nwords,
-                near,
+                sketched: near.is_some(),
                 word_shingles,
-            }
+            };
+            (prep, near)
         })
-        .collect()
+        .unzip()
 }
 
 /// One candidate's exact scores (NaN where a measure does not apply).
@@ -112,6 +118,7 @@ struct Measured {
 pub(super) fn verify(
     ctx: &Context,
     prep: &[Prep],
+    words: Option<&WordIndex>,
     mut candidates: Vec<Candidate>,
     best: &mut BestScores,
 ) -> Vec<Pair> {
@@ -119,7 +126,7 @@ pub(super) fn verify(
     candidates.dedup();
     let measured: Vec<Measured> = candidates
         .par_iter()
-        .map(|&c| measure(ctx, prep, c))
+        .map(|&c| measure(ctx, prep, words, c))
         .collect();
     let th = ctx.th;
     let mut pairs = Vec::new();
@@ -139,11 +146,16 @@ pub(super) fn verify(
 
 /// Exact Jaccard of the character 5-shingles (both sides sketched for
 /// `near`) and containment of the shorter side's word 3-shingles in the
-/// longer's (both sides prepared for `contained`, the longer long enough).
-fn measure(ctx: &Context, prep: &[Prep], candidate: Candidate) -> Measured {
+/// longer's (as term numbers of the `contained` index) (both sides prepared for `contained`, the longer long enough).
+fn measure(
+    ctx: &Context,
+    prep: &[Prep],
+    words: Option<&WordIndex>,
+    candidate: Candidate,
+) -> Measured {
     let (i, j) = (candidate.first as usize, candidate.second as usize);
     let items = ctx.items;
-    let jaccard = if prep[i].near.is_some() && prep[j].near.is_some() {
+    let jaccard = if prep[i].sketched && prep[j].sketched {
         let ci = shingle::char_shingles(&shingle::fold(items[i].norm));
         let cj = shingle::char_shingles(&shingle::fold(items[j].norm));
         shingle::jaccard(&ci, &cj)
@@ -155,13 +167,14 @@ fn measure(ctx: &Context, prep: &[Prep], candidate: Candidate) -> Measured {
     } else {
         (j, i)
     };
-    let (s, l) = (&prep[shorter], &prep[longer]);
-    let containment = if !s.word_shingles.is_empty()
-        && !l.word_shingles.is_empty()
-        && l.nwords as f32 >= s.nwords as f32 * ctx.th.contained_min_ratio
-    {
-        shingle::intersect_len(&s.word_shingles, &l.word_shingles) as f32
-            / s.word_shingles.len() as f32
+    let (ts, tl) = match words {
+        Some(w) => (w.terms_of(shorter), w.terms_of(longer)),
+        None => (&[][..], &[][..]),
+    };
+    let long_enough =
+        prep[longer].nwords as f32 >= prep[shorter].nwords as f32 * ctx.th.contained_min_ratio;
+    let containment = if !ts.is_empty() && !tl.is_empty() && long_enough {
+        shingle::intersect_len(ts, tl) as f32 / ts.len() as f32
     } else {
         f32::NAN
     };

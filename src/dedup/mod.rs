@@ -305,6 +305,7 @@ pub fn find_pairs(
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
+    let neighbours = neighbours.map(Neighbours::Given);
     Ok(detect(items, neighbours, th, kinds, 0, false)?.pairs)
 }
 
@@ -319,7 +320,31 @@ pub fn find_pairs_touching(
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
+    let neighbours = neighbours.map(Neighbours::Given);
     Ok(detect(items, neighbours, th, kinds, first_new, false)?.pairs)
+}
+
+/// Like [`find_pairs_touching`], with the neighbour lists fetched by `fetch`
+/// only when the semantic layer is reached, after the lexical stages have
+/// freed their memory: a store's k-NN graph (and the index pages read to
+/// make it) and the lexical sketches and word index are never held at once.
+pub(crate) fn find_pairs_fetching_neighbours<'a>(
+    items: &[Item],
+    first_new: usize,
+    fetch: impl FnOnce() -> Result<Vec<Vec<SemanticNeighbour>>> + 'a,
+    th: &Thresholds,
+    kinds: &[Kind],
+) -> Result<Vec<Pair>> {
+    let neighbours = Some(Neighbours::Fetch(Box::new(fetch)));
+    Ok(detect(items, neighbours, th, kinds, first_new, false)?.pairs)
+}
+
+/// Where the semantic layer's neighbour lists come from.
+pub(crate) enum Neighbours<'a> {
+    /// Lists the caller already holds.
+    Given(&'a [Vec<SemanticNeighbour>]),
+    /// Lists to fetch when (and if) the semantic layer runs.
+    Fetch(Box<dyn FnOnce() -> Result<Vec<Vec<SemanticNeighbour>>> + 'a>),
 }
 
 /// What every stage is given: the passages, the thresholds, which pairs to
@@ -403,7 +428,7 @@ pub(crate) struct Detection {
 /// stages left unlinked — reporting pairs that touch `first_new` onwards.
 pub(crate) fn detect(
     items: &[Item],
-    neighbours: Option<&[Vec<SemanticNeighbour>]>,
+    neighbours: Option<Neighbours>,
     th: &Thresholds,
     kinds: &[Kind],
     first_new: usize,
@@ -414,7 +439,7 @@ pub(crate) fn detect(
     if n > u32::MAX as usize {
         return Err(Error::Usage(format!("too many passages for one scan: {n}")));
     }
-    if let Some(nb) = neighbours {
+    if let Some(Neighbours::Given(nb)) = neighbours {
         semantic::check_neighbours(n, nb)?;
     }
     let want = |k: Kind| kinds.contains(&k);
@@ -428,29 +453,59 @@ pub(crate) fn detect(
     let mut pairs = Vec::new();
     let mut representative = vec![true; n];
     if Kind::LEXICAL.iter().any(|&k| want(k)) {
+        let _span = tracing::info_span!("exact").entered();
         let exact = exact::exact_pairs(&ctx, want(Kind::Exact), &mut best);
         pairs = exact.pairs;
         representative = exact.representative;
     }
     if want(Kind::Near) || want(Kind::Contained) {
-        let prep = lexical::prepare(
+        let span = tracing::info_span!("lexical_prepare").entered();
+        let (mut prep, sketches) = lexical::prepare(
             &ctx,
             &representative,
             want(Kind::Near),
             want(Kind::Contained),
         );
+        drop(span);
         let mut candidates = Vec::new();
         if want(Kind::Near) {
-            candidates.extend(near::near_candidates(&ctx, &prep));
+            let _span = tracing::info_span!("near_candidates").entered();
+            candidates.extend(near::near_candidates(&ctx, &sketches));
         }
-        if want(Kind::Contained) {
-            candidates.extend(contained::contained_candidates(&ctx, &prep));
+        drop(sketches);
+        let words = want(Kind::Contained).then(|| {
+            let _span = tracing::info_span!("contained_index").entered();
+            contained::index(&mut prep)
+        });
+        if let Some(words) = &words {
+            let _span = tracing::info_span!("contained_candidates").entered();
+            candidates.extend(contained::contained_candidates(&ctx, &prep, words));
         }
-        pairs.extend(lexical::verify(&ctx, &prep, candidates, &mut best));
+        let _span = tracing::info_span!("lexical_verify", candidates = candidates.len()).entered();
+        pairs.extend(lexical::verify(
+            &ctx,
+            &prep,
+            words.as_ref(),
+            candidates,
+            &mut best,
+        ));
     }
-    if let (true, Some(nb)) = (want(Kind::Semantic), neighbours) {
-        let semantic = semantic::semantic_pairs(&ctx, nb, &pairs, &mut best);
-        pairs.extend(semantic);
+    if want(Kind::Semantic) {
+        let fetched;
+        let nb = match neighbours {
+            None => None,
+            Some(Neighbours::Given(nb)) => Some(nb),
+            Some(Neighbours::Fetch(fetch)) => {
+                fetched = fetch()?;
+                semantic::check_neighbours(n, &fetched)?;
+                Some(&fetched[..])
+            }
+        };
+        if let Some(nb) = nb {
+            let _span = tracing::info_span!("semantic").entered();
+            let semantic = semantic::semantic_pairs(&ctx, nb, &pairs, &mut best);
+            pairs.extend(semantic);
+        }
     }
     pairs.sort_unstable_by_key(|p| (p.canonical, p.duplicate));
     Ok(Detection { pairs, best })

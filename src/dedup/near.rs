@@ -6,7 +6,7 @@
 //! (in [`super::lexical::verify`]). This file owns the banding and the
 //! pre-filter: why the stage never compares all pairs.
 
-use super::lexical::{Candidate, Prep};
+use super::lexical::{Candidate, NearSketch};
 use super::{minhash, Context};
 use rayon::prelude::*;
 
@@ -26,7 +26,7 @@ const HIST_NEAR_FLOOR: f32 = 0.4;
 
 /// The near stage's entry point: every pair of sketched passages that share
 /// an LSH band and survive the pre-filter, touching a new passage.
-pub(super) fn near_candidates(ctx: &Context, prep: &[Prep]) -> Vec<Candidate> {
+pub(super) fn near_candidates(ctx: &Context, sketches: &[Option<NearSketch>]) -> Vec<Candidate> {
     let floor = if ctx.collect_best {
         HIST_NEAR_FLOOR.min(ctx.th.near_jaccard - NEAR_PREFILTER_MARGIN)
     } else {
@@ -34,20 +34,24 @@ pub(super) fn near_candidates(ctx: &Context, prep: &[Prep]) -> Vec<Candidate> {
     };
     let per_band: Vec<Vec<Candidate>> = (0..minhash::BANDS)
         .into_par_iter()
-        .map(|band| band_candidates(ctx, prep, band, floor))
+        .map(|band| band_candidates(ctx, sketches, band, floor))
         .collect();
     per_band.into_iter().flatten().collect()
 }
 
 /// Candidates from one band: within each bucket of equal keys (in ingest
 /// order), each passage against up to [`MAX_BUCKET_PEERS`] earlier ones.
-fn band_candidates(ctx: &Context, prep: &[Prep], band: usize, floor: f32) -> Vec<Candidate> {
-    let mut keyed: Vec<(u64, u64, u32)> = prep
+fn band_candidates(
+    ctx: &Context,
+    sketches: &[Option<NearSketch>],
+    band: usize,
+    floor: f32,
+) -> Vec<Candidate> {
+    let mut keyed: Vec<(u64, u64, u32)> = sketches
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| {
-            p.near
-                .as_ref()
+        .filter_map(|(i, ns)| {
+            ns.as_ref()
                 .map(|ns| (ns.keys[band], ctx.items[i].order, i as u32))
         })
         .collect();
@@ -57,7 +61,7 @@ fn band_candidates(ctx: &Context, prep: &[Prep], band: usize, floor: f32) -> Vec
         for y in 1..run.len() {
             for x in 0..y.min(MAX_BUCKET_PEERS) {
                 let (i, j) = (run[x].2 as usize, run[y].2 as usize);
-                if worth_verifying(prep, i, j, floor) && ctx.touches(i, j) {
+                if worth_verifying(sketches, i, j, floor) && ctx.touches(i, j) {
                     out.push(Candidate::new(i, j));
                 }
             }
@@ -69,8 +73,8 @@ fn band_candidates(ctx: &Context, prep: &[Prep], band: usize, floor: f32) -> Vec
 /// Cheap pre-filter on the signatures: a pair estimated 0.2 (> 4σ) below
 /// the bar is not worth an exact comparison. Short sets are always kept:
 /// their estimate is noisy and exact comparison is cheap anyway.
-fn worth_verifying(prep: &[Prep], i: usize, j: usize, floor: f32) -> bool {
-    let sketch = |k: usize| prep[k].near.as_ref().and_then(|ns| ns.compact.as_deref());
+fn worth_verifying(sketches: &[Option<NearSketch>], i: usize, j: usize, floor: f32) -> bool {
+    let sketch = |k: usize| sketches[k].as_ref().and_then(|ns| ns.compact.as_deref());
     match (sketch(i), sketch(j)) {
         (Some(a), Some(b)) => minhash::estimate(a, b) >= floor,
         _ => true,

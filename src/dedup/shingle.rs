@@ -184,7 +184,7 @@ fn combine(hs: &[u64]) -> u64 {
 }
 
 /// |a ∩ b| for two sorted, deduplicated slices.
-pub fn intersect_len(a: &[u64], b: &[u64]) -> usize {
+pub fn intersect_len<T: Ord>(a: &[T], b: &[T]) -> usize {
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {

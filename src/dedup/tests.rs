@@ -437,6 +437,21 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
     assert!(find_pairs(&items, Some(&nb[..2]), &Thresholds::default(), &Kind::ALL).is_err());
     let bad = neighbour_lists(&[&[(99, 0.99)][..]; 6]);
     assert!(find_pairs(&items, Some(&bad), &Thresholds::default(), &Kind::ALL).is_err());
+
+    // Lists fetched after the lexical stages give the same pairs; they are
+    // not fetched when the semantic kind is not asked for, and bad fetched
+    // lists are refused too.
+    let th = Thresholds::default();
+    let fetched = find_pairs_fetching_neighbours(&items, 0, || Ok(nb.clone()), &th, &Kind::ALL);
+    assert_eq!(fetched.unwrap(), pairs);
+    let never = || -> crate::error::Result<_> { panic!("fetched without the semantic kind") };
+    let lexical = find_pairs_fetching_neighbours(&items, 0, never, &th, &Kind::LEXICAL).unwrap();
+    assert_eq!(
+        lexical,
+        find_pairs(&items, None, &th, &Kind::LEXICAL).unwrap()
+    );
+    let bad_fetch = find_pairs_fetching_neighbours(&items, 0, || Ok(bad.clone()), &th, &Kind::ALL);
+    assert!(bad_fetch.is_err());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Engine;
@@ -100,38 +101,43 @@ impl Engine {
         let _span = tracing::info_span!("dups").entered();
         let corpus = Corpus::load(self.store())?;
         let items = corpus.items();
+        let detect = tracing::info_span!("detect", passages = items.len());
+        if !opts.histograms {
+            let fetch = || corpus.neighbours(self.store(), opts.thresholds.semantic_floor(), 0);
+            let pairs = detect.in_scope(|| {
+                dedup::find_pairs_fetching_neighbours(
+                    &items,
+                    0,
+                    fetch,
+                    &opts.thresholds,
+                    &opts.kinds,
+                )
+            })?;
+            return corpus.report(&items, &pairs, opts.doc_glob.as_deref(), Vec::new());
+        }
+        // The histogram needs scores below the threshold too, and both
+        // passes need the lists: fetched once, up front.
         let neighbours = if opts.kinds.contains(&Kind::Semantic) {
-            // The histogram needs scores below the threshold too.
-            let floor = if opts.histograms {
-                0.0
-            } else {
-                opts.thresholds.semantic_floor()
-            };
-            Some(corpus.neighbours(self.store(), floor, 0)?)
+            Some(corpus.neighbours(self.store(), 0.0, 0)?)
         } else {
             None
         };
-        let pairs = {
-            let _span = tracing::info_span!("detect", passages = items.len()).entered();
+        let pairs = detect.in_scope(|| {
             find_pairs_touching(
                 &items,
                 0,
                 neighbours.as_deref(),
                 &opts.thresholds,
                 &opts.kinds,
-            )?
-        };
-        let histograms = if opts.histograms {
-            dedup::histogram(
-                &items,
-                neighbours.as_deref(),
-                &opts.thresholds,
-                &opts.kinds,
-                20,
-            )?
-        } else {
-            Vec::new()
-        };
+            )
+        })?;
+        let histograms = dedup::histogram(
+            &items,
+            neighbours.as_deref(),
+            &opts.thresholds,
+            &opts.kinds,
+            20,
+        )?;
         corpus.report(&items, &pairs, opts.doc_glob.as_deref(), histograms)
     }
 }
@@ -151,9 +157,23 @@ impl Corpus {
     /// Every stored passage, with the normalised text stored at ingest.
     pub fn load(store: &dyn Store) -> Result<Self> {
         let _span = tracing::info_span!("load_passages").entered();
+        let rows = store.dedup_rows()?;
+        // The language guesses are most of the load's time: in parallel.
+        let langs: Vec<Option<&'static str>> = {
+            let _span = tracing::info_span!("guess_languages").entered();
+            rows.par_iter()
+                .map(|r| crate::corpus::guess_language(&r.passage.text))
+                .collect()
+        };
         let mut corpus = Corpus::empty();
-        for row in store.dedup_rows()? {
-            corpus.push(row);
+        corpus.rows.reserve_exact(rows.len());
+        corpus.norms.reserve_exact(rows.len());
+        corpus.orders.reserve_exact(rows.len());
+        corpus.langs = langs;
+        for row in rows {
+            corpus.rows.push(row.passage);
+            corpus.norms.push(row.norm);
+            corpus.orders.push(row.order as u64);
         }
         corpus.inherit_document_languages();
         Ok(corpus)
@@ -300,6 +320,11 @@ impl Corpus {
         item_of: &HashMap<i64, usize>,
         out: &mut [Vec<SemanticNeighbour>],
     ) -> Result<()> {
+        if items.is_empty() {
+            // A whole-store run has no older partners: no second store pass
+            // (the index-backed store maps every chunk for each call).
+            return Ok(());
+        }
         let ids: Vec<i64> = items.iter().map(|&i| self.rows[i].id).collect();
         let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor)?;
         for (&i, list) in items.iter().zip(lists) {

@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::dups::{Corpus, DuplicateFinding};
 use super::{embedding_key, Engine};
 use crate::corpus;
-use crate::dedup::{find_pairs_touching, Kind, Pair, Thresholds};
+use crate::dedup::{find_pairs_fetching_neighbours, find_pairs_touching, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
 use crate::store::{
@@ -690,9 +690,9 @@ impl Engine {
             .map(|d| d.id)
             .collect();
         let (corpus, first_new) = Corpus::load(self.store())?.with_docs_last(&docs);
-        let neighbours = corpus.neighbours(self.store(), th.semantic_floor(), first_new)?;
         let items = corpus.items();
-        let pairs = find_pairs_touching(&items, first_new, Some(&neighbours), th, kinds)?;
+        let fetch = || corpus.neighbours(self.store(), th.semantic_floor(), first_new);
+        let pairs = find_pairs_fetching_neighbours(&items, first_new, fetch, th, kinds)?;
         Ok(corpus.report(&items, &pairs, None, Vec::new())?.findings)
     }
 

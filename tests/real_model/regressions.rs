@@ -118,7 +118,7 @@ fn skip_reads_the_store_twice_per_run_not_per_document() {
     let log = stderr(&out);
     let loads = log
         .lines()
-        .filter(|l| l.contains("load_passages") && l.contains("close"))
+        .filter(|l| l.contains("load_passages: ") && l.contains("close"))
         .count();
     // Once for the lexical checks, once for the report after the run:
     // never once per document.
