@@ -40,6 +40,7 @@ pub mod error;
 mod kernels;
 pub mod model;
 pub mod provision;
+pub mod server;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod test_support;

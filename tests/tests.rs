@@ -13,6 +13,7 @@
 
 mod inputs;
 mod real_model;
+mod server;
 mod tiny_model;
 mod util;
 mod wiring;

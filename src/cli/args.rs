@@ -107,6 +107,43 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Show what the store holds.
     Stats(StatsArgs),
+    /// Serve the store over HTTP/JSON (similar, embeddings, documents,
+    /// stats), with the model and index kept warm. Prints `listening on
+    /// http://ADDR` first; stops on Ctrl-C or SIGTERM after the requests in
+    /// flight. API: GET /openapi.json, and the README.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port). Another address than
+    /// loopback needs --token or --insecure.
+    #[arg(long, default_value = pareil::server::DEFAULT_ADDR)]
+    pub addr: std::net::SocketAddr,
+    /// Bearer token clients must send (`Authorization: Bearer TOKEN`) on
+    /// every route but /health.
+    #[arg(long, env = "PAREIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Serve a non-loopback address without a token.
+    #[arg(long)]
+    pub insecure: bool,
+    /// A directory whose files `POST /v1/documents` may name by path
+    /// (repeatable); without it, only texts sent in the request are ingested.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<std::path::PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_limit: u64,
+    /// Seconds a request may take before it is answered 504.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Requests admitted at once (running or waiting); more are answered
+    /// 503 with Retry-After.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue: u64,
+    /// Read-only engines answering reads in parallel (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub readers: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -120,6 +120,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Dups(a) => store_cmds::dups(&cli.global, a),
         Command::Remove(a) => store_cmds::remove(&cli.global, a, &ui),
         Command::Stats(a) => store_cmds::stats(&cli.global, a),
+        Command::Serve(a) => serve(&cli.global, a),
     }
 }
 
@@ -130,6 +131,35 @@ pub fn load_model(g: &GlobalArgs) -> Result<Embedder> {
 }
 
 /// Where the global options say the model is, and how to run it.
+fn serve(g: &GlobalArgs, a: args::ServeArgs) -> Result<Outcome> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        return Err(Error::Usage(format!(
+            "--timeout wants a positive number of seconds, got {}",
+            a.timeout
+        )));
+    }
+    let defaults = pareil::server::ServeOptions::default();
+    let opts = pareil::server::ServeOptions {
+        addr: a.addr,
+        token: a.token,
+        insecure: a.insecure,
+        allow_dirs: a.allow_dirs,
+        body_limit: a.body_limit as usize,
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+        queue: a.queue as usize,
+        readers: a.readers.map_or(defaults.readers, |n| n as usize),
+    };
+    opts.check()?;
+    let spec = model_spec(g)?;
+    pareil::server::serve(&g.db, spec, opts, |addr| {
+        use std::io::Write;
+        // First line of stdout: tests and scripts read the port from it.
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(Outcome::Ok)
+}
+
 pub fn model_spec(g: &GlobalArgs) -> Result<ModelSpec> {
     Ok(ModelSpec {
         dir: provision::locate(g.model.as_deref(), &g.model_id, &g.models_dir())?,

@@ -23,6 +23,8 @@ pub use ingest::{
 };
 pub use similar::{Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarResults};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::model::{Embedder, EncoderOptions, Role};
 use crate::store::{SqliteStore, Stats, Store, StoreMeta};
@@ -38,7 +40,8 @@ pub struct ModelSpec {
 /// A store and (possibly not yet loaded) model.
 pub struct Engine {
     store: Box<dyn Store>,
-    model: Option<Embedder>,
+    /// Shared: a server's engines (one per reader, one writer) hold one model.
+    model: Option<Arc<Embedder>>,
     spec: Option<ModelSpec>,
     /// The loaded model's file fingerprint (see `model::fingerprint`).
     fingerprint: Option<String>,
@@ -52,7 +55,7 @@ impl Engine {
     pub fn new(store: Box<dyn Store>, model: Option<Embedder>) -> Self {
         Engine {
             store,
-            model,
+            model: model.map(Arc::new),
             spec: None,
             fingerprint: None,
         }
@@ -63,7 +66,7 @@ impl Engine {
     pub fn create(db: &Path, model: Embedder) -> Result<Self> {
         let store = SqliteStore::create_or_open(db, &store_meta(&model))?;
         let mut engine = Engine::new(Box::new(store), None);
-        engine.attach_model(model)?;
+        engine.attach_model(Arc::new(model))?;
         Ok(engine)
     }
 
@@ -92,18 +95,38 @@ impl Engine {
 
     /// The model, loading it (and checking it against the store) on first use.
     pub fn model(&mut self) -> Result<&Embedder> {
+        Ok(self.shared_model()?.as_ref())
+    }
+
+    /// The model as a handle other engines can share
+    /// ([`with_shared_model`](Self::with_shared_model)).
+    pub fn shared_model(&mut self) -> Result<&Arc<Embedder>> {
         if self.model.is_none() {
             let model = self.load_model()?;
-            self.attach_model(model)?;
+            self.attach_model(Arc::new(model))?;
         }
         Ok(self.model.as_ref().expect("loaded above"))
+    }
+
+    /// Uses a model another engine loaded (checked against this store).
+    pub fn with_shared_model(mut self, model: Arc<Embedder>) -> Result<Self> {
+        self.attach_model(model)?;
+        Ok(self)
+    }
+
+    /// Notices writes made through other handles since the last call
+    /// (another engine on the same store, another process): what the store
+    /// cached for searching is rebuilt on the next search. A long-lived
+    /// reader calls it before each request.
+    pub fn refresh(&mut self) -> Result<()> {
+        self.store.refresh()
     }
 
     fn load_model(&self) -> Result<Embedder> {
         load(self.spec.as_ref())
     }
 
-    fn attach_model(&mut self, model: Embedder) -> Result<()> {
+    fn attach_model(&mut self, model: Arc<Embedder>) -> Result<()> {
         self.store.check_meta(&store_meta(&model))?;
         let fingerprint = crate::model::fingerprint(model.dir())?;
         self.check_fingerprint(&fingerprint, model.dir())?;
@@ -166,7 +189,7 @@ impl Engine {
             (warmed, model)
         });
         warmed?;
-        self.attach_model(model?)
+        self.attach_model(Arc::new(model?))
     }
 
     /// Counts, size and the recorded model.

@@ -125,6 +125,9 @@ impl Store for Maintained {
     fn maintain(&mut self, note: &mut dyn FnMut(&str)) -> Result<()> {
         self.0.maintain(note)
     }
+    fn refresh(&mut self) -> Result<()> {
+        self.0.refresh()
+    }
     fn add_chunks(
         &mut self,
         passage: PassageId,

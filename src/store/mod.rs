@@ -144,6 +144,13 @@ pub trait Store: Send {
     fn warm(&self) -> Result<()> {
         Ok(())
     }
+    /// Notices writes made through other handles on the same store (another
+    /// connection, another process) since the last call, so the next
+    /// search sees them: a cache of vectors is dropped when the store
+    /// changed. Optional for stores that cache nothing.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Answer `nearest` and `neighbours` by exact search even where the
     /// store keeps an approximate index (`--exact`). Optional.
     fn set_exact_search(&mut self, _exact: bool) {}

@@ -61,6 +61,8 @@ pub struct SqliteStore {
     search: OnceCell<Searcher>,
     /// Search exactly even where an approximate index exists (`--exact`).
     exact_search: bool,
+    /// `meta.generation` at the last [`Store::refresh`].
+    seen_generation: Option<i64>,
     /// Chunks from which `maintain_index` builds an index.
     ann_min_chunks: usize,
 }
@@ -141,6 +143,7 @@ impl SqliteStore {
             read_only: false,
             search: OnceCell::new(),
             exact_search: false,
+            seen_generation: None,
             ann_min_chunks: ANN_MIN_CHUNKS,
         };
         store.check_meta(meta)?;
@@ -201,6 +204,7 @@ impl SqliteStore {
             read_only,
             search: OnceCell::new(),
             exact_search: false,
+            seen_generation: None,
             ann_min_chunks: ANN_MIN_CHUNKS,
         })
     }
@@ -322,6 +326,17 @@ impl Store for SqliteStore {
     }
     fn warm(&self) -> Result<()> {
         self.searcher().map(|_| ())
+    }
+    fn refresh(&mut self) -> Result<()> {
+        let now: i64 = self
+            .meta_value("generation")?
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0);
+        if self.seen_generation.is_some_and(|seen| seen != now) {
+            self.search = OnceCell::new();
+        }
+        self.seen_generation = Some(now);
+        Ok(())
     }
     fn set_exact_search(&mut self, exact: bool) {
         if exact != self.exact_search {

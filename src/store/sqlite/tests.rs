@@ -980,3 +980,25 @@ fn unwritable_places_are_refused_with_the_cause() {
         "the probe leaves nothing behind"
     );
 }
+
+#[test]
+fn refresh_sees_writes_of_another_handle() {
+    use crate::store::{Filter, Store};
+    let dir = TempDir::new().unwrap();
+    let path = db(&dir);
+    let mut writer = SqliteStore::create_or_open(&path, &meta()).unwrap();
+    writer.replace_document(&doc("a.txt", &["one"])).unwrap();
+    let mut reader = SqliteStore::open_existing(&path, true).unwrap();
+    reader.refresh().unwrap();
+    let query = vector_for("two", DIM);
+    let found = |r: &SqliteStore| r.nearest(&query, 5, &Filter::default()).unwrap().len();
+    assert_eq!(found(&reader), 1);
+    writer.replace_document(&doc("b.txt", &["two"])).unwrap();
+    // The reader's cached vectors do not know b.txt until it refreshes.
+    assert_eq!(found(&reader), 1);
+    reader.refresh().unwrap();
+    assert_eq!(found(&reader), 2);
+    // Nothing written since: the cache is kept.
+    reader.refresh().unwrap();
+    assert!(reader.search.get().is_some());
+}
