@@ -456,3 +456,43 @@ fn small_files_share_model_batches() {
         assert!(crate::util::cosine(&a, &b) > 0.99999, "{file}:{line}");
     }
 }
+
+#[test]
+fn batch_queries_answer_one_json_line_each() {
+    use std::io::Write;
+    let s = Sandbox::new();
+    s.write("a.txt", A);
+    s.write("b.txt", B);
+    s.json(&["ingest", "--json", "a.txt", "b.txt"]);
+    let mut child = pareil_command(s.path())
+        .env("PAREIL_MODEL", &s.model)
+        .args(["similar", "-k", "1", "--queries", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = "chat\n{\"at\": \"b.txt:3\", \"k\": 3}\n\n{\"id\": 1, \"kk\": 2}\n{\"text\": \"hund\"}\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    // One bad line: answered with its error, the others still answered, exit 5.
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let answers: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert_eq!(answers[0]["query"]["text"], "chat");
+    assert_eq!(answers[0]["results"].as_array().unwrap().len(), 1);
+    assert_eq!(answers[1]["query"]["passage"]["path"], "b.txt");
+    assert!(answers[1]["results"].as_array().unwrap().len() <= 3);
+    assert_eq!(answers[2]["line"], 4);
+    assert!(answers[2]["error"].as_str().unwrap().contains("kk"));
+    assert_eq!(answers[3]["query"]["text"], "hund");
+}

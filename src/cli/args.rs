@@ -205,8 +205,15 @@ pub struct IngestArgs {
 #[derive(Debug, Args)]
 pub struct SimilarArgs {
     /// Query text (embedded with the "query: " prefix); not empty.
-    #[arg(value_name = "TEXT", required_unless_present_any = ["at", "id"], conflicts_with_all = ["at", "id"], value_parser = non_blank)]
+    #[arg(value_name = "TEXT", required_unless_present_any = ["at", "id", "queries"], conflicts_with_all = ["at", "id", "queries"], value_parser = non_blank)]
     pub text: Option<String>,
+    /// Many queries from FILE (or `-` for stdin), the model loaded once: one
+    /// query text per line, or JSON Lines with per-query settings
+    /// (`{"text"|"id"|"at": …, "k", "min_score", "exclude_same_doc", "doc",
+    /// "collapse"}`; the flags give the defaults). Prints one JSON line per
+    /// query (`{"query", "results"}`, or `{"line", "error"}` for a bad one).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["at", "id", "json", "jsonl"])]
+    pub queries: Option<std::path::PathBuf>,
     /// Use the stored passage covering this line as the query.
     #[arg(long, value_name = "FILE:LINE", conflicts_with = "id")]
     pub at: Option<String>,

@@ -1,7 +1,7 @@
 //! The store commands: ingest, similar, dups, remove, stats. Each turns its
 //! arguments into library options, runs the engine, and prints.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,8 @@ use super::args::{
 use super::{exit, load_model, model_spec, Outcome, Ui};
 use pareil::dedup::{Kind, Thresholds};
 use pareil::engine::{
-    stream_name, DuplicateFinding, DuplicateGroup, DupsOptions, DupsReport, Engine, IngestOptions,
-    Input, OnDuplicate, Place, Progress, Query, SimilarOptions,
+    parse_place, stream_name, DuplicateFinding, DuplicateGroup, DupsOptions, DupsReport, Engine,
+    IngestOptions, Input, OnDuplicate, Place, Progress, Query, SimilarOptions, SimilarRequest,
 };
 use pareil::error::{Error, Result};
 
@@ -238,6 +238,65 @@ pub fn ingest(g: &GlobalArgs, a: IngestArgs, ui: &Ui) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// `similar --queries FILE|-`: one engine (model loaded once) for every
+/// line; a bad line is answered with an error object and the rest go on.
+/// Exit 5 (input skipped) when any line failed.
+fn similar_batch(
+    g: &GlobalArgs,
+    a: &SimilarArgs,
+    file: &Path,
+    defaults: &SimilarOptions,
+) -> Result<Outcome> {
+    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut engine = open_engine(g, false, true)?;
+    engine.set_exact_search(a.exact);
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Error::io(file, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = batch_request(&line)
+            .and_then(|r| r.resolve(defaults))
+            .and_then(|(query, opts)| engine.similar(&query, &opts));
+        let v = match answer {
+            Ok(found) => serde_json::to_value(found)?,
+            Err(e) => {
+                failed += 1;
+                serde_json::json!({"line": n + 1, "error": e.to_string()})
+            }
+        };
+        writeln!(out, "{v}").map_err(|e| Error::io("<stdout>", e))?;
+    }
+    Ok(if failed > 0 {
+        eprintln!(
+            "pareil: {failed} quer{} failed (see their error lines)",
+            if failed == 1 { "y" } else { "ies" }
+        );
+        Outcome::Exit(exit::INPUT_SKIPPED)
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// A `--queries` line: a JSON object, or else the query text itself.
+fn batch_request(line: &str) -> Result<SimilarRequest> {
+    if line.trim_start().starts_with('{') {
+        serde_json::from_str(line).map_err(|e| Error::Usage(format!("not a query object: {e}")))
+    } else {
+        Ok(SimilarRequest {
+            text: Some(line.to_string()),
+            ..SimilarRequest::default()
+        })
+    }
+}
+
 /// An engine over the existing store, with the model (loaded on first use)
 /// when the command may need it.
 fn open_engine(g: &GlobalArgs, writable: bool, with_model: bool) -> Result<Engine> {
@@ -249,35 +308,26 @@ fn open_engine(g: &GlobalArgs, writable: bool, with_model: bool) -> Result<Engin
     })
 }
 
-fn parse_at(at: &str) -> Result<(String, usize)> {
-    let (path, line) = at
-        .rsplit_once(':')
-        .ok_or_else(|| Error::Usage(format!("--at wants FILE:LINE, got {at:?}")))?;
-    let line = line.parse::<usize>().map_err(|_| {
-        Error::Usage(format!(
-            "--at wants FILE:LINE with a line number, got {at:?}"
-        ))
-    })?;
-    Ok((path.to_string(), line))
-}
-
 pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
-    let mut engine = open_engine(g, false, a.text.is_some())?;
-    let query = match (&a.text, &a.at, a.id) {
-        (Some(t), _, _) => Query::Text(t.clone()),
-        (_, Some(at), _) => {
-            let (path, line) = parse_at(at)?;
-            Query::At { path, line }
-        }
-        (_, _, Some(id)) => Query::Passage(id),
-        _ => return Err(Error::Usage("give a TEXT, --at FILE:LINE or --id N".into())),
-    };
     let opts = SimilarOptions {
         k: a.k,
         min_score: a.min_score,
         exclude_same_doc: a.exclude_same_doc,
         doc_glob: a.doc.clone(),
         collapse: !a.no_collapse,
+    };
+    if let Some(file) = &a.queries {
+        return similar_batch(g, &a, file, &opts);
+    }
+    let mut engine = open_engine(g, false, a.text.is_some())?;
+    let query = match (&a.text, &a.at, a.id) {
+        (Some(t), _, _) => Query::Text(t.clone()),
+        (_, Some(at), _) => {
+            let (path, line) = parse_place(at).map_err(|e| Error::Usage(format!("--at {e}")))?;
+            Query::At { path, line }
+        }
+        (_, _, Some(id)) => Query::Passage(id),
+        _ => return Err(Error::Usage("give a TEXT, --at FILE:LINE or --id N".into())),
     };
     engine.set_exact_search(a.exact);
     let found = engine.similar(&query, &opts)?;

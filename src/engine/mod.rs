@@ -21,7 +21,10 @@ pub use dups::{DuplicateFinding, DuplicateGroup, DuplicateMember, DupsOptions, D
 pub use ingest::{
     stream_name, IngestOptions, IngestReport, Input, NoProgress, OnDuplicate, Progress, STDIN_NAME,
 };
-pub use similar::{Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarResults};
+pub use similar::{
+    parse_place, Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarRequest,
+    SimilarResults, MAX_K,
+};
 
 use std::sync::Arc;
 

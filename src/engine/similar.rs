@@ -52,6 +52,81 @@ impl Default for SimilarOptions {
     }
 }
 
+/// A query with its options as data: a line of `similar --queries` or the
+/// body of the server's `POST /v1/similar`. Exactly one of `text`, `id`,
+/// `at` ("path:line"); options left out take the caller's defaults.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarRequest {
+    pub text: Option<String>,
+    pub id: Option<PassageId>,
+    pub at: Option<String>,
+    pub k: Option<usize>,
+    pub min_score: Option<f32>,
+    pub exclude_same_doc: Option<bool>,
+    /// Glob on document paths.
+    pub doc: Option<String>,
+    pub collapse: Option<bool>,
+}
+
+/// Most results one query may ask for.
+pub const MAX_K: usize = 1000;
+
+impl SimilarRequest {
+    /// The query and its options (`defaults` where the request is silent),
+    /// or a usage error saying what is wrong.
+    pub fn resolve(&self, defaults: &SimilarOptions) -> Result<(Query, SimilarOptions)> {
+        let query = match (&self.text, self.id, &self.at) {
+            (Some(t), None, None) if t.trim().is_empty() => {
+                return Err(Error::Usage("`text` is empty".into()))
+            }
+            (Some(t), None, None) => Query::Text(t.clone()),
+            (None, Some(id), None) => Query::Passage(id),
+            (None, None, Some(at)) => {
+                let (path, line) = parse_place(at)?;
+                Query::At { path, line }
+            }
+            _ => {
+                return Err(Error::Usage(
+                    "give exactly one of `text`, `id` or `at`".into(),
+                ))
+            }
+        };
+        let k = self.k.unwrap_or(defaults.k);
+        if !(1..=MAX_K).contains(&k) {
+            return Err(Error::Usage(format!(
+                "`k` must be between 1 and {MAX_K}, got {k}"
+            )));
+        }
+        let min_score = self.min_score.or(defaults.min_score);
+        if min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
+            return Err(Error::Usage(
+                "`min_score` must be a cosine between -1 and 1".into(),
+            ));
+        }
+        let opts = SimilarOptions {
+            k,
+            min_score,
+            exclude_same_doc: self.exclude_same_doc.unwrap_or(defaults.exclude_same_doc),
+            doc_glob: self.doc.clone().or_else(|| defaults.doc_glob.clone()),
+            collapse: self.collapse.unwrap_or(defaults.collapse),
+        };
+        Ok((query, opts))
+    }
+}
+
+/// `path:line` → (path, line).
+pub fn parse_place(at: &str) -> Result<(String, usize)> {
+    at.rsplit_once(':')
+        .and_then(|(p, l)| Some((p.to_string(), l.parse::<usize>().ok()?)))
+        .filter(|(p, _)| !p.is_empty())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "wants \"path:line\" with a line number, got {at:?}"
+            ))
+        })
+}
+
 /// A place a passage occurs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Location {

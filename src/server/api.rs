@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{openapi, Shared};
 use crate::dedup::Thresholds;
-use crate::engine::{IngestOptions, Input, NoProgress, OnDuplicate, Query, SimilarOptions};
+use crate::engine::{
+    IngestOptions, Input, NoProgress, OnDuplicate, SimilarOptions, SimilarRequest,
+};
 use crate::error::Error;
 use crate::model::Role;
 
@@ -244,80 +246,11 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Reply<crate::store::Stats> 
     Ok(axum::Json(stats))
 }
 
-/// `POST /v1/similar`: exactly one of `text`, `id`, `at`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SimilarRequest {
-    text: Option<String>,
-    id: Option<i64>,
-    /// `path:line`.
-    at: Option<String>,
-    #[serde(default = "default_k")]
-    k: usize,
-    min_score: Option<f32>,
-    #[serde(default)]
-    exclude_same_doc: bool,
-    /// Glob on document paths.
-    doc: Option<String>,
-    #[serde(default = "yes")]
-    collapse: bool,
-}
-
-fn default_k() -> usize {
-    10
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl SimilarRequest {
-    fn query(&self) -> Result<Query, ApiError> {
-        match (&self.text, self.id, &self.at) {
-            (Some(t), None, None) if t.trim().is_empty() => {
-                Err(ApiError::bad_request("`text` is empty"))
-            }
-            (Some(t), None, None) => Ok(Query::Text(t.clone())),
-            (None, Some(id), None) => Ok(Query::Passage(id)),
-            (None, None, Some(at)) => {
-                let (path, line) = at
-                    .rsplit_once(':')
-                    .and_then(|(p, l)| Some((p.to_string(), l.parse::<usize>().ok()?)))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("`at` wants \"path:line\", got {at:?}"))
-                    })?;
-                Ok(Query::At { path, line })
-            }
-            _ => Err(ApiError::bad_request(
-                "give exactly one of `text`, `id` or `at`",
-            )),
-        }
-    }
-
-    fn options(&self) -> Result<SimilarOptions, ApiError> {
-        if !(1..=1000).contains(&self.k) {
-            return Err(ApiError::bad_request("`k` must be between 1 and 1000"));
-        }
-        if self.min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
-            return Err(ApiError::bad_request(
-                "`min_score` must be a cosine between -1 and 1",
-            ));
-        }
-        Ok(SimilarOptions {
-            k: self.k,
-            min_score: self.min_score,
-            exclude_same_doc: self.exclude_same_doc,
-            doc_glob: self.doc.clone(),
-            collapse: self.collapse,
-        })
-    }
-}
-
 async fn similar(
     State(shared): State<Arc<Shared>>,
     Body(req): Body<SimilarRequest>,
 ) -> Reply<crate::engine::SimilarResults> {
-    let (query, opts) = (req.query()?, req.options()?);
+    let (query, opts) = req.resolve(&SimilarOptions::default())?;
     let found = shared
         .read(move |engine| engine.similar(&query, &opts))
         .await?;
