@@ -472,7 +472,8 @@ fn batch_queries_answer_one_json_line_each() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = "chat\n{\"at\": \"b.txt:3\", \"k\": 3}\n\n{\"id\": 1, \"kk\": 2}\n{\"text\": \"hund\"}\n";
+    let lines =
+        "chat\n{\"at\": \"b.txt:3\", \"k\": 3}\n\n{\"id\": 1, \"kk\": 2}\n{\"text\": \"hund\"}\n";
     child
         .stdin
         .take()
