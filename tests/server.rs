@@ -19,8 +19,12 @@ struct Server {
 
 impl Server {
     fn start(s: &Sandbox, extra: &[&str]) -> Server {
-        let mut child = pareil_command(s.path())
-            .env("PAREIL_MODEL", &s.model)
+        Server::launch(s.path(), &s.model, extra)
+    }
+
+    fn launch(cwd: &std::path::Path, model: &std::path::Path, extra: &[&str]) -> Server {
+        let mut child = pareil_command(cwd)
+            .env("PAREIL_MODEL", model)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -336,14 +340,23 @@ fn full_queue_is_503_and_slow_requests_504() {
           content-length: 100\r\n\r\n{\"text\":",
     )
     .unwrap();
+    // Wait until it holds the admission (/metrics is never refused), then
+    // any other request is refused at once.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let r = server.get("/v1/stats");
-        if r.status == 503 || Instant::now() > deadline {
-            break r;
-        }
+    while !server
+        .get("/metrics")
+        .json
+        .as_str()
+        .unwrap()
+        .contains("pareil_requests_in_flight 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the half-sent request was not admitted"
+        );
         std::thread::sleep(Duration::from_millis(10));
-    };
+    }
+    let refused = server.get("/v1/stats");
     refused.refused(503, "retry");
     assert_eq!(refused.retry_after.as_deref(), Some("1"));
     assert_eq!(server.get("/health").status, 200);
@@ -439,4 +452,61 @@ fn writes_from_elsewhere_are_seen_and_sigterm_loses_nothing() {
         200 => assert_eq!(documents, 13),
         _ => assert!(documents == 12 || documents == 13),
     }
+}
+
+#[test]
+fn check_judges_texts_as_dups_would_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = crate::util::copy_seeds(dir.path());
+    let model = crate::util::model_dir();
+    let o = pareil_command(dir.path())
+        .env("PAREIL_MODEL", &model)
+        .args(["ingest", seeds.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let server = Server::launch(dir.path(), &model, &[]);
+    let before = server.get("/v1/stats").json;
+    let file = std::fs::read_dir(&seeds)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("001_"))
+        .unwrap();
+    let stored = std::fs::read_to_string(&file).unwrap();
+    let line = stored.lines().nth(24).unwrap().to_string();
+    let edited = line.replacen("Surtout", "En tout cas", 1);
+    assert_ne!(edited, line, "the seed line changed; pick another edit");
+    let half = line[..line.char_indices().nth(line.chars().count() / 2).unwrap().0].to_string();
+    let new = "Les manchots de Patagonie migrent vers le nord chaque hiver.".to_string();
+    let r = server.post("/v1/check", json!({"texts": [line, edited, half, new]}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let results = r.json["results"].as_array().unwrap();
+    let first = |i: usize| &results[i]["matches"][0];
+    assert_eq!(first(0)["kind"], "exact");
+    assert_eq!(first(0)["canonical"]["line_start"], 25);
+    assert!(first(0)["canonical"]["path"]
+        .as_str()
+        .unwrap()
+        .contains("001_"));
+    assert_eq!(first(1)["kind"], "near");
+    assert!(first(1)["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("Surtout"));
+    assert_eq!(first(2)["kind"], "contained");
+    assert_eq!(results[3]["duplicate"], false, "{}", results[3]);
+    assert_eq!(
+        server.get("/v1/stats").json,
+        before,
+        "a check writes nothing"
+    );
+    server
+        .post("/v1/check", json!({"texts": []}))
+        .refused(400, "1 to 256");
+    server
+        .post("/v1/check", json!({"text": "  "}))
+        .refused(400, "empty");
+    server
+        .post("/v1/check", json!({"text": "a", "texts": ["b"]}))
+        .refused(400, "`text` or `texts`");
 }

@@ -281,7 +281,7 @@ pub struct SemanticNeighbour {
 
 /// The one-line reason of a pair: the word diff for near and contained, the
 /// languages and names for semantic, none for exact.
-fn explain(kind: Kind, a: &Item, b: &Item) -> Option<String> {
+pub fn explain(kind: Kind, a: &Item, b: &Item) -> Option<String> {
     match kind {
         Kind::Exact => None,
         Kind::Near | Kind::Contained => Some(word_diff(a.text, b.text, group::EXPLAIN_LEN)),

@@ -201,7 +201,7 @@ impl Corpus {
         }
     }
 
-    fn empty() -> Self {
+    pub fn empty() -> Self {
         Corpus {
             rows: Vec::new(),
             norms: Vec::new(),

@@ -9,6 +9,7 @@
 //!
 //! Dependencies run one way: engine → corpus, dedup, store, model.
 
+mod check;
 mod documents;
 mod dups;
 mod ingest;
@@ -16,6 +17,7 @@ mod similar;
 
 use std::path::{Path, PathBuf};
 
+pub use check::{CheckMatch, CheckResult, CHECK_CANDIDATES};
 pub use documents::find_document;
 pub use dups::{DuplicateFinding, DuplicateGroup, DuplicateMember, DupsOptions, DupsReport, Place};
 pub use ingest::{

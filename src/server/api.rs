@@ -36,6 +36,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/stats", get(stats))
         .route("/v1/similar", post(similar))
+        .route("/v1/check", post(check))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/documents", post(add_document))
         .route("/v1/documents/{*name}", delete(remove_document))
@@ -97,6 +98,7 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/v1/stats" => "/v1/stats",
         "/v1/similar" => "/v1/similar",
+        "/v1/check" => "/v1/check",
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/documents" => "/v1/documents",
         p if p.starts_with("/v1/documents/") => "/v1/documents/{name}",
@@ -255,6 +257,43 @@ async fn similar(
         .read(move |engine| engine.similar(&query, &opts))
         .await?;
     Ok(axum::Json(found))
+}
+
+/// `POST /v1/check`: `text`, or `texts` (up to [`MAX_CHECK_TEXTS`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CheckRequest {
+    text: Option<String>,
+    texts: Option<Vec<String>>,
+}
+
+/// Texts per check request.
+const MAX_CHECK_TEXTS: usize = 256;
+
+#[derive(Serialize)]
+pub(super) struct CheckReply {
+    results: Vec<crate::engine::CheckResult>,
+}
+
+async fn check(
+    State(shared): State<Arc<Shared>>,
+    Body(req): Body<CheckRequest>,
+) -> Reply<CheckReply> {
+    let texts = match (req.text, req.texts) {
+        (Some(t), None) => vec![t],
+        (None, Some(ts)) if !ts.is_empty() && ts.len() <= MAX_CHECK_TEXTS => ts,
+        (None, Some(ts)) => {
+            return Err(ApiError::bad_request(format!(
+                "`texts` must hold 1 to {MAX_CHECK_TEXTS} texts, got {}",
+                ts.len()
+            )))
+        }
+        _ => return Err(ApiError::bad_request("give `text` or `texts`")),
+    };
+    let results = shared
+        .read(move |engine| engine.check(&texts, &Thresholds::default()))
+        .await?;
+    Ok(axum::Json(CheckReply { results }))
 }
 
 /// `POST /v1/embeddings`, as OpenAI's.

@@ -48,6 +48,18 @@ pub(super) fn document() -> Value {
                 })),
                 "responses": answers("{\"query\": …, \"results\": […]}")
             }},
+            "/v1/check": {"post": {
+                "summary": "Is each text already stored? Nothing is written. Each text is judged as one passage against its 16 nearest stored passages by the rule of `pareil dups`",
+                "requestBody": body(json!({
+                    "type": "object", "additionalProperties": false,
+                    "properties": {
+                        "text": {"type": "string"},
+                        "texts": {"type": "array", "items": {"type": "string"}, "maxItems": 256}
+                    },
+                    "oneOf": [{"required": ["text"]}, {"required": ["texts"]}]
+                })),
+                "responses": answers("{\"results\": [{\"duplicate\", \"matches\": [{\"kind\", \"score\", \"canonical\": {\"id\", \"path\", \"line_start\", \"line_end\"}, \"text\", \"explanation\"}]}]}")
+            }},
             "/v1/embeddings": {"post": {
                 "summary": "OpenAI-compatible embeddings",
                 "requestBody": body(json!({
