@@ -510,3 +510,116 @@ fn check_judges_texts_as_dups_would_and_writes_nothing() {
         .post("/v1/check", json!({"text": "a", "texts": ["b"]}))
         .refused(400, "`text` or `texts`");
 }
+
+/// One JSON-RPC exchange with `pareil mcp` over its stdio.
+struct Mcp {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    next_id: u64,
+}
+
+impl Mcp {
+    fn start(s: &Sandbox) -> Mcp {
+        let mut child = pareil_command(s.path())
+            .env("PAREIL_MODEL", &s.model)
+            .arg("mcp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Mcp {
+            child,
+            out,
+            next_id: 0,
+        }
+    }
+
+    fn send(&mut self, message: Value) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let reply: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(reply["id"], id, "{reply}");
+        reply
+    }
+
+    /// A tool's answer: (is it an error, its text).
+    fn call(&mut self, tool: &str, arguments: Value) -> (bool, String) {
+        let reply = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
+        let result = &reply["result"];
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        (result["isError"] == true, text.to_string())
+    }
+}
+
+#[test]
+fn mcp_tools_over_stdio() {
+    let s = Sandbox::new();
+    let mut mcp = Mcp::start(&s);
+    let init = mcp.request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "test", "version": "0"}}),
+    );
+    assert_eq!(init["result"]["serverInfo"]["name"], "pareil", "{init}");
+    mcp.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let listed = mcp.request("tools/list", json!({}));
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["similar", "check_duplicate", "ingest_text", "stats"]
+    );
+
+    let (err, text) = mcp.call(
+        "ingest_text",
+        json!({"name": "notes.txt", "text": "le chat dort\n\nder hund schläft\n"}),
+    );
+    assert!(!err, "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["documents_written"], 1);
+    let (err, text) = mcp.call("similar", json!({"text": "chat", "k": 1}));
+    assert!(!err, "{text}");
+    let found: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(found["results"][0]["path"], "notes.txt");
+    let (err, text) = mcp.call("check_duplicate", json!({"text": "le chat dort"}));
+    assert!(!err, "{text}");
+    let checked: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        checked["results"][0]["matches"][0]["kind"], "exact",
+        "{checked}"
+    );
+    let (err, text) = mcp.call("stats", json!({}));
+    assert!(!err);
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["passages"], 2);
+
+    // A bad call is a tool error the agent can read; an unknown tool is a
+    // protocol error.
+    let (err, text) = mcp.call("similar", json!({"k": 1}));
+    assert!(err && text.contains("exactly one"), "{text}");
+    let (err, text) = mcp.call("ingest_text", json!({"name": "x"}));
+    assert!(err && text.contains("text"), "{text}");
+    let unknown = mcp.request("tools/call", json!({"name": "nope", "arguments": {}}));
+    assert!(unknown["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope"));
+
+    drop(mcp.child.stdin.take());
+    assert!(mcp.child.wait().unwrap().success());
+}

@@ -112,6 +112,11 @@ pub enum Command {
     /// http://ADDR` first; stops on Ctrl-C or SIGTERM after the requests in
     /// flight. API: GET /openapi.json, and the README.
     Serve(ServeArgs),
+    /// Serve the store to an AI agent over the Model Context Protocol on
+    /// stdio (tools: similar, check_duplicate, ingest_text, stats). An MCP
+    /// client starts it, e.g. `{"command": "pareil", "args": ["--db",
+    /// "/path/pareil.db", "mcp"]}`.
+    Mcp,
 }
 
 #[derive(Debug, Args)]

@@ -121,6 +121,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Remove(a) => store_cmds::remove(&cli.global, a, &ui),
         Command::Stats(a) => store_cmds::stats(&cli.global, a),
         Command::Serve(a) => serve(&cli.global, a),
+        Command::Mcp => {
+            pareil::server::serve_mcp(&cli.global.db, model_spec(&cli.global)?)?;
+            Ok(Outcome::Ok)
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! what is wrong (see [`api`]).
 
 mod api;
+mod mcp;
 mod metrics;
 mod openapi;
 
@@ -32,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::model::Embedder;
 
 pub use api::ApiError;
+pub use mcp::serve_mcp;
 
 /// How `pareil serve` listens and what it admits.
 #[derive(Debug, Clone)]
