@@ -25,6 +25,33 @@ use crate::store::{DedupRow, Filter, PassageId, PassageRow};
 /// Stored passages compared with each checked text.
 pub const CHECK_CANDIDATES: usize = 16;
 
+/// Texts one check may hold.
+pub const MAX_CHECK_TEXTS: usize = 256;
+
+/// A check as data (the server's `POST /v1/check`, the MCP tool): one
+/// `text`, or `texts`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub text: Option<String>,
+    pub texts: Option<Vec<String>>,
+}
+
+impl CheckRequest {
+    /// The texts to check, or a usage error saying what is wrong.
+    pub fn into_texts(self) -> Result<Vec<String>> {
+        match (self.text, self.texts) {
+            (Some(t), None) => Ok(vec![t]),
+            (None, Some(ts)) if !ts.is_empty() && ts.len() <= MAX_CHECK_TEXTS => Ok(ts),
+            (None, Some(ts)) => Err(Error::Usage(format!(
+                "`texts` must hold 1 to {MAX_CHECK_TEXTS} texts, got {}",
+                ts.len()
+            ))),
+            _ => Err(Error::Usage("give `text` or `texts`".into())),
+        }
+    }
+}
+
 /// The answer for one checked text.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {

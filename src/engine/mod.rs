@@ -17,7 +17,7 @@ mod similar;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{CheckMatch, CheckResult, CHECK_CANDIDATES};
+pub use check::{CheckMatch, CheckRequest, CheckResult, CHECK_CANDIDATES, MAX_CHECK_TEXTS};
 pub use documents::find_document;
 pub use dups::{DuplicateFinding, DuplicateGroup, DuplicateMember, DupsOptions, DupsReport, Place};
 pub use ingest::{

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{openapi, Shared};
 use crate::dedup::Thresholds;
 use crate::engine::{
-    IngestOptions, Input, NoProgress, OnDuplicate, SimilarOptions, SimilarRequest,
+    CheckRequest, IngestOptions, Input, NoProgress, OnDuplicate, SimilarOptions, SimilarRequest,
 };
 use crate::error::Error;
 use crate::model::Role;
@@ -259,17 +259,6 @@ async fn similar(
     Ok(axum::Json(found))
 }
 
-/// `POST /v1/check`: `text`, or `texts` (up to [`MAX_CHECK_TEXTS`]).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CheckRequest {
-    text: Option<String>,
-    texts: Option<Vec<String>>,
-}
-
-/// Texts per check request.
-const MAX_CHECK_TEXTS: usize = 256;
-
 #[derive(Serialize)]
 pub(super) struct CheckReply {
     results: Vec<crate::engine::CheckResult>,
@@ -279,17 +268,7 @@ async fn check(
     State(shared): State<Arc<Shared>>,
     Body(req): Body<CheckRequest>,
 ) -> Reply<CheckReply> {
-    let texts = match (req.text, req.texts) {
-        (Some(t), None) => vec![t],
-        (None, Some(ts)) if !ts.is_empty() && ts.len() <= MAX_CHECK_TEXTS => ts,
-        (None, Some(ts)) => {
-            return Err(ApiError::bad_request(format!(
-                "`texts` must hold 1 to {MAX_CHECK_TEXTS} texts, got {}",
-                ts.len()
-            )))
-        }
-        _ => return Err(ApiError::bad_request("give `text` or `texts`")),
-    };
+    let texts = req.into_texts()?;
     let results = shared
         .read(move |engine| engine.check(&texts, &Thresholds::default()))
         .await?;

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::dedup::Thresholds;
 use crate::engine::{
-    Engine, IngestOptions, Input, ModelSpec, NoProgress, OnDuplicate, SimilarOptions,
+    CheckRequest, Engine, IngestOptions, Input, ModelSpec, NoProgress, OnDuplicate, SimilarOptions,
     SimilarRequest,
 };
 use crate::error::{Error, Result};
@@ -122,19 +122,8 @@ fn run_tool(engine: &mut Engine, name: &str, args: Value) -> Result<Value> {
             Ok(serde_json::to_value(engine.similar(&query, &opts)?)?)
         }
         "check_duplicate" => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Args {
-                text: Option<String>,
-                texts: Option<Vec<String>>,
-            }
-            let a: Args = serde_json::from_value(args).map_err(bad)?;
-            let texts = match (a.text, a.texts) {
-                (Some(t), None) => vec![t],
-                (None, Some(ts)) if !ts.is_empty() => ts,
-                _ => return Err(Error::Usage("give `text` or a non-empty `texts`".into())),
-            };
-            let results = engine.check(&texts, &Thresholds::default())?;
+            let request: CheckRequest = serde_json::from_value(args).map_err(bad)?;
+            let results = engine.check(&request.into_texts()?, &Thresholds::default())?;
             Ok(json!({ "results": results }))
         }
         "ingest_text" => {
