@@ -166,14 +166,8 @@ impl Corpus {
                 .collect()
         };
         let mut corpus = Corpus::empty();
-        corpus.rows.reserve_exact(rows.len());
-        corpus.norms.reserve_exact(rows.len());
-        corpus.orders.reserve_exact(rows.len());
-        corpus.langs = langs;
-        for row in rows {
-            corpus.rows.push(row.passage);
-            corpus.norms.push(row.norm);
-            corpus.orders.push(row.order as u64);
+        for (row, lang) in rows.into_iter().zip(langs) {
+            corpus.push_guessed(row, lang);
         }
         corpus.inherit_document_languages();
         Ok(corpus)
@@ -216,8 +210,13 @@ impl Corpus {
 
     /// Adds a passage at the end.
     pub fn push(&mut self, row: DedupRow) {
-        self.langs
-            .push(crate::corpus::guess_language(&row.passage.text));
+        let lang = crate::corpus::guess_language(&row.passage.text);
+        self.push_guessed(row, lang);
+    }
+
+    /// Adds a passage at the end with its language already guessed.
+    fn push_guessed(&mut self, row: DedupRow, lang: Option<&'static str>) {
+        self.langs.push(lang);
         self.rows.push(row.passage);
         self.norms.push(row.norm);
         self.orders.push(row.order as u64);
