@@ -182,6 +182,7 @@ impl Engine {
 
 /// The checked text as a passage that is not stored (after every stored one).
 fn checked_row(text: &str) -> DedupRow {
+    let norm = crate::corpus::normalize::normalize(text);
     DedupRow {
         passage: PassageRow {
             id: -1,
@@ -197,8 +198,9 @@ fn checked_row(text: &str) -> DedupRow {
             duplicate_of: None,
             dup_kind: None,
             dup_score: None,
+            norm_hash: crate::store::sha256_hex(norm.as_bytes()),
         },
-        norm: crate::corpus::normalize::normalize(text),
+        norm,
         order: i64::MAX,
     }
 }

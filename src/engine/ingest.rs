@@ -903,6 +903,7 @@ impl PreparedDocument {
                 duplicate_of: None,
                 dup_kind: None,
                 dup_score: None,
+                norm_hash: crate::store::sha256_hex(p.norm.as_bytes()),
             };
             (row, p)
         })

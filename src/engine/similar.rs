@@ -221,7 +221,9 @@ impl Engine {
         // narrower one: only the new tail is shaped.
         let (mut want, mut seen) = (opts.k.saturating_mul(4).max(opts.k.saturating_add(32)), 0);
         loop {
-            let found = self.store.nearest(&vector, want, &filter)?;
+            let found = tracing::info_span!("nearest", want)
+                .in_scope(|| self.store.nearest(&vector, want, &filter))?;
+            let _shape = tracing::info_span!("shape").entered();
             if shaper.consume(self.store(), &found[seen.min(found.len())..])? || found.len() < want
             {
                 break;
@@ -298,10 +300,11 @@ struct Shaper<'a> {
     query_text: &'a str,
     /// The query's words, for picking each hit's snippet.
     query_words: QueryWords,
-    /// Normalised text of a stored query passage: its copies are its other
-    /// locations, not results.
+    /// Normalised-text hash of a stored query passage: its copies are its
+    /// other locations, not results.
     query_norm: Option<String>,
     hits: Vec<Hit>,
+    /// Hits by the hash of their normalised text (the stored `norm_hash`).
     by_norm: HashMap<String, usize>,
     query_also: Vec<Location>,
 }
@@ -312,9 +315,7 @@ impl<'a> Shaper<'a> {
             opts,
             query_text,
             query_words: QueryWords::new(query_text),
-            query_norm: own
-                .filter(|_| opts.collapse)
-                .map(|r| crate::corpus::normalize(&r.text)),
+            query_norm: own.filter(|_| opts.collapse).map(|r| r.norm_hash.clone()),
             hits: Vec::new(),
             by_norm: HashMap::new(),
             query_also: Vec::new(),
@@ -323,8 +324,18 @@ impl<'a> Shaper<'a> {
 
     /// Takes neighbours best first; true once nothing further can change the answer.
     fn consume(&mut self, store: &dyn Store, found: &[Neighbour]) -> Result<bool> {
+        // Rows are read a page at a time: the first just past k (most
+        // answers end there), later ones wider.
         const PAGE: usize = 64;
-        for page in found.chunks(PAGE) {
+        let mut rest = found;
+        while !rest.is_empty() {
+            let size = if self.hits.is_empty() {
+                self.opts.k + 8
+            } else {
+                PAGE
+            };
+            let (page, tail) = rest.split_at(size.min(rest.len()));
+            rest = tail;
             let ids: Vec<i64> = page.iter().map(|n| n.passage).collect();
             let rows: HashMap<i64, PassageRow> = store
                 .passages_by_ids(&ids)?
@@ -356,10 +367,7 @@ impl<'a> Shaper<'a> {
         {
             return true;
         }
-        let key = self
-            .opts
-            .collapse
-            .then(|| crate::corpus::normalize(&row.text));
+        let key = self.opts.collapse.then(|| row.norm_hash.clone());
         if key.is_some() && key == self.query_norm {
             self.query_also.push(row.into());
             return false;
@@ -409,12 +417,9 @@ struct QueryWords(HashSet<String>);
 
 impl QueryWords {
     fn new(query: &str) -> Self {
-        let folded = fold(query);
         QueryWords(
-            crate::corpus::words(&folded)
-                .into_iter()
+            folded_words(query)
                 .filter(|w| w.chars().count() > 2)
-                .map(str::to_string)
                 .collect(),
         )
     }
@@ -428,10 +433,8 @@ impl QueryWords {
         }
         let mut best = (0usize, spans[0]);
         for &(s, e) in &spans {
-            let sentence = fold(&text[s..e]);
-            let hits = crate::corpus::words(&sentence)
-                .into_iter()
-                .filter(|w| self.0.contains(*w))
+            let hits = folded_words(&text[s..e])
+                .filter(|w| self.0.contains(w))
                 .count();
             if hits > best.0 {
                 best = (hits, (s, e));
@@ -441,8 +444,17 @@ impl QueryWords {
     }
 }
 
-fn fold(text: &str) -> String {
-    crate::corpus::fold_accents(&crate::corpus::normalize(text))
+/// The words of `text`, each lower-cased and accent-folded on its own.
+/// Word by word, so the common ASCII word costs a lower-casing, not the
+/// Unicode normalisation passes (this runs on every sentence of every hit).
+fn folded_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    crate::corpus::words(text).into_iter().map(|w| {
+        if w.is_ascii() {
+            w.to_ascii_lowercase()
+        } else {
+            crate::corpus::fold_accents(&crate::corpus::normalize(w))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -171,6 +171,11 @@ pub struct PassageRow {
     pub duplicate_of: Option<PassageId>,
     pub dup_kind: Option<String>,
     pub dup_score: Option<f64>,
+    /// Hex SHA-256 of the normalised text: equal for passages whose texts
+    /// differ only in case, spacing and typography (the exact-duplicate key),
+    /// so copies are recognised without normalising again.
+    #[serde(skip)]
+    pub norm_hash: String,
 }
 
 /// What the dedup pass needs of a stored passage: the row, the normalised

@@ -42,21 +42,30 @@ const CONNECTIVITY: usize = 16;
 /// Candidate list size while inserting: graph quality, paid once at build.
 const EXPANSION_ADD: usize = 128;
 /// Candidate list size while searching (HNSW's ef; a search asking for more
-/// results widens it to that count). `PAREIL_ANN_EF` overrides it, for
-/// measuring recall against latency (`cargo bench --bench scale`).
-/// 256: recall@10 0.977 at 1M synthetic passages in 2.7 ms, where 96 gave
-/// 0.93 (BENCHMARKS.md).
+/// results widens it to that count), by index size: the list a search needs
+/// to keep its recall grows with the graph. Measured recall@10 against exact
+/// search (BENCHMARKS.md): real debian-dev vectors (9k) 0.991 at 128, 0.997
+/// at 256; synthetic 100k 0.9998 at 96, 128 and 256; synthetic 1M 0.93 at
+/// 96, 0.979 at 256. So 128 up to [`SMALL_GRAPH`] vectors, where it saves
+/// about a millisecond a query, and 256 above. `PAREIL_ANN_EF` overrides
+/// both, for measuring recall against latency (`cargo bench --bench scale`).
 const EXPANSION_SEARCH: usize = 256;
+const EXPANSION_SEARCH_SMALL: usize = 128;
+const SMALL_GRAPH: usize = 250_000;
 /// The candidate list for the k-NN graph behind `dups`: a million searches,
 /// so cheaper; the semantic rule needs the few neighbours above its floor.
 pub(super) const EXPANSION_GRAPH: usize = 96;
 
-fn expansion_search() -> usize {
+fn expansion_search(vectors: usize) -> usize {
     std::env::var("PAREIL_ANN_EF")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&ef| ef >= 1)
-        .unwrap_or(EXPANSION_SEARCH)
+        .unwrap_or(if vectors <= SMALL_GRAPH {
+            EXPANSION_SEARCH_SMALL
+        } else {
+            EXPANSION_SEARCH
+        })
 }
 
 /// What the header records.
@@ -184,7 +193,7 @@ impl AnnIndex {
         if index.dimensions() != dim {
             return Ok(None);
         }
-        index.change_expansion_search(expansion_search());
+        index.change_expansion_search(expansion_search(index.size()));
         Ok(Some(AnnIndex {
             index,
             _map: Some(map),
@@ -196,7 +205,7 @@ impl AnnIndex {
     /// is used from one thread at a time, so this does not race a search.
     pub(super) fn set_expansion(&self, ef: Option<usize>) {
         self.index
-            .change_expansion_search(ef.unwrap_or_else(expansion_search));
+            .change_expansion_search(ef.unwrap_or_else(|| expansion_search(self.len())));
     }
 
     /// Vectors in the graph (including chunks removed from the store since).

@@ -17,7 +17,7 @@ const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d
      (SELECT COUNT(*) FROM passages p WHERE p.doc_id = d.id)";
 
 const PASSAGE_COLUMNS: &str = "p.id, p.doc_id, d.path, d.date, p.idx, p.line_start, p.line_end, \
-     p.byte_start, p.byte_end, p.text, p.duplicate_of, p.dup_kind, p.dup_score";
+     p.byte_start, p.byte_end, p.text, p.duplicate_of, p.dup_kind, p.dup_score, p.norm_hash";
 
 /// Reads a non-negative integer column. The crate is built without
 /// rusqlite's `fallible_uint` feature, so counts and offsets go through i64.
@@ -55,6 +55,7 @@ fn passage_row(r: &Row<'_>) -> rusqlite::Result<PassageRow> {
         duplicate_of: r.get(10)?,
         dup_kind: r.get(11)?,
         dup_score: r.get(12)?,
+        norm_hash: r.get(13)?,
     })
 }
 
@@ -327,8 +328,8 @@ impl SqliteStore {
             .query_map([], |r| {
                 Ok(DedupRow {
                     passage: passage_row(r)?,
-                    norm: r.get(13)?,
-                    order: r.get(14)?,
+                    norm: r.get(14)?,
+                    order: r.get(15)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -133,6 +133,13 @@ impl SqliteStore {
 
     /// The index's candidates, re-scored with the stored vectors, widened
     /// until `k` pass the filter or the index has no more to give.
+    ///
+    /// The index holds the store's own f16 values, so its ranking is the
+    /// exact ranking up to rounding: the search's candidate list (HNSW's
+    /// ef, 128 or 256 by index size) is what buys recall, and only the best `k`, every
+    /// candidate tied with the k-th (copies share a vector; exact search
+    /// breaks their ties by id) and a little slack for removed chunks are
+    /// read back from SQLite to be re-scored and checked alive.
     fn approx_nearest(
         &self,
         ann: &AnnIndex,
@@ -140,13 +147,24 @@ impl SqliteStore {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<Neighbour>> {
-        let mut want = (k + filter.exclude_passages.len()).max(10) * 8;
+        /// Candidates read back beyond the `k` wanted.
+        const SLACK: usize = 16;
+        /// Index scores this close count as tied (f16 values, rounding only).
+        const TIE: f32 = 1e-4;
+        let wanted = k + filter.exclude_passages.len();
+        let mut want = wanted + SLACK;
         loop {
             let found = ann.search(query, want)?;
+            let exhausted = found.len() < want || want >= ann.len();
+            let ties_past_end =
+                found.len() > wanted && found[found.len() - 1].1 >= found[wanted - 1].1 - TIE;
+            if ties_past_end && !exhausted {
+                want *= 4;
+                continue;
+            }
             let ids: Vec<ChunkId> = found.iter().map(|&(id, _)| id).collect();
             let rescored =
                 VectorIndex::new(self.vectors_of_chunks(&ids)?)?.nearest(query, k, filter)?;
-            let exhausted = found.len() < want || want >= ann.len();
             let below_floor = filter
                 .min_score
                 .is_some_and(|m| found.last().is_some_and(|&(_, s)| s < m - 0.01));
