@@ -623,3 +623,82 @@ fn mcp_tools_over_stdio() {
     drop(mcp.child.stdin.take());
     assert!(mcp.child.wait().unwrap().success());
 }
+
+/// The Python interpreter of `scripts/setup-openai.sh`'s environment
+/// (`PAREIL_OPENAI_VENV` or `.cache/venv-openai`), or `None` with a note
+/// outside CI. In CI (`CI` set) a missing environment fails the test: a
+/// skipped compatibility check must not pass as a passed one.
+fn openai_python() -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("PAREIL_OPENAI_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::util::repo_root().join(".cache/venv-openai"));
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let why = format!(
+        "no `openai` client environment at {} (run scripts/setup-openai.sh)",
+        venv.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// Existing OpenAI clients work by changing the base URL: the official
+/// Python client (its default base64 encoding, floats, one string, usage,
+/// a wrong model → `NotFoundError`, a wrong key → `AuthenticationError`),
+/// with the vectors equal to what the server's own JSON says.
+#[test]
+fn openai_python_client_embeds_through_serve() {
+    let Some(python) = openai_python() else {
+        return;
+    };
+    let s = Sandbox::new();
+    let server = Server::start(&s, &["--token", "sesame"]);
+    let script = crate::util::repo_root().join("tests/clients/openai_embeddings.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args([server.base.as_str(), "sesame", "tiny-model"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = server
+        .call(
+            "POST",
+            "/v1/embeddings",
+            Some(&json!({"input": ["bonjour", "hello world"], "model": "tiny-model"}).to_string()),
+            Some("sesame"),
+        )
+        .json;
+    assert_eq!(seen["object"], "list");
+    assert_eq!(seen["indexes"], json!([0, 1]));
+    assert_eq!(seen["prompt_tokens"], ours["usage"]["prompt_tokens"]);
+    assert!(seen["prompt_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(seen["total_tokens"], seen["prompt_tokens"]);
+    for (i, expected) in ours["data"].as_array().unwrap().iter().enumerate() {
+        let expected = expected["embedding"].as_array().unwrap();
+        assert!(!expected.is_empty());
+        for form in ["default", "float"] {
+            let got = seen[form][i].as_array().unwrap();
+            assert_eq!(got.len(), expected.len(), "{form}");
+            for (g, e) in got.iter().zip(expected) {
+                // base64 carries the f32 bits; floats go through decimal text.
+                let (g, e) = (g.as_f64().unwrap(), e.as_f64().unwrap());
+                assert!((g - e).abs() < 1e-6, "{form}[{i}]: {g} vs {e}");
+            }
+        }
+    }
+    assert_eq!(seen["single"], seen["float"][0]);
+    assert_eq!(seen["wrong_model"]["status"], 404, "{seen}");
+    assert!(seen["wrong_model"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not served here"));
+    assert_eq!(seen["wrong_token"]["status"], 401, "{seen}");
+}
