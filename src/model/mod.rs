@@ -14,6 +14,7 @@ mod fingerprint;
 pub mod manifest;
 pub mod sentence;
 pub mod tokenizer;
+mod unigram;
 mod weights;
 
 pub use fingerprint::fingerprint;

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
+use super::unigram;
+
 use crate::error::{Error, Result};
 
 /// Token ids of one text, as the encoder will see them.
@@ -17,29 +19,47 @@ pub struct Tokenized {
 }
 
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     eos_id: u32,
     max_tokens: usize,
 }
 
+/// XLM-R-style SentencePiece files load through [`unigram`] (tens of
+/// milliseconds); any other `tokenizer.json` through the crate's loader.
+enum Inner {
+    Unigram(Box<unigram::UnigramTokenizer>),
+    Crate(Box<Tokenizer>),
+}
+
 impl TextTokenizer {
     pub fn load(path: &Path, max_tokens: usize) -> Result<Self> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::ModelCorrupt {
+        let corrupt = |reason: String| Error::ModelCorrupt {
             path: path.to_path_buf(),
-            reason: format!("not a readable tokenizer.json: {e}"),
+            reason,
             fix: "re-run `pareil model fetch`".into(),
+        };
+        let bytes = std::fs::read(path).map_err(|e| corrupt(format!("cannot be read: {e}")))?;
+        let inner = match unigram::load(&bytes) {
+            Some(fast) => Inner::Unigram(Box::new(fast)),
+            None => {
+                let mut inner = Tokenizer::from_bytes(&bytes)
+                    .map_err(|e| corrupt(format!("not a readable tokenizer.json: {e}")))?;
+                inner
+                    .with_truncation(None)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                inner.with_padding(None);
+                Inner::Crate(Box::new(inner))
+            }
+        };
+        let eos_id = match &inner {
+            Inner::Unigram(t) => t.token_to_id("</s>"),
+            Inner::Crate(t) => t.token_to_id("</s>"),
+        }
+        .ok_or_else(|| Error::ModelCorrupt {
+            path: path.to_path_buf(),
+            reason: "no </s> token: not an XLM-R SentencePiece tokenizer".into(),
+            fix: "use the tokenizer.json of the model (re-run `pareil model fetch`)".into(),
         })?;
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        inner.with_padding(None);
-        let eos_id = inner
-            .token_to_id("</s>")
-            .ok_or_else(|| Error::ModelCorrupt {
-                path: path.to_path_buf(),
-                reason: "no </s> token: not an XLM-R SentencePiece tokenizer".into(),
-                fix: "use the tokenizer.json of the model (re-run `pareil model fetch`)".into(),
-            })?;
         Ok(TextTokenizer {
             inner,
             eos_id,
@@ -52,10 +72,11 @@ impl TextTokenizer {
     /// truncation does, and reports how many were dropped.
     pub fn tokenize(&self, text: &str, prompt: &str) -> Result<Tokenized> {
         let input = format!("{prompt}{text}");
-        let enc = self
-            .inner
-            .encode(input.as_str(), true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = match &self.inner {
+            Inner::Unigram(t) => t.encode(input.as_str(), true),
+            Inner::Crate(t) => t.encode(input.as_str(), true),
+        }
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids = enc.get_ids().to_vec();
         let mut truncated = 0;
         if ids.len() > self.max_tokens {
