@@ -133,7 +133,7 @@ impl Engine {
 
     fn attach_model(&mut self, model: Arc<Embedder>) -> Result<()> {
         self.store.check_meta(&store_meta(&model))?;
-        let fingerprint = crate::model::fingerprint(model.dir())?;
+        let fingerprint = model.fingerprint()?;
         self.check_fingerprint(&fingerprint, model.dir())?;
         self.fingerprint = Some(fingerprint);
         self.model = Some(model);
@@ -168,7 +168,7 @@ impl Engine {
         };
         let f = match &self.fingerprint {
             Some(f) => f.clone(),
-            None => crate::model::fingerprint(model.dir())?,
+            None => model.fingerprint()?,
         };
         self.check_fingerprint(&f, model.dir())?;
         if self.store.meta_value(MODEL_FINGERPRINT)?.is_none() {

@@ -89,6 +89,10 @@ pub struct Embedder {
     /// instead of waking the pool from outside (a futex round trip per
     /// operation, a fifth of a short query's time).
     pool: rayon::ThreadPool,
+    /// The model files' fingerprint, hashed once per loaded model: every
+    /// engine sharing it (a server's readers and writer) checks its store
+    /// against the same value without reading the files again.
+    fingerprint: std::sync::OnceLock<String>,
 }
 
 impl Embedder {
@@ -147,6 +151,7 @@ impl Embedder {
             pooling,
             dir: dir.to_path_buf(),
             manifest,
+            fingerprint: std::sync::OnceLock::new(),
         })
     }
 
@@ -160,6 +165,15 @@ impl Embedder {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// [`fingerprint`] of the model's directory, computed on first use.
+    pub fn fingerprint(&self) -> Result<String> {
+        if let Some(f) = self.fingerprint.get() {
+            return Ok(f.clone());
+        }
+        let f = fingerprint(&self.dir)?;
+        Ok(self.fingerprint.get_or_init(|| f).clone())
     }
 
     /// Model id and revision as recorded at install time.
