@@ -615,3 +615,109 @@ fn broken_model_files_give_clear_errors() {
     let err = Embedder::load(dir.path()).err().unwrap();
     assert!(err.to_string().contains("config.json"), "{err}");
 }
+
+/// The packed layers saved beside the model (`pareil-packed-<precision>.bin`)
+/// give the same vectors, bit for bit, as packing at load; a damaged file, a
+/// changed `config.json` or changed weights are noticed and the file is
+/// written again, never used.
+#[test]
+fn packed_layers_are_cached_and_never_trusted_blindly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = build(dir.path(), BERT);
+    let texts = ["le chat dort", "the cat sleeps on the mat", "x"];
+    for precision in [Precision::F32, Precision::F16, Precision::Int8] {
+        let options = EncoderOptions {
+            precision,
+            ..EncoderOptions::default()
+        };
+        let cache = dir
+            .path()
+            .join(format!("pareil-packed-{}.bin", precision.name()));
+        let vectors = || {
+            let model = Embedder::load_with(dir.path(), options).unwrap();
+            model
+                .embed(&texts, Role::Query)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.vector)
+                .collect::<Vec<_>>()
+        };
+        let packed_at_load = vectors();
+        let written = std::fs::read(&cache).expect("the first load writes the cache");
+        assert_eq!(
+            vectors(),
+            packed_at_load,
+            "{precision:?} read from the cache"
+        );
+        assert_eq!(
+            std::fs::read(&cache).unwrap(),
+            written,
+            "a valid cache is kept"
+        );
+
+        // One flipped byte in the payload: ignored, then written again.
+        let mut damaged = written.clone();
+        let at = damaged.len() - 100;
+        damaged[at] ^= 0x40;
+        std::fs::write(&cache, &damaged).unwrap();
+        assert_eq!(
+            vectors(),
+            packed_at_load,
+            "{precision:?} with a damaged cache"
+        );
+        assert_eq!(std::fs::read(&cache).unwrap(), written, "rewritten");
+
+        // Cut short: ignored too.
+        std::fs::write(&cache, &written[..written.len() / 2]).unwrap();
+        assert_eq!(vectors(), packed_at_load);
+        assert_eq!(std::fs::read(&cache).unwrap(), written);
+    }
+
+    // A different config.json (same meaning, other bytes): a new key.
+    let options = EncoderOptions {
+        precision: Precision::Int8,
+        ..EncoderOptions::default()
+    };
+    let cache = dir.path().join("pareil-packed-int8.bin");
+    let before = std::fs::read(&cache).unwrap();
+    let config = dir.path().join("config.json");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push('\n');
+    std::fs::write(&config, text).unwrap();
+    Embedder::load_with(dir.path(), options).unwrap();
+    assert_ne!(
+        std::fs::read(&cache).unwrap(),
+        before,
+        "config change → new cache"
+    );
+
+    // Changed weights of the same shapes: the cache must not answer for them.
+    let name = w
+        .keys()
+        .find(|k| k.ends_with("attention.self.query.weight"))
+        .unwrap()
+        .clone();
+    w.get_mut(&name)
+        .unwrap()
+        .1
+        .iter_mut()
+        .for_each(|v| *v = -*v);
+    write_safetensors(dir.path(), &w, BERT);
+    let fresh_dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && !path.to_string_lossy().contains("pareil-packed") {
+            std::fs::copy(&path, fresh_dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let embed = |d: &std::path::Path| {
+        Embedder::load_with(d, options)
+            .unwrap()
+            .embed(&texts, Role::Query)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.vector)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(embed(dir.path()), embed(fresh_dir.path()));
+}

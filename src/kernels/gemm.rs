@@ -133,6 +133,77 @@ impl PackedLinear {
         }
     }
 
+    /// Appends this layer's packed form (little-endian) to `out`: what the
+    /// model's pack cache stores so later starts skip quantising and packing.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.k as u64);
+        put_u64(out, self.n as u64);
+        match &self.panels {
+            Panels::F32(v) => {
+                out.push(0);
+                put_u64(out, v.len() as u64);
+                v.iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+            Panels::F16(v) => {
+                out.push(1);
+                put_u64(out, v.len() as u64);
+                v.iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes()));
+            }
+            Panels::I8(w) => {
+                out.push(2);
+                w.write_to(out);
+            }
+        }
+        put_u64(out, self.bias.len() as u64);
+        self.bias
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    }
+
+    /// Reads back what [`write_to`](Self::write_to) wrote, for a `[n, k]`
+    /// layer of `precision`; `None` unless every length is exactly what
+    /// packing such a layer gives (the kernels index the panels unchecked).
+    pub fn read_from(
+        r: &mut ByteReader<'_>,
+        n: usize,
+        k: usize,
+        precision: Precision,
+        kernel: Kernel,
+    ) -> Option<Self> {
+        if r.u64()? != k as u64 || r.u64()? != n as u64 {
+            return None;
+        }
+        let panel_len = n.div_ceil(NR) * k * NR;
+        let panels = match (r.u8()?, precision) {
+            (0, Precision::F32) => {
+                let len = r.len_exactly(panel_len)?;
+                Panels::F32(r.f32s(len)?)
+            }
+            (1, Precision::F16) => {
+                let len = r.len_exactly(panel_len)?;
+                let bits = r.take(len * 2)?;
+                Panels::F16(
+                    bits.chunks_exact(2)
+                        .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
+                        .collect(),
+                )
+            }
+            (2, Precision::Int8) => Panels::I8(int8::Weights::read_from(r, n, k)?),
+            _ => return None,
+        };
+        let bias_len = r.len_exactly(n)?;
+        let bias = r.f32s(bias_len)?;
+        Some(PackedLinear {
+            kernel,
+            k,
+            n,
+            panels,
+            bias,
+        })
+    }
+
     pub fn in_features(&self) -> usize {
         self.k
     }
@@ -453,6 +524,64 @@ mod avx2 {
                 _mm256_cvtph_ps(_mm_loadu_si128(w.add(p * NR + 8) as *const __m128i)),
             )
         })
+    }
+}
+
+/// Appends `v` little-endian.
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Reads what [`PackedLinear::write_to`] wrote; every read is bounds-checked
+/// and answers `None` past the end.
+pub struct ByteReader<'a>(pub &'a [u8]);
+
+impl<'a> ByteReader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    /// A length field that must equal `expected`.
+    pub(crate) fn len_exactly(&mut self, expected: usize) -> Option<usize> {
+        (self.u64()? == expected as u64).then_some(expected)
+    }
+
+    pub(crate) fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
+        let bytes = self.take(n.checked_mul(4)?)?;
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn i32s(&mut self, n: usize) -> Option<Vec<i32>> {
+        let bytes = self.take(n.checked_mul(4)?)?;
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use self::avx2::{for_rows, kernel_u8s8, kernel_vnni};
+use super::gemm::{put_u64, ByteReader};
 use super::math::finish_panel;
 use super::{dispatch, Kernel, NR};
 
@@ -89,6 +90,41 @@ impl Weights {
             scales,
             sums,
         }
+    }
+}
+
+impl Weights {
+    /// Appends the packed form for the pack cache (see `PackedLinear::write_to`).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.k4 as u64);
+        put_u64(out, self.q.len() as u64);
+        out.extend(self.q.iter().map(|&v| v as u8));
+        put_u64(out, self.scales.len() as u64);
+        self.scales
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        self.sums
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    }
+
+    /// Reads it back for a `[n, k]` layer; `None` unless every length is
+    /// what [`Weights::new`] makes for that shape.
+    pub fn read_from(r: &mut ByteReader<'_>, n: usize, k: usize) -> Option<Self> {
+        let k4 = k.div_ceil(4) * 4;
+        let padded_n = n.div_ceil(NR) * NR;
+        r.len_exactly(k4)?;
+        let q_len = r.len_exactly(padded_n * k4)?;
+        let q = r.take(q_len)?.iter().map(|&b| b as i8).collect();
+        let cols = r.len_exactly(padded_n)?;
+        let scales = r.f32s(cols)?;
+        let sums = r.i32s(cols)?;
+        Some(Weights {
+            k4,
+            q,
+            scales,
+            sums,
+        })
     }
 }
 

@@ -175,14 +175,16 @@ impl BertEncoder {
         let mmap = map(weights)?;
         let prefixes = config.architecture().weight_prefixes();
         let ck = Checkpoint::open(weights, &mmap, prefixes, options)?;
-        Ok(BertEncoder {
+        let encoder = BertEncoder {
             config: config.clone(),
             embeddings: Embeddings::load(&ck, config)?,
             layers: (0..config.num_hidden_layers)
                 .map(|n| Layer::load(&ck, n, config, options))
                 .collect::<Result<_>>()?,
             options,
-        })
+        };
+        ck.finish();
+        Ok(encoder)
     }
 }
 

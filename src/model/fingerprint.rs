@@ -51,7 +51,8 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
     Ok(format!("sha256:{:x}", h.finalize()))
 }
 
-fn weights(path: &Path, h: &mut Sha256) -> Result<()> {
+/// Hashes the weights' size, safetensors header and sampled slices into `h`.
+pub(super) fn weights(path: &Path, h: &mut Sha256) -> Result<()> {
     let io = |e| Error::io(path, e);
     let mut f = File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();

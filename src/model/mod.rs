@@ -12,6 +12,7 @@ pub mod config;
 pub mod encoder;
 mod fingerprint;
 pub mod manifest;
+mod pack_cache;
 pub mod sentence;
 pub mod tokenizer;
 mod unigram;
@@ -127,16 +128,19 @@ impl Embedder {
         let prompts = Prompts::read(dir)?;
         // The tokenizer (a 17 MB JSON vocabulary, ~0.5 s to build) and the
         // weights (read, converted and packed) load on two threads at once.
-        let (tokenizer, encoder) = std::thread::scope(|scope| {
+        let (tokenizer, encoder, fingerprint) = std::thread::scope(|scope| {
             let tokenizer = scope
                 .spawn(|| TextTokenizer::load(&dir.join("tokenizer.json"), config.max_tokens()));
             let encoder = encoder::load(&dir.join("model.safetensors"), &config, options);
+            // The store checks the fingerprint next; the tokenizer is the
+            // longer load, so hash the files while it finishes.
+            let fingerprint = fingerprint(dir).ok();
             let tokenizer = tokenizer
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (tokenizer, encoder)
+            (tokenizer, encoder, fingerprint)
         });
-        let (tokenizer, encoder) = (tokenizer?, encoder?);
+        let (tokenizer, encoder, fingerprint) = (tokenizer?, encoder?, fingerprint);
         let manifest = manifest::read_manifest(dir).ok();
         // Default size: RAYON_NUM_THREADS (set by `--threads`), else every core.
         let pool = rayon::ThreadPoolBuilder::new()
@@ -151,7 +155,9 @@ impl Embedder {
             pooling,
             dir: dir.to_path_buf(),
             manifest,
-            fingerprint: std::sync::OnceLock::new(),
+            fingerprint: fingerprint
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
         })
     }
 

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::kernels::gemm::{Activation, PackedLinear};
 use crate::model::EncoderOptions;
 
+use super::pack_cache::PackCache;
+
 /// A memory-mapped `model.safetensors` whose tensor names share one prefix
 /// (`bert.`, `roberta.`, … or none), found by looking for the word embeddings.
 pub(super) struct Checkpoint<'a> {
@@ -23,6 +25,8 @@ pub(super) struct Checkpoint<'a> {
     st: SafeTensors<'a>,
     prefix: &'static str,
     options: EncoderOptions,
+    /// Linear layers packed by an earlier start (see [`PackCache`]).
+    packs: PackCache,
 }
 
 pub(super) fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -75,6 +79,7 @@ impl<'a> Checkpoint<'a> {
             st,
             prefix,
             options,
+            packs: PackCache::open(path, options),
         })
     }
 
@@ -129,6 +134,10 @@ impl<'a> Checkpoint<'a> {
     /// The linear layers `names` (each `[out_dim, in_dim]` plus bias)
     /// concatenated along the output dimension and packed once.
     pub(super) fn linear(&self, names: &[&str], out_dim: usize, in_dim: usize) -> Result<Linear> {
+        let key = names.join("+");
+        if let Some(packed) = self.packs.layer(&key, names.len() * out_dim, in_dim) {
+            return Ok(Linear(packed));
+        }
         // Read (and shape-check) every part before sizing anything: the
         // dimensions come from config.json, and a corrupt one must not
         // become a terabyte allocation before the checkpoint disagrees.
@@ -139,14 +148,21 @@ impl<'a> Checkpoint<'a> {
             bs.push(self.get(&format!("{name}.bias"), &[out_dim])?);
         }
         let (w, b) = (ws.concat(), bs.concat());
-        Ok(Linear(PackedLinear::new(
+        let packed = PackedLinear::new(
             &w,
             b,
             names.len() * out_dim,
             in_dim,
             self.options.precision,
             self.options.kernel,
-        )))
+        );
+        self.packs.record(&key, &packed);
+        Ok(Linear(packed))
+    }
+
+    /// Ends the load: saves the layers packed this time for the next start.
+    pub(super) fn finish(self) {
+        self.packs.save();
     }
 
     /// The `[rows, dim]` table `name`, left in the memory map (see [`WordEmbeddings`]).
