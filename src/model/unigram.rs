@@ -4,9 +4,10 @@
 //! The `tokenizers` crate builds a byte trie of the 250k-piece vocabulary at
 //! every load, one hash map per trie node (about a million of them): 0.5–0.9 s
 //! on these machines, the largest part of a cold `pareil similar "TEXT"`, and
-//! as long again to free at exit. This model keeps one hash map from piece to
-//! id and finds the pieces starting at a position by looking up each prefix up
-//! to the longest piece's length. The lattice search is the crate's
+//! as long again to free at exit. This model keeps every piece in one string
+//! (pieces borrowed from the JSON while parsing, so no per-piece allocation)
+//! and one hash table of ids, and finds the pieces starting at a position by
+//! looking up each prefix up to the longest piece's length. The lattice search is the crate's
 //! `encode_optimized` step for step (same candidates in the same order, same
 //! strict comparisons, same unknown-character score and fused unknowns), so
 //! the ids are identical — checked against the crate on real multilingual
@@ -17,9 +18,11 @@
 //! the same `tokenizer.json`; [`load`] returns `None` for any file whose model
 //! is not Unigram, and the caller then uses the crate's loader.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use hashbrown::HashTable;
 use serde::Deserialize;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::unigram::UnigramTrainer;
@@ -41,14 +44,17 @@ pub type UnigramTokenizer = TokenizerImpl<
 /// and SentencePiece's `kUnkPenalty`).
 const UNK_PENALTY: f64 = 10.0;
 
-type Hasher = std::hash::BuildHasherDefault<ahash::AHasher>;
-
 /// The vocabulary and what the lattice search needs of it.
 pub struct Unigram {
-    /// `(piece, log probability)` in id order, as in the file.
-    vocab: Vec<(String, f64)>,
-    /// Piece → id (a repeated piece keeps its last id, as in the crate).
-    ids: HashMap<String, u32, Hasher>,
+    /// Every piece's text, one after another, in id order: one allocation
+    /// instead of 250k (building and freeing those was a third of the load).
+    text: String,
+    /// Piece `id`: its byte range in `text` and its log probability.
+    pieces: Vec<(u32, u32, f64)>,
+    /// Ids by the hash of their piece (a repeated piece keeps its last id,
+    /// as in the crate).
+    ids: HashTable<u32>,
+    hasher: ahash::RandomState,
     unk_id: Option<u32>,
     byte_fallback: bool,
     min_score: f64,
@@ -57,22 +63,54 @@ pub struct Unigram {
 }
 
 impl Unigram {
-    pub fn new(vocab: Vec<(String, f64)>, unk_id: Option<usize>, byte_fallback: bool) -> Self {
-        let mut ids = HashMap::with_capacity_and_hasher(vocab.len(), Hasher::default());
+    pub fn new<'p>(
+        vocab: impl ExactSizeIterator<Item = (&'p str, f64)>,
+        unk_id: Option<usize>,
+        byte_fallback: bool,
+    ) -> Self {
+        let hasher = ahash::RandomState::new();
+        let mut text = String::new();
+        let mut pieces = Vec::with_capacity(vocab.len());
+        let mut ids = HashTable::with_capacity(vocab.len());
         let (mut min_score, mut longest) = (f64::INFINITY, 0);
-        for (id, (piece, score)) in vocab.iter().enumerate() {
-            ids.insert(piece.clone(), id as u32);
-            min_score = min_score.min(*score);
+        for (id, (piece, score)) in vocab.enumerate() {
+            let start = text.len() as u32;
+            text.push_str(piece);
+            pieces.push((start, text.len() as u32, score));
+            let at = |id: u32| {
+                let (s, e, _) = pieces[id as usize];
+                &text[s as usize..e as usize]
+            };
+            let hash = hasher.hash_one(piece);
+            match ids.find_mut(hash, |&other| at(other) == piece) {
+                Some(slot) => *slot = id as u32,
+                None => {
+                    ids.insert_unique(hash, id as u32, |&other| hasher.hash_one(at(other)));
+                }
+            }
+            min_score = min_score.min(score);
             longest = longest.max(piece.len());
         }
         Unigram {
-            vocab,
+            text,
+            pieces,
             ids,
+            hasher,
             unk_id: unk_id.map(|u| u as u32),
             byte_fallback,
             min_score,
             longest,
         }
+    }
+
+    fn piece(&self, id: u32) -> &str {
+        let (start, end, _) = self.pieces[id as usize];
+        &self.text[start as usize..end as usize]
+    }
+
+    fn id_of(&self, piece: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(piece);
+        self.ids.find(hash, |&id| self.piece(id) == piece).copied()
     }
 
     /// The best segmentation of `sentence` into pieces (Viterbi over the
@@ -113,8 +151,8 @@ impl Unigram {
             let limit = size.min(start + self.longest);
             let mut end = start + first_char;
             while end <= limit {
-                if let Some(&id) = self.ids.get(&sentence[start..end]) {
-                    offer(&mut best, end, start, id, here + self.vocab[id as usize].1);
+                if let Some(id) = self.id_of(&sentence[start..end]) {
+                    offer(&mut best, end, start, id, here + self.pieces[id as usize].2);
                     single |= end - start == first_char;
                 }
                 end += sentence[end..].chars().next().map_or(1, char::len_utf8);
@@ -161,7 +199,7 @@ impl Model for Unigram {
         for piece in self.encode(sentence) {
             let span = (offset, offset + piece.len());
             offset += piece.len();
-            if let Some(&id) = self.ids.get(piece) {
+            if let Some(id) = self.id_of(piece) {
                 tokens.push(Token::new(id, piece.to_string(), span));
                 continue;
             }
@@ -170,7 +208,7 @@ impl Model for Unigram {
                     .bytes()
                     .map(|b| {
                         let name = format!("<0x{b:02X}>");
-                        self.ids.get(&name).map(|&id| Token::new(id, name, span))
+                        self.id_of(&name).map(|id| Token::new(id, name, span))
                     })
                     .collect();
                 if let Some(bytes) = bytes {
@@ -187,19 +225,22 @@ impl Model for Unigram {
     }
 
     fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.ids.get(token).copied()
+        self.id_of(token)
     }
 
     fn id_to_token(&self, id: u32) -> Option<String> {
-        self.vocab.get(id as usize).map(|(p, _)| p.clone())
+        ((id as usize) < self.pieces.len()).then(|| self.piece(id).to_string())
     }
 
     fn get_vocab(&self) -> HashMap<String, u32> {
-        self.ids.iter().map(|(p, &id)| (p.clone(), id)).collect()
+        self.ids
+            .iter()
+            .map(|&id| (self.piece(id).to_string(), id))
+            .collect()
     }
 
     fn get_vocab_size(&self) -> usize {
-        self.vocab.len()
+        self.pieces.len()
     }
 
     /// Writes `unigram.json` as the crate does (type, unk_id, vocab).
@@ -212,7 +253,9 @@ impl Model for Unigram {
         let json = serde_json::json!({
             "type": "Unigram",
             "unk_id": self.unk_id,
-            "vocab": self.vocab,
+            "vocab": (0..self.pieces.len() as u32)
+                .map(|id| (self.piece(id), self.pieces[id as usize].2))
+                .collect::<Vec<_>>(),
             "byte_fallback": self.byte_fallback,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
@@ -226,7 +269,7 @@ impl Model for Unigram {
 
 /// The parts of `tokenizer.json` this loader reads.
 #[derive(Deserialize)]
-struct File {
+struct File<'a> {
     version: String,
     #[serde(default)]
     added_tokens: Vec<AddedTokenWithId>,
@@ -234,7 +277,8 @@ struct File {
     pre_tokenizer: Option<PreTokenizerWrapper>,
     post_processor: Option<PostProcessorWrapper>,
     decoder: Option<DecoderWrapper>,
-    model: ModelFile,
+    #[serde(borrow)]
+    model: ModelFile<'a>,
 }
 
 #[derive(Deserialize)]
@@ -246,16 +290,20 @@ struct AddedTokenWithId {
 }
 
 #[derive(Deserialize)]
-struct ModelFile {
+struct ModelFile<'a> {
     #[serde(rename = "type")]
     kind: Option<String>,
     #[serde(default)]
     unk_id: Option<usize>,
     #[serde(default)]
     byte_fallback: bool,
-    #[serde(default)]
-    vocab: Vec<(String, f64)>,
+    #[serde(default, borrow)]
+    vocab: Vec<Piece<'a>>,
 }
+
+/// One `[piece, score]` entry, borrowed from the file when it has no escapes.
+#[derive(Deserialize)]
+struct Piece<'a>(#[serde(borrow)] Cow<'a, str>, f64);
 
 /// The tokenizer of a `tokenizer.json` whose model is Unigram; `Ok(None)`
 /// for any other model (or a file this loader does not understand), which
@@ -275,7 +323,8 @@ pub fn load(bytes: &[u8]) -> Option<UnigramTokenizer> {
         vocab,
         ..
     } = file.model;
-    let mut tokenizer = TokenizerImpl::new(Unigram::new(vocab, unk_id, byte_fallback));
+    let pieces = vocab.iter().map(|Piece(p, score)| (p.as_ref(), *score));
+    let mut tokenizer = TokenizerImpl::new(Unigram::new(pieces, unk_id, byte_fallback));
     tokenizer.with_normalizer(file.normalizer).ok()?;
     tokenizer.with_pre_tokenizer(file.pre_tokenizer);
     tokenizer.with_post_processor(file.post_processor);
