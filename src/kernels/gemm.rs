@@ -183,12 +183,7 @@ impl PackedLinear {
             }
             (1, Precision::F16) => {
                 let len = r.len_exactly(panel_len)?;
-                let bits = r.take(len * 2)?;
-                Panels::F16(
-                    bits.chunks_exact(2)
-                        .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
-                        .collect(),
-                )
+                Panels::F16(r.f16s(len)?)
             }
             (2, Precision::Int8) => Panels::I8(int8::Weights::read_from(r, n, k)?),
             _ => return None,
@@ -561,21 +556,24 @@ impl<'a> ByteReader<'a> {
     }
 
     pub(crate) fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
-        let bytes = self.take(n.checked_mul(4)?)?;
-        Some(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect(),
-        )
+        self.values(n, f32::from_le_bytes)
     }
 
     pub(crate) fn i32s(&mut self, n: usize) -> Option<Vec<i32>> {
-        let bytes = self.take(n.checked_mul(4)?)?;
+        self.values(n, i32::from_le_bytes)
+    }
+
+    pub(crate) fn f16s(&mut self, n: usize) -> Option<Vec<half::f16>> {
+        self.values(n, |b| half::f16::from_bits(u16::from_le_bytes(b)))
+    }
+
+    /// `n` little-endian values of `N` bytes each.
+    fn values<T, const N: usize>(&mut self, n: usize, from: fn([u8; N]) -> T) -> Option<Vec<T>> {
+        let bytes = self.take(n.checked_mul(N)?)?;
         Some(
             bytes
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .chunks_exact(N)
+                .map(|b| from(b.try_into().expect("N bytes")))
                 .collect(),
         )
     }
