@@ -70,6 +70,31 @@ pub fn guess_language(text: &str) -> Option<&'static str> {
     (hits >= MIN_HITS && hits >= 2 * second).then_some(lang)
 }
 
+/// The language of a document from its passages' own `guesses`: the one
+/// most guessed passages have, when it has at least twice the runner-up's
+/// count (the guesser's own clear-winner rule, applied to votes): a French
+/// file that quotes an English paragraph or two stays French. With no
+/// guessed passage, a guess on `sample()` (the document's opening text,
+/// where short lines add up).
+pub fn document_language(
+    guesses: &[Option<&'static str>],
+    sample: impl FnOnce() -> String,
+) -> Option<&'static str> {
+    let mut votes: Vec<(&'static str, usize)> = Vec::new();
+    for lang in guesses.iter().flatten() {
+        match votes.iter_mut().find(|(l, _)| l == lang) {
+            Some((_, n)) => *n += 1,
+            None => votes.push((lang, 1)),
+        }
+    }
+    if votes.is_empty() {
+        return guess_language(&sample());
+    }
+    votes.sort_by_key(|v| std::cmp::Reverse(v.1));
+    let runner_up = votes.get(1).map_or(0, |v| v.1);
+    (votes[0].1 >= 2 * runner_up).then_some(votes[0].0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +114,27 @@ mod tests {
         assert_eq!(guess_language("Es gibt nicht genug Chips auf der Welt, um die Maschine mit Strom zu versorgen, und das ist ein Problem"), Some("de"));
         assert_eq!(guess_language("AI"), None);
         assert_eq!(guess_language(""), None);
+    }
+
+    #[test]
+    fn a_document_takes_its_passages_majority_language() {
+        let sample = || unreachable!("votes decide");
+        // A French file quoting two English paragraphs stays French.
+        let fr = [
+            Some("fr"),
+            None,
+            Some("en"),
+            Some("fr"),
+            Some("en"),
+            Some("fr"),
+            Some("fr"),
+        ];
+        assert_eq!(document_language(&fr, sample), Some("fr"));
+        // No clear winner: unknown.
+        let mixed = [Some("fr"), Some("en"), Some("fr"), Some("en"), None];
+        assert_eq!(document_language(&mixed, sample), None);
+        // Nothing guessed: the sample decides.
+        let lines = || "le chat\nla maison\nles amis pour nous".to_string();
+        assert_eq!(document_language(&[None, None], lines), Some("fr"));
     }
 }

@@ -14,7 +14,11 @@
 //! - **across languages**: cosine ≥ `semantic_cross_lingual`, no veto, and
 //!   each side is the other's best such match in the other's language
 //!   (mutual nearest neighbours, as in bitext mining): a translation is its
-//!   original's unique best match, a template has many look-alikes.
+//!   original's unique best match, a template has many look-alikes; and it
+//!   stands out of each side's crowd (margin);
+//! - then, across languages, pairs are linked strongest first and a link
+//!   that would put two different texts of a third language in one group is
+//!   refused (see [`one_language_per_group`]).
 
 use super::evidence::Evidence;
 use super::group::UnionFind;
@@ -140,7 +144,63 @@ pub(super) fn semantic_pairs(
             }
         }
     }
-    found.into_values().collect()
+    one_language_per_group(items, uf, found.into_values().collect())
+}
+
+/// Drops the cross-language pairs that would put two different texts of
+/// one language in one group, keeping the stronger links: pairs are taken
+/// by descending cosine (competitive linking, as in word and sentence
+/// alignment), and a link between two groups that both already hold a
+/// passage of some language is refused. A translation links its original;
+/// two translations of *different* originals (a French and an Italian text
+/// whose English sources are look-alikes) are each other's best match only
+/// because their true partners are missing from one language, and their
+/// groups already say so. Same-language pairs are judged by their own rule
+/// and merged first.
+fn one_language_per_group<'a>(
+    items: &[Item<'a>],
+    mut uf: UnionFind,
+    mut pairs: Vec<Pair>,
+) -> Vec<Pair> {
+    let mut bits: HashMap<&'a str, u64> = HashMap::new();
+    let mut bit_of = |lang: Option<&'a str>| {
+        lang.map_or(0, |l| {
+            let next = 1u64 << bits.len().min(63);
+            *bits.entry(l).or_insert(next)
+        })
+    };
+    let item_bits: Vec<u64> = items.iter().map(|it| bit_of(it.lang)).collect();
+    let is_across = |p: &Pair| across(&items[p.canonical], &items[p.duplicate]).is_some();
+    for p in pairs.iter().filter(|p| !is_across(p)) {
+        uf.union(p.canonical, p.duplicate);
+    }
+    let mut langs = vec![0u64; items.len()];
+    for (i, b) in item_bits.iter().enumerate() {
+        langs[uf.find(i)] |= b;
+    }
+    pairs.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then((a.canonical, a.duplicate).cmp(&(b.canonical, b.duplicate)))
+    });
+    pairs.retain(|p| {
+        if !is_across(p) {
+            return true;
+        }
+        let (ra, rb) = (uf.find(p.canonical), uf.find(p.duplicate));
+        if ra == rb {
+            return true;
+        }
+        let own = item_bits[p.canonical] | item_bits[p.duplicate];
+        if langs[ra] & langs[rb] & !own != 0 {
+            return false;
+        }
+        uf.union(ra, rb);
+        let root = uf.find(ra);
+        langs[root] = langs[ra] | langs[rb];
+        true
+    });
+    pairs
 }
 
 /// Whether a cross-lingual pair scores at least the mean of each side's
@@ -168,12 +228,16 @@ fn crowding(items: &[Item], list: &[SemanticNeighbour], i: usize, lang: &str) ->
         .filter(|s| !s.is_nan())
         .fold(f32::INFINITY, f32::min)
         .min(1.0);
-    let mut s: Vec<f32> = list
+    let mut s: Vec<(f32, &str)> = list
         .iter()
         .filter(|n| n.index != i && !n.score.is_nan() && items[n.index].lang == Some(lang))
-        .map(|n| n.score)
+        .map(|n| (n.score, items[n.index].norm))
         .collect();
-    s.sort_by(|a, b| b.total_cmp(a));
+    s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    // A text counts once: sixteen copies of one boilerplate line are one
+    // neighbour, not a crowd.
+    s.dedup_by(|a, b| a.1 == b.1);
+    let mut s: Vec<f32> = s.into_iter().map(|(score, _)| score).collect();
     s.resize(MARGIN_NEIGHBOURS, floor);
     s.iter().sum::<f32>() / MARGIN_NEIGHBOURS as f32
 }

@@ -517,6 +517,45 @@ fn a_translation_must_be_the_best_match_both_ways() {
     assert_eq!(got, vec![(0, 2)]);
 }
 
+#[test]
+fn translations_of_different_originals_are_not_joined() {
+    // A French and an Italian text, each the translation of its own English
+    // look-alike, are each other's best French/Italian match (their true
+    // partners are missing): their English originals tell them apart.
+    let mut c = Corpus::default();
+    c.doc(
+        1,
+        &[
+            "This package contains the documentation.",
+            "This package contains the examples.",
+        ],
+    )
+    .doc(2, &["Ce paquet contient la documentation."])
+    .doc(3, &["Questo pacchetto contiene gli esempi."]);
+    let mut items = c.items();
+    for (i, lang) in ["en", "en", "fr", "it"].into_iter().enumerate() {
+        items[i].lang = Some(lang);
+    }
+    let nb = neighbour_lists(&[
+        &[(2, 0.95), (3, 0.9)],
+        &[(3, 0.95), (2, 0.9)],
+        &[(0, 0.95), (3, 0.93), (1, 0.9)],
+        &[(1, 0.95), (2, 0.93), (0, 0.9)],
+    ]);
+    let run = |items: &[Item]| {
+        let pairs = find_pairs(items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
+        let mut got: Vec<(usize, usize)> =
+            pairs.iter().map(|p| (p.canonical, p.duplicate)).collect();
+        got.sort();
+        got
+    };
+    assert_eq!(run(&items), [(0, 2), (1, 3)]);
+    // Without the English texts' languages known, nothing tells them apart.
+    items[0].lang = None;
+    items[1].lang = None;
+    assert_eq!(run(&items), [(2, 3)]);
+}
+
 // -------------------------------------------------- thresholds, kinds, api
 
 #[test]

@@ -115,6 +115,7 @@ impl Engine {
                 order: order as i64,
             });
         }
+        corpus.inherit_document_languages(0);
         let first_new = corpus.len();
         corpus.push(checked_row(text));
         let index_of: HashMap<PassageId, usize> = corpus

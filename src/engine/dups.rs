@@ -16,13 +16,25 @@ use crate::dedup::{
     Thresholds,
 };
 use crate::error::Result;
-use crate::store::{DedupRow, PassageRow, Store};
+use crate::store::{DedupRow, Neighbour, PassageRow, Store};
 
 /// Neighbours kept per passage for the semantic layer. Boilerplate repeats
 /// (thirty copies of "This package contains the documentation." fill any
 /// short list), and a translation's original is within its 16 nearest in
 /// 95 % of the development set's cases, within 64 in 99 %.
 pub const SEMANTIC_NEIGHBOURS: usize = 32;
+
+/// Neighbours in other languages fetched for a passage whose plain list is
+/// crowded (full, and still at or above the floor at its end): its
+/// same-language look-alikes can outnumber the list while its translation
+/// scores below them ("Questo pacchetto contiene la libreria condivisa
+/// OTBIce." has more than 32 Italian neighbours above its English original's
+/// 0.91). Also for a passage whose list holds no other language: an
+/// approximate index finds cross-language neighbours least reliably (each
+/// language is a region of its own in the graph; on the development set
+/// the plain lists through the index missed 6 % of long paragraphs'
+/// translations). Twice the semantic rule's margin neighbours (4).
+pub const CROSS_LANGUAGE_NEIGHBOURS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct DupsOptions {
@@ -142,6 +154,18 @@ impl Engine {
     }
 }
 
+/// A store's neighbour list as corpus items (passages the corpus lacks dropped).
+fn as_items(list: Vec<Neighbour>, item_of: &HashMap<i64, usize>) -> Vec<SemanticNeighbour> {
+    list.into_iter()
+        .filter_map(|n| {
+            Some(SemanticNeighbour {
+                index: *item_of.get(&n.passage)?,
+                score: n.score,
+            })
+        })
+        .collect()
+}
+
 /// Bytes of a document's text read for its language guess.
 const DOCUMENT_LANGUAGE_SAMPLE: usize = 4096;
 
@@ -169,30 +193,49 @@ impl Corpus {
         for (row, lang) in rows.into_iter().zip(langs) {
             corpus.push_guessed(row, lang);
         }
-        corpus.inherit_document_languages();
+        corpus.inherit_document_languages(0);
         Ok(corpus)
     }
 
-    /// Passages too short for a language guess take their document's: a
-    /// five-word line of a German file is German.
-    fn inherit_document_languages(&mut self) {
-        let mut texts: HashMap<i64, String> = HashMap::new();
-        for r in &self.rows {
-            let t = texts.entry(r.doc_id).or_default();
-            if t.len() < DOCUMENT_LANGUAGE_SAMPLE {
-                t.push_str(&r.text);
-                t.push('\n');
+    /// Passages too short for a language guess, from item `from` on, take
+    /// their document's ([`document_language`](crate::corpus::document_language)):
+    /// a five-word line of a German file is German.
+    pub fn inherit_document_languages(&mut self, from: usize) {
+        let mut of_doc: HashMap<i64, Vec<usize>> = HashMap::new();
+        for i in from..self.len() {
+            of_doc.entry(self.rows[i].doc_id).or_default().push(i);
+        }
+        for members in of_doc.into_values() {
+            if members.iter().all(|&i| self.langs[i].is_some()) {
+                continue;
+            }
+            let guesses: Vec<_> = members.iter().map(|&i| self.langs[i]).collect();
+            let sample = || {
+                let mut t = String::new();
+                for &i in members.iter() {
+                    if t.len() >= DOCUMENT_LANGUAGE_SAMPLE {
+                        break;
+                    }
+                    t.push_str(&self.rows[i].text);
+                    t.push('\n');
+                }
+                t
+            };
+            let lang = crate::corpus::document_language(&guesses, sample);
+            for &i in &members {
+                self.langs[i] = self.langs[i].or(lang);
             }
         }
-        let langs: HashMap<i64, Option<&'static str>> = texts
-            .into_iter()
-            .map(|(doc, t)| (doc, crate::corpus::guess_language(&t)))
-            .collect();
-        for (lang, r) in self.langs.iter_mut().zip(&self.rows) {
-            if lang.is_none() {
-                *lang = langs[&r.doc_id];
-            }
+    }
+
+    /// Adds the passages of one document at the end, short ones in the
+    /// document's language (as [`load`](Self::load) gives them).
+    pub fn push_document(&mut self, rows: impl IntoIterator<Item = DedupRow>) {
+        let first = self.len();
+        for row in rows {
+            self.push(row);
         }
+        self.inherit_document_languages(first);
     }
 
     pub fn empty() -> Self {
@@ -327,16 +370,58 @@ impl Corpus {
         let ids: Vec<i64> = items.iter().map(|&i| self.rows[i].id).collect();
         let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor)?;
         for (&i, list) in items.iter().zip(lists) {
-            out[i] = list
-                .into_iter()
-                .filter_map(|n| {
-                    let index = *item_of.get(&n.passage)?;
-                    Some(SemanticNeighbour {
-                        index,
-                        score: n.score,
-                    })
-                })
-                .collect();
+            out[i] = as_items(list, item_of);
+        }
+        self.add_cross_language_neighbours(store, floor, items, item_of, out)
+    }
+
+    /// Extends the crowded lists among `items`' (see
+    /// [`CROSS_LANGUAGE_NEIGHBOURS`]) with their nearest passages in other
+    /// known languages.
+    fn add_cross_language_neighbours(
+        &self,
+        store: &dyn Store,
+        floor: f32,
+        items: &[usize],
+        item_of: &HashMap<i64, usize>,
+        out: &mut [Vec<SemanticNeighbour>],
+    ) -> Result<()> {
+        let mut languages: Vec<&str> = self.langs.iter().flatten().copied().collect();
+        languages.sort_unstable();
+        languages.dedup();
+        if languages.len() < 2 {
+            return Ok(()); // one language: nobody to translate
+        }
+        let crowded: Vec<usize> = items
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let list = &out[i];
+                let crowded = list.len() >= SEMANTIC_NEIGHBOURS
+                    && list.last().is_some_and(|n| n.score >= floor);
+                let alone = !list
+                    .iter()
+                    .any(|n| self.langs[n.index].is_some_and(|l| Some(l) != self.langs[i]));
+                self.langs[i].is_some() && (crowded || alone)
+            })
+            .collect();
+        if crowded.is_empty() {
+            return Ok(());
+        }
+        let _span =
+            tracing::info_span!("cross_language_neighbours", passages = crowded.len()).entered();
+        let lang_of = |p: i64| item_of.get(&p).and_then(|&i| self.langs[i]);
+        let other_language =
+            |p: i64, q: i64| lang_of(q).is_some_and(|lq| lang_of(p).is_some_and(|lp| lp != lq));
+        let ids: Vec<i64> = crowded.iter().map(|&i| self.rows[i].id).collect();
+        let lists =
+            store.neighbours_where(&ids, CROSS_LANGUAGE_NEIGHBOURS, floor, &other_language)?;
+        for (&i, list) in crowded.iter().zip(lists) {
+            for n in as_items(list, item_of) {
+                if !out[i].iter().any(|m| m.index == n.index) {
+                    out[i].push(n);
+                }
+            }
         }
         Ok(())
     }

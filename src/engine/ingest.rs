@@ -597,13 +597,14 @@ impl Engine {
                     .document_by_path(&doc.doc.path)?
                     .map_or(i64::MAX, |d| d.ingest_order),
             };
-            for (row, p) in doc.rows(outcome.doc_id, &outcome.passage_ids) {
-                corpus.push(DedupRow {
-                    passage: row,
-                    norm: p.norm.clone(),
-                    order,
-                });
-            }
+            corpus.push_document(
+                doc.rows(outcome.doc_id, &outcome.passage_ids)
+                    .map(|(row, p)| DedupRow {
+                        passage: row,
+                        norm: p.norm.clone(),
+                        order,
+                    }),
+            );
         }
         for id in outcome.unlinked_duplicates {
             self.restore_reference(id, &state.meta, progress, report)?;
@@ -779,13 +780,11 @@ fn with_candidate<T>(
     // them) but must not be compared: move them out for the check.
     let saved = old.map(|id| corpus.take_document(id));
     let first_new = corpus.len();
-    for (row, p) in doc.rows(NEW_DOC, &[]) {
-        corpus.push(DedupRow {
-            passage: row,
-            norm: p.norm.clone(),
-            order: i64::MAX,
-        });
-    }
+    corpus.push_document(doc.rows(NEW_DOC, &[]).map(|(row, p)| DedupRow {
+        passage: row,
+        norm: p.norm.clone(),
+        order: i64::MAX,
+    }));
     let result = check(corpus, first_new);
     corpus.truncate(first_new);
     if let Some(rows) = saved {

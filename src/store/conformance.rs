@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
-    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    Admit, DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk,
+    NewDocument, PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 use crate::test_support::{self, document, key_of, unit, vector_for};
 
@@ -32,7 +32,8 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@tests $open;
             meta_is_recorded_and_checked, documents_round_trip, replace_keeps_identity,
             remove_forgets_everything, embeddings_are_cached_by_key, nearest_ranks_and_filters,
-            neighbours_are_other_passages_above_floor, passage_vector_is_the_mean_of_chunks,
+            neighbours_are_other_passages_above_floor, filtered_neighbours_look_past_a_crowd,
+            passage_vector_is_the_mean_of_chunks,
             duplicate_references_and_restoring_them, dedup_rows_in_ingest_order,
             search_follows_writes, generation_counts_writes, stats_count);
     };
@@ -121,6 +122,15 @@ impl Store for Maintained {
         floor: f32,
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.0.neighbours(passages, k, floor)
+    }
+    fn neighbours_where(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+        admit: &Admit,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        self.0.neighbours_where(passages, k, floor, admit)
     }
     fn maintain(&mut self, note: &mut dyn FnMut(&str)) -> Result<()> {
         self.0.maintain(note)
@@ -373,6 +383,45 @@ pub fn neighbours_are_other_passages_above_floor(s: &mut dyn Store) {
     assert!(lists[1].is_empty(), "nothing near r above 0.5");
     let all = s.neighbours(&[p], 5, -1.0).unwrap();
     assert_eq!(all[0].len(), 2, "every other passage, never itself");
+}
+
+pub fn filtered_neighbours_look_past_a_crowd(s: &mut dyn Store) {
+    // p's nearest are its look-alikes q1..q3; x and y are farther, and only
+    // they are admitted (another language, say).
+    let a = s
+        .replace_document(&doc_with_vectors(
+            "a.txt",
+            &[
+                ("p", vec![1.0, 0.0, 0.0, 0.0]),
+                ("q1", vec![0.95, 0.05, 0.0, 0.0]),
+                ("q2", vec![0.9, 0.1, 0.0, 0.0]),
+                ("q3", vec![0.85, 0.15, 0.0, 0.0]),
+            ],
+        ))
+        .unwrap();
+    let b = s
+        .replace_document(&doc_with_vectors(
+            "b.txt",
+            &[
+                ("x", vec![0.7, 0.0, 0.3, 0.0]),
+                ("y", vec![0.5, 0.0, 0.5, 0.0]),
+                ("z", vec![0.0, 0.0, 0.0, 1.0]),
+            ],
+        ))
+        .unwrap();
+    let p = a.passage_ids[0];
+    let [x, y, _] = b.passage_ids[..] else {
+        panic!()
+    };
+    let plain = s.neighbours(&[p], 2, 0.1).unwrap();
+    assert!(plain[0].iter().all(|n| a.passage_ids.contains(&n.passage)));
+    let other_doc = |_: PassageId, c: PassageId| b.passage_ids.contains(&c);
+    let lists = s.neighbours_where(&[p], 2, 0.1, &other_doc).unwrap();
+    let ids: Vec<PassageId> = lists[0].iter().map(|n| n.passage).collect();
+    assert_eq!(ids, [x, y], "z scores 0, below the floor");
+    let x_only = |q: PassageId, c: PassageId| q == p && c == x;
+    let lists = s.neighbours_where(&[p], 5, -1.0, &x_only).unwrap();
+    assert_eq!(lists[0].iter().map(|n| n.passage).collect::<Vec<_>>(), [x]);
 }
 
 pub fn passage_vector_is_the_mean_of_chunks(s: &mut dyn Store) {

@@ -231,6 +231,30 @@ impl AnnIndex {
             .collect())
     }
 
+    /// Like [`search`](Self::search), returning only chunks `admit`
+    /// accepts (the walk goes on through the others until it has `count`
+    /// admitted ones, or has seen the whole graph).
+    pub(super) fn search_where(
+        &self,
+        query: &[f32],
+        count: usize,
+        admit: impl Fn(ChunkId) -> bool,
+    ) -> Result<Vec<(ChunkId, f32)>> {
+        if count == 0 || self.len() == 0 {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .index
+            .filtered_search(query, count, |key| admit(key as ChunkId))
+            .map_err(|e| ann_error(Path::new("<index>"), "filtered search failed", e))?;
+        Ok(found
+            .keys
+            .iter()
+            .zip(&found.distances)
+            .map(|(&k, &d)| (k as ChunkId, 1.0 - d))
+            .collect())
+    }
+
     /// The index's copy of a chunk's vector (f16 widened), `None` when absent.
     pub(super) fn vector(&self, chunk: ChunkId, dim: usize) -> Option<Vec<f32>> {
         let mut v = vec![0f32; dim];

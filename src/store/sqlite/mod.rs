@@ -31,8 +31,8 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::store::{
-    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
-    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    Admit, DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk,
+    NewDocument, PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 pub use schema::{APPLICATION_ID, OLDEST_SUPPORTED_VERSION, SCHEMA_VERSION};
 use search::Searcher;
@@ -322,7 +322,16 @@ impl Store for SqliteStore {
         k: usize,
         floor: f32,
     ) -> Result<Vec<Vec<Neighbour>>> {
-        self.search_neighbours(passages, k, floor)
+        self.search_neighbours(passages, k, floor, None)
+    }
+    fn neighbours_where(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+        admit: &Admit,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        self.search_neighbours(passages, k, floor, Some(admit))
     }
     fn warm(&self) -> Result<()> {
         self.searcher().map(|_| ())

@@ -24,7 +24,7 @@ use super::ann::{self, AnnIndex, Builder};
 use super::vectors::VectorIndex;
 use super::SqliteStore;
 use crate::error::Result;
-use crate::store::{ChunkId, DocumentId, Filter, Neighbour, PassageId, SearchIndexStats};
+use crate::store::{Admit, ChunkId, DocumentId, Filter, Neighbour, PassageId, SearchIndexStats};
 
 /// Chunks below which the store searches exactly and builds no index: exact
 /// search over this many vectors costs less than opening an index (measured
@@ -37,6 +37,18 @@ const TAIL_MIN: usize = 2_000;
 /// The index is rebuilt when more than this share of its vectors belong to
 /// removed chunks (they cost search time and are dropped at re-scoring).
 const DEAD_SHARE: usize = 4; // 1/4 = 25 %
+/// A filtered neighbour search walks the graph visiting only admitted
+/// passages' results when at least 1 in `WALK_MIN_SHARE` passages is
+/// admitted (estimated on `SELECTIVITY_SAMPLE` passages of the store): the
+/// walk goes on until it has found enough admitted ones, so it would visit
+/// every node when few are. Below that share, the index's nearest,
+/// `FILTER_OVERSAMPLING` times as many, are filtered instead (bounded work,
+/// less recall). On the development set, the walk found the translations
+/// that exact search finds (97.6 % vs 97.7 %); plain lists through the index
+/// 93.0 %.
+const WALK_MIN_SHARE: usize = 16;
+const SELECTIVITY_SAMPLE: usize = 256;
+const FILTER_OVERSAMPLING: usize = 8;
 /// Chunks read from SQLite per batch while building the index.
 const BUILD_BATCH: usize = 20_000;
 
@@ -180,10 +192,13 @@ impl SqliteStore {
         passages: &[PassageId],
         k: usize,
         floor: f32,
+        admit: Option<&Admit>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         match self.searcher()? {
-            Searcher::Exact(v) => v.neighbours(passages, k, floor),
-            Searcher::Approx { ann, tail } => self.approx_neighbours(ann, tail, passages, k, floor),
+            Searcher::Exact(v) => v.neighbours(passages, k, floor, admit),
+            Searcher::Approx { ann, tail } => {
+                self.approx_neighbours(ann, tail, passages, (k, floor), admit)
+            }
         }
     }
 
@@ -194,8 +209,8 @@ impl SqliteStore {
         ann: &AnnIndex,
         tail: &VectorIndex,
         passages: &[PassageId],
-        k: usize,
-        floor: f32,
+        (k, floor): (usize, f32),
+        admit: Option<&Admit>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let places = self.chunk_places()?;
         let mut chunks_of: HashMap<PassageId, Vec<ChunkId>> = HashMap::new();
@@ -204,6 +219,13 @@ impl SqliteStore {
             chunks_of.entry(passage).or_default().push(chunk);
             place_of.insert(chunk, (passage, idx));
         }
+        // A fixed sample of the store's passages, to estimate how many of
+        // them a filtered search admits.
+        let sample: Vec<PassageId> = places
+            .iter()
+            .step_by((places.len() / SELECTIVITY_SAMPLE).max(1))
+            .map(|&(_, passage, _)| passage)
+            .collect();
         drop(places);
         let covered = ann.header.covered;
         let dim = self.meta.dim;
@@ -227,6 +249,10 @@ impl SqliteStore {
             .map(|&p| {
                 let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
                 let own = chunks_of.get(&p).map(Vec::as_slice).unwrap_or(&[]);
+                let admitted = |q: PassageId| admit.is_none_or(|a| a(p, q));
+                let walk = admit.is_some()
+                    && sample.iter().filter(|&&q| admitted(q)).count() * WALK_MIN_SHARE
+                        >= sample.len();
                 for &c in own {
                     let query = match tail_vectors.get(&c) {
                         Some(v) => v.to_vec(),
@@ -237,14 +263,26 @@ impl SqliteStore {
                     };
                     // Twice k chunks, plus the passage's own, so a windowed
                     // neighbour's several chunks cannot crowd out others.
-                    for (other, score) in ann.search(&query, 2 * k + own.len())? {
+                    let count = 2 * k + own.len();
+                    let found = if walk {
+                        ann.search_where(&query, count, |c| {
+                            place_of
+                                .get(&c)
+                                .is_some_and(|&(q, _)| q != p && admitted(q))
+                        })?
+                    } else if admit.is_some() {
+                        ann.search(&query, FILTER_OVERSAMPLING * count)?
+                    } else {
+                        ann.search(&query, count)?
+                    };
+                    for (other, score) in found {
                         if score < floor {
                             continue;
                         }
                         let Some(&(q, idx)) = place_of.get(&other) else {
                             continue; // removed since the index was written
                         };
-                        if q != p {
+                        if q != p && admitted(q) {
                             offer(&mut best, q, score, idx as usize);
                         }
                     }
@@ -253,7 +291,14 @@ impl SqliteStore {
                         min_score: Some(floor),
                         ..Filter::default()
                     };
-                    for n in tail.nearest(&query, k, &not_me)? {
+                    // The tail is small: filtered after an exact search of all of it.
+                    let want = if admit.is_some() { usize::MAX } else { k };
+                    let tail_found = tail.nearest(&query, want, &not_me)?;
+                    for n in tail_found
+                        .into_iter()
+                        .filter(|n| admitted(n.passage))
+                        .take(k)
+                    {
                         offer(&mut best, n.passage, n.score, n.chunk);
                     }
                 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::store::{DocumentId, Filter, Neighbour, PassageId, VectorSet};
+use crate::store::{Admit, DocumentId, Filter, Neighbour, PassageId, VectorSet};
 
 /// The loaded vectors, with the passage, document and chunk index of each row.
 /// Rows of one passage are contiguous and in chunk order.
@@ -122,6 +122,7 @@ impl VectorIndex {
         passages: &[PassageId],
         k: usize,
         floor: f32,
+        admit: Option<&Admit>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let mut rows_of: HashMap<PassageId, Vec<usize>> = HashMap::new();
         for r in (0..self.len()).filter(|&r| self.live[r]) {
@@ -133,7 +134,7 @@ impl VectorIndex {
             .collect();
         // Twice k chunk neighbours per chunk, so a windowed neighbour's
         // several chunks cannot crowd out other passages.
-        let chunk_lists = self.top_k_for_rows(&rows, 2 * k, floor)?;
+        let chunk_lists = self.top_k_for_rows(&rows, 2 * k, floor, admit)?;
         let by_row: HashMap<usize, Vec<(usize, f32)>> = rows.into_iter().zip(chunk_lists).collect();
         Ok(passages
             .iter()
@@ -172,6 +173,7 @@ impl VectorIndex {
         rows: &[usize],
         k: usize,
         min_score: f32,
+        admit: Option<&Admit>,
     ) -> Result<Vec<Vec<(usize, f32)>>> {
         let n = self.len();
         let mut out = Vec::with_capacity(rows.len());
@@ -196,6 +198,9 @@ impl VectorIndex {
                     .into_iter()
                     .enumerate()
                     .filter(|&(j, s)| j != me && self.live[j] && s >= min_score)
+                    .filter(|&(j, _)| {
+                        admit.is_none_or(|a| a(self.passage_ids[me], self.passage_ids[j]))
+                    })
                     .collect();
                 keep_best(&mut cand, k, |&(j, s)| (j as i64, s));
                 out.push(cand);
@@ -257,7 +262,7 @@ mod tests {
         // More rows than one block, so several blocks run.
         let index = random_index(2100, 8);
         let all: Vec<PassageId> = (0..2100).collect();
-        let lists = index.neighbours(&all, 5, 0.0).unwrap();
+        let lists = index.neighbours(&all, 5, 0.0, None).unwrap();
         for (p, list) in all.iter().zip(&lists).step_by(97) {
             let mut brute: Vec<(i64, f32)> = index
                 .scores(
@@ -290,7 +295,7 @@ mod tests {
         let hits = index.nearest(&q, 100, &Filter::default()).unwrap();
         assert_eq!(hits.len(), 90);
         assert!(hits.iter().all(|n| !(30..40).contains(&n.passage)));
-        let lists = index.neighbours(&[0], 100, -1.0).unwrap();
+        let lists = index.neighbours(&[0], 100, -1.0, None).unwrap();
         assert!(lists[0].iter().all(|n| !(30..40).contains(&n.passage)));
     }
 }
