@@ -16,9 +16,9 @@
 //!   (mutual nearest neighbours, as in bitext mining): a translation is its
 //!   original's unique best match, a template has many look-alikes; and it
 //!   stands out of each side's crowd (margin);
-//! - then, across languages, pairs are linked strongest first and a link
-//!   that would put two different texts of a third language in one group is
-//!   refused (see [`one_language_per_group`]).
+//! - then, across languages, pairs are taken strongest first and a pair
+//!   whose sides already have different partners in a third language is
+//!   refused (see [`third_language_check`]).
 
 use super::evidence::Evidence;
 use super::group::UnionFind;
@@ -144,63 +144,7 @@ pub(super) fn semantic_pairs(
             }
         }
     }
-    one_language_per_group(items, uf, found.into_values().collect())
-}
-
-/// Drops the cross-language pairs that would put two different texts of
-/// one language in one group, keeping the stronger links: pairs are taken
-/// by descending cosine (competitive linking, as in word and sentence
-/// alignment), and a link between two groups that both already hold a
-/// passage of some language is refused. A translation links its original;
-/// two translations of *different* originals (a French and an Italian text
-/// whose English sources are look-alikes) are each other's best match only
-/// because their true partners are missing from one language, and their
-/// groups already say so. Same-language pairs are judged by their own rule
-/// and merged first.
-fn one_language_per_group<'a>(
-    items: &[Item<'a>],
-    mut uf: UnionFind,
-    mut pairs: Vec<Pair>,
-) -> Vec<Pair> {
-    let mut bits: HashMap<&'a str, u64> = HashMap::new();
-    let mut bit_of = |lang: Option<&'a str>| {
-        lang.map_or(0, |l| {
-            let next = 1u64 << bits.len().min(63);
-            *bits.entry(l).or_insert(next)
-        })
-    };
-    let item_bits: Vec<u64> = items.iter().map(|it| bit_of(it.lang)).collect();
-    let is_across = |p: &Pair| across(&items[p.canonical], &items[p.duplicate]).is_some();
-    for p in pairs.iter().filter(|p| !is_across(p)) {
-        uf.union(p.canonical, p.duplicate);
-    }
-    let mut langs = vec![0u64; items.len()];
-    for (i, b) in item_bits.iter().enumerate() {
-        langs[uf.find(i)] |= b;
-    }
-    pairs.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then((a.canonical, a.duplicate).cmp(&(b.canonical, b.duplicate)))
-    });
-    pairs.retain(|p| {
-        if !is_across(p) {
-            return true;
-        }
-        let (ra, rb) = (uf.find(p.canonical), uf.find(p.duplicate));
-        if ra == rb {
-            return true;
-        }
-        let own = item_bits[p.canonical] | item_bits[p.duplicate];
-        if langs[ra] & langs[rb] & !own != 0 {
-            return false;
-        }
-        uf.union(ra, rb);
-        let root = uf.find(ra);
-        langs[root] = langs[ra] | langs[rb];
-        true
-    });
-    pairs
+    third_language_check(items, uf, found.into_values().collect())
 }
 
 /// Whether a cross-lingual pair scores at least the mean of each side's
@@ -286,4 +230,55 @@ pub(crate) fn explain(a: &Item, b: &Item) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// Drops the cross-language pairs that two passages' translations in a
+/// third language contradict: pairs are taken by descending cosine
+/// (competitive linking, as in word and sentence alignment), each passage
+/// remembers its strongest accepted partner per language, and a pair is
+/// refused when both sides already have partners in some third language and
+/// those are different texts. A French and an Italian text whose English
+/// originals differ are not each other's translation, however alike: each
+/// is the other's best match only because its own partner is missing from
+/// the other language. Local on purpose: whole groups, chained through
+/// boilerplate paraphrases, hold different texts of one language that mean
+/// the same. Same-language pairs (judged by their own rule) and lexical
+/// pairs make two texts the same here.
+fn third_language_check<'a>(
+    items: &[Item<'a>],
+    mut uf: UnionFind,
+    mut pairs: Vec<Pair>,
+) -> Vec<Pair> {
+    let is_across = |p: &Pair| across(&items[p.canonical], &items[p.duplicate]).is_some();
+    for p in pairs.iter().filter(|p| !is_across(p)) {
+        uf.union(p.canonical, p.duplicate);
+    }
+    pairs.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then((a.canonical, a.duplicate).cmp(&(b.canonical, b.duplicate)))
+    });
+    let mut partner: Vec<Vec<(&'a str, usize)>> = vec![Vec::new(); items.len()];
+    pairs.retain(|p| {
+        let Some((la, lb)) = across(&items[p.canonical], &items[p.duplicate]) else {
+            return true;
+        };
+        let (a, b) = (p.canonical, p.duplicate);
+        let conflict = partner[a].iter().any(|&(l, x)| {
+            partner[b]
+                .iter()
+                .any(|&(m, y)| m == l && items[x].norm != items[y].norm && uf.find(x) != uf.find(y))
+        });
+        if conflict {
+            return false;
+        }
+        if !partner[a].iter().any(|&(l, _)| l == lb) {
+            partner[a].push((lb, b));
+        }
+        if !partner[b].iter().any(|&(l, _)| l == la) {
+            partner[b].push((la, a));
+        }
+        true
+    });
+    pairs
 }
