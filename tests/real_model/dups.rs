@@ -312,3 +312,40 @@ fn on_duplicate_skip_and_fail() {
     assert_eq!(stats["stats"]["passages"], 106);
     assert_eq!(stats["stats"]["duplicates"], 25);
 }
+
+#[test]
+fn a_short_heading_takes_its_documents_language_at_ingest_and_in_dups() {
+    let dir = tempfile::tempdir().unwrap();
+    for lang in ["en", "fr"] {
+        let to = dir.path().join(lang);
+        std::fs::create_dir_all(&to).unwrap();
+        let from = repo_root().join("tests/data/translations").join(lang);
+        std::fs::copy(from.join("imapproxy.txt"), to.join("imapproxy.txt")).unwrap();
+    }
+    let out = pareil(dir.path(), &["ingest", "en"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = pareil(dir.path(), &["ingest", "--json", "fr"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // "imapproxy: mandataire pour le protocole IMAP" (two stop words) is
+    // French because its file is: a translation of the English heading
+    // (cosine 0.968, under the same-language cut of 0.97).
+    let heading = |findings: &[Value]| {
+        findings.iter().any(|f| {
+            f["kind"] == "semantic"
+                && f["duplicate"]["path"].as_str().unwrap().contains("fr/")
+                && f["duplicate"]["line_start"] == 1
+                && f["canonical"]["line_start"] == 1
+        })
+    };
+    let reported = report["duplicates"].as_array().unwrap();
+    assert!(heading(reported), "ingest: {report}");
+    let findings = dups_json(dir.path(), &[]);
+    assert!(heading(&findings), "dups: {findings:?}");
+    assert!(
+        !findings.iter().any(|f| f["duplicate"]["line_start"] == 7
+            || f["canonical"]["line_start"] == 7
+            || f["duplicate"]["line_start"] == 9),
+        "the quoted English paragraphs have no partner: {findings:?}"
+    );
+}
