@@ -223,12 +223,7 @@ impl AnnIndex {
             .index
             .search(query, count)
             .map_err(|e| ann_error(Path::new("<index>"), "search failed", e))?;
-        Ok(found
-            .keys
-            .iter()
-            .zip(&found.distances)
-            .map(|(&k, &d)| (k as ChunkId, 1.0 - d))
-            .collect())
+        Ok(as_matches(&found))
     }
 
     /// Like [`search`](Self::search), returning only chunks `admit`
@@ -247,12 +242,7 @@ impl AnnIndex {
             .index
             .filtered_search(query, count, |key| admit(key as ChunkId))
             .map_err(|e| ann_error(Path::new("<index>"), "filtered search failed", e))?;
-        Ok(found
-            .keys
-            .iter()
-            .zip(&found.distances)
-            .map(|(&k, &d)| (k as ChunkId, 1.0 - d))
-            .collect())
+        Ok(as_matches(&found))
     }
 
     /// The index's copy of a chunk's vector (f16 widened), `None` when absent.
@@ -373,4 +363,14 @@ impl Builder {
     pub(super) fn header(&self) -> &Header {
         &self.header
     }
+}
+
+/// usearch's matches as (chunk id, cosine), best first.
+fn as_matches(found: &usearch::ffi::Matches) -> Vec<(ChunkId, f32)> {
+    found
+        .keys
+        .iter()
+        .zip(&found.distances)
+        .map(|(&k, &d)| (k as ChunkId, 1.0 - d))
+        .collect()
 }
