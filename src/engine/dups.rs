@@ -375,9 +375,9 @@ impl Corpus {
         self.add_cross_language_neighbours(store, floor, items, item_of, out)
     }
 
-    /// Extends the crowded lists among `items`' (see
-    /// [`CROSS_LANGUAGE_NEIGHBOURS`]) with their nearest passages in other
-    /// known languages.
+    /// Extends the lists among `items`' that are crowded or hold no other
+    /// language (see [`CROSS_LANGUAGE_NEIGHBOURS`]) with their nearest
+    /// passages in other known languages.
     fn add_cross_language_neighbours(
         &self,
         store: &dyn Store,
@@ -386,13 +386,12 @@ impl Corpus {
         item_of: &HashMap<i64, usize>,
         out: &mut [Vec<SemanticNeighbour>],
     ) -> Result<()> {
-        let mut languages: Vec<&str> = self.langs.iter().flatten().copied().collect();
-        languages.sort_unstable();
-        languages.dedup();
-        if languages.len() < 2 {
+        let mut known = self.langs.iter().flatten();
+        let first = known.next();
+        if !known.any(|l| Some(l) != first) {
             return Ok(()); // one language: nobody to translate
         }
-        let crowded: Vec<usize> = items
+        let searched: Vec<usize> = items
             .iter()
             .copied()
             .filter(|&i| {
@@ -405,18 +404,18 @@ impl Corpus {
                 self.langs[i].is_some() && (crowded || alone)
             })
             .collect();
-        if crowded.is_empty() {
+        if searched.is_empty() {
             return Ok(());
         }
         let _span =
-            tracing::info_span!("cross_language_neighbours", passages = crowded.len()).entered();
+            tracing::info_span!("cross_language_neighbours", passages = searched.len()).entered();
         let lang_of = |p: i64| item_of.get(&p).and_then(|&i| self.langs[i]);
         let other_language =
             |p: i64, q: i64| lang_of(q).is_some_and(|lq| lang_of(p).is_some_and(|lp| lp != lq));
-        let ids: Vec<i64> = crowded.iter().map(|&i| self.rows[i].id).collect();
+        let ids: Vec<i64> = searched.iter().map(|&i| self.rows[i].id).collect();
         let lists =
             store.neighbours_where(&ids, CROSS_LANGUAGE_NEIGHBOURS, floor, &other_language)?;
-        for (&i, list) in crowded.iter().zip(lists) {
+        for (&i, list) in searched.iter().zip(lists) {
             for n in as_items(list, item_of) {
                 if !out[i].iter().any(|m| m.index == n.index) {
                     out[i].push(n);
