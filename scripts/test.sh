@@ -14,7 +14,24 @@ if ! bash scripts/setup-openai.sh; then
   echo "warning: no openai client environment; its test will be skipped" >&2
 fi
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg_dir=
+cleanup() {
+  rm -f "$log"
+  if [ -n "$pg_dir" ]; then bash scripts/pg-server.sh stop "$pg_dir" >/dev/null || true; rm -rf "$pg_dir"; fi
+}
+trap cleanup EXIT
+# The PostgreSQL store's tests need a server with pgvector. Unless one is
+# named in PAREIL_TEST_POSTGRES, a throwaway server is started here when
+# PostgreSQL 15 and pgvector are installed (scripts/setup-postgres.sh, which
+# .ci/run runs) and stopped at the end. Without one those tests skip with a
+# note — and fail under CI.
+if [ -z "${PAREIL_TEST_POSTGRES:-}" ] && [ -f /usr/share/postgresql/15/extension/vector.control ]; then
+  pg_dir=$(mktemp -d /tmp/pareil-pg.XXXXXX)
+  pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  pg_url=$(bash scripts/pg-server.sh start "$pg_dir" "$pg_port")
+  export PAREIL_TEST_POSTGRES=${pg_url%/pareil}
+  echo "PostgreSQL test server: $PAREIL_TEST_POSTGRES"
+fi
 status=0
 cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
 # The crate docs' example (ingest a folder, ask one query) runs for real.

@@ -702,3 +702,33 @@ fn openai_python_client_embeds_through_serve() {
         .contains("not served here"));
     assert_eq!(seen["wrong_token"]["status"], 401, "{seen}");
 }
+
+#[test]
+fn serve_on_postgres_sees_writes_from_the_api_and_from_other_processes() {
+    let Some(db) = pareil::store::postgres::scratch::ScratchDatabase::create() else {
+        return;
+    };
+    let url = db.url();
+    let s = Sandbox::new();
+    let server = Server::start(&s, &["--db", &url]);
+    for i in 0..3 {
+        let text = format!("document numéro {i}\n\nun paragraphe de plus {i}\n");
+        let r = server.post("/v1/documents", document(&format!("api-{i}.txt"), &text));
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // A separate `pareil ingest` into the same database: seen without restart.
+    std::fs::write(s.path().join("other.txt"), "un texte venu d'ailleurs\n").unwrap();
+    let o = pareil_command(s.path())
+        .env("PAREIL_MODEL", &s.model)
+        .args(["--db", &url, "ingest", "other.txt"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server.get("/v1/stats").json["documents"], 4);
+    let found = server.post("/v1/similar", json!({"at": "other.txt:1", "k": 5}));
+    assert_eq!(found.status, 200, "{found:?}");
+    let gone = server.call("DELETE", "/v1/documents/api-0.txt", None, None);
+    assert_eq!(gone.status, 200, "{gone:?}");
+    assert_eq!(server.get("/v1/stats").json["documents"], 3);
+    assert!(server.stop().success());
+}

@@ -52,13 +52,15 @@ pub struct GlobalArgs {
     /// Model id, used to find or fetch the model.
     #[arg(long, global = true, default_value = pareil::model::DEFAULT_MODEL_ID, value_name = "ID")]
     pub model_id: String,
-    /// Store file.
+    /// Store: a SQLite file, or a PostgreSQL database with pgvector
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`), which several
+    /// processes and machines can share.
     #[arg(
         long,
         global = true,
         env = "PAREIL_DB",
         default_value = "pareil.db",
-        value_name = "FILE"
+        value_name = "FILE|URL"
     )]
     pub db: PathBuf,
     /// Encoder weight precision: int8 (default: fastest; 8-bit weights and

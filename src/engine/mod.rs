@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::model::{Embedder, EncoderOptions, Role};
-use crate::store::{SqliteStore, Stats, Store, StoreMeta};
+use crate::store::{Stats, Store, StoreMeta};
 
 /// Where to find the model, for an engine that loads it only when a command
 /// needs it (a text query does; `dups`, `stats` and stored-passage queries do not).
@@ -66,21 +66,23 @@ impl Engine {
         }
     }
 
-    /// Opens the SQLite store at `db` for ingesting with `model`, creating
-    /// it when missing; refuses a store made with another model setup.
+    /// Opens the store `db` names (a SQLite file, or a `postgres://` URL)
+    /// for ingesting with `model`, creating it when missing; refuses a store
+    /// made with another model setup.
     pub fn create(db: &Path, model: Embedder) -> Result<Self> {
-        let store = SqliteStore::create_or_open(db, &store_meta(&model))?;
-        let mut engine = Engine::new(Box::new(store), None);
+        let store = crate::store::create_or_open(db, &store_meta(&model))?;
+        let mut engine = Engine::new(store, None);
         engine.attach_model(Arc::new(model))?;
         Ok(engine)
     }
 
-    /// Opens an existing SQLite store (read-only unless `writable`); the
-    /// model described by `model` is loaded on first need.
+    /// Opens an existing store (a SQLite file or a `postgres://` URL;
+    /// read-only unless `writable`); the model described by `model` is
+    /// loaded on first need.
     pub fn open(db: &Path, writable: bool, model: Option<ModelSpec>) -> Result<Self> {
-        let store = SqliteStore::open_existing(db, !writable)?;
+        let store = crate::store::open_existing(db, writable)?;
         Ok(Engine {
-            store: Box::new(store),
+            store,
             model: None,
             spec: model,
             fingerprint: None,

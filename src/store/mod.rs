@@ -6,13 +6,16 @@
 //! engine (PostgreSQL + pgvector) can search where the vectors live instead
 //! of shipping them to the client.
 //!
-//! Implementations: [`sqlite::SqliteStore`] (one file, the default). Every
+//! Implementations: [`sqlite::SqliteStore`] (one file, the default) and
+//! [`postgres::PostgresStore`] (a PostgreSQL database with pgvector, shared
+//! by several processes and machines). Every
 //! implementation must pass the shared conformance suite in
 //! `conformance.rs`. Backend errors reach callers as `#[source]` causes of
 //! the library's [`Error`](crate::Error), never as backend-specific variants.
 //!
 //! The plain data crossing this boundary lives in `types.rs`.
 
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
@@ -27,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 /// `admit(passage, candidate)` (see [`Store::neighbours_where`]).
 pub type Admit<'a> = dyn Fn(PassageId, PassageId) -> bool + Sync + 'a;
 
+pub use postgres::{is_postgres_url, PostgresStore};
 pub use sqlite::{SqliteStore, ANN_MIN_CHUNKS, APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
     ChunkId, DedupRow, DocumentId, DocumentRow, DuplicateMark, NewChunk, NewDocument, NewPassage,
@@ -37,6 +41,25 @@ use crate::error::Result;
 
 /// Where the store lives when no `--db` is given.
 pub const DEFAULT_PATH: &str = "pareil.db";
+
+/// Opens the store `db` names for writing, creating it when missing: a
+/// `postgres://` URL names a PostgreSQL database, anything else a SQLite
+/// file. Refuses a store made with another model setup.
+pub fn create_or_open(db: &std::path::Path, meta: &StoreMeta) -> Result<Box<dyn Store>> {
+    Ok(match db.to_str().filter(|d| is_postgres_url(d)) {
+        Some(url) => Box::new(PostgresStore::create_or_open(url, meta)?),
+        None => Box::new(SqliteStore::create_or_open(db, meta)?),
+    })
+}
+
+/// Opens the existing store `db` names (a URL or a file; see
+/// [`create_or_open`]), read-only unless `writable`.
+pub fn open_existing(db: &std::path::Path, writable: bool) -> Result<Box<dyn Store>> {
+    Ok(match db.to_str().filter(|d| is_postgres_url(d)) {
+        Some(url) => Box::new(PostgresStore::open_existing(url, !writable)?),
+        None => Box::new(SqliteStore::open_existing(db, !writable)?),
+    })
+}
 
 /// Lower-case hex SHA-256 of `data`: `norm_hash`, content hashes and
 /// embedding cache keys, so all hashes look alike.

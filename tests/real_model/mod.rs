@@ -4,4 +4,5 @@ mod compat;
 mod dups;
 mod golden;
 mod ingest;
+mod postgres;
 mod regressions;

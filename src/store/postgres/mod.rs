@@ -1,0 +1,326 @@
+//! The PostgreSQL + pgvector store: the same [`Store`] as the SQLite file,
+//! kept in a database several processes (and machines) share. Selected by a
+//! `postgres://` (or `postgresql://`) `--db`.
+//!
+//! Vectors live server-side as `halfvec` with an HNSW cosine index, and
+//! nearest-neighbour questions are answered by the server
+//! (`ORDER BY vector <=> $1`, see `search.rs`), so no process ever loads the
+//! corpus's vectors. Each write is one transaction that also bumps
+//! `pareil_meta.generation` (the row lock serialises writers, as SQLite's
+//! `BEGIN IMMEDIATE` does).
+//!
+//! The client is the synchronous `postgres` crate behind a mutex: reads take
+//! `&self` in the trait, and one connection answers one statement at a time.
+
+mod read;
+mod schema;
+#[doc(hidden)]
+pub mod scratch;
+mod search;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use postgres::{Client, NoTls};
+
+use crate::error::{Error, Result};
+use crate::store::{
+    Admit, DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk,
+    NewDocument, PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+};
+
+pub use schema::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::StoreBackend {
+            source: Box::new(e),
+        }
+    }
+}
+
+/// Whether `db` names a PostgreSQL database rather than a file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `url` with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user_pass, host)) => {
+            let user = user_pass.split_once(':').map_or(user_pass, |(u, _)| u);
+            let hidden = if user_pass.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The synchronous client, which runs its own small tokio runtime: closing
+/// it inside another runtime's worker (a server dropping an engine) would
+/// panic, so there it is closed on a thread of its own.
+struct Connection(Option<Client>);
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("open until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("open until dropped")
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(move || drop(client)).join();
+            }
+        }
+    }
+}
+
+/// A pareil store in a PostgreSQL database.
+pub struct PostgresStore {
+    client: Mutex<Connection>,
+    /// The URL without its password.
+    location: String,
+    meta: StoreMeta,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// Serialises the schema check-and-create of concurrent first ingests (a
+/// transaction-scoped advisory lock; the value is "PARL").
+const CREATE_LOCK: i64 = 0x5041_524C;
+
+impl PostgresStore {
+    /// Connects to `url` and opens the store there for writing, creating the
+    /// schema when the database (its current schema) holds none of pareil's
+    /// tables. Refuses another program's tables, a newer schema, and a store
+    /// made with another model setup, without writing anything.
+    pub fn create_or_open(url: &str, meta: &StoreMeta) -> Result<PostgresStore> {
+        if meta.dim == 0 {
+            return Err(Error::Usage("store dimension must be at least 1".into()));
+        }
+        let location = redact(url);
+        let mut client = connect(url, &location)?;
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])?;
+        match schema::classify(&mut tx)? {
+            schema::DatabaseKind::Blank => schema::initialise(&mut tx, meta)?,
+            schema::DatabaseKind::Pareil { version } => schema::check_version(&location, version)?,
+            schema::DatabaseKind::Foreign { tables } => {
+                return Err(schema::foreign_error(&location, &tables))
+            }
+        }
+        let stored = schema::read_meta(&mut tx, &location)?;
+        tx.commit()?;
+        let store = PostgresStore {
+            client: Mutex::new(Connection(Some(client))),
+            location,
+            meta: stored,
+            read_only: false,
+        };
+        store.check_meta(meta)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store; never creates one. With `read_only` every
+    /// write is refused (and the session is read-only on the server too).
+    pub fn open_existing(url: &str, read_only: bool) -> Result<PostgresStore> {
+        let location = redact(url);
+        let mut client = connect(url, &location)?;
+        match schema::classify(&mut client)? {
+            schema::DatabaseKind::Pareil { version } => schema::check_version(&location, version)?,
+            schema::DatabaseKind::Blank => {
+                return Err(Error::NotFound(format!(
+                    "no pareil store in {location}\n  fix: run `pareil ingest --db {location} \
+                     DIR` first"
+                )))
+            }
+            schema::DatabaseKind::Foreign { tables } => {
+                return Err(schema::foreign_error(&location, &tables))
+            }
+        }
+        if read_only {
+            client.batch_execute("SET default_transaction_read_only = on")?;
+        }
+        let meta = schema::read_meta(&mut client, &location)?;
+        Ok(PostgresStore {
+            client: Mutex::new(Connection(Some(client))),
+            location,
+            meta,
+            read_only,
+        })
+    }
+
+    /// The connection, for one statement or transaction at a time.
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable (its
+        // transaction object rolls back on drop), so a poisoned lock is taken.
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Store {
+                path: self.location.clone().into(),
+                reason: "opened read-only; this command does not write".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Connects, turning "connection refused" and friends into an error that
+/// names the server and the fix.
+fn connect(url: &str, location: &str) -> Result<Client> {
+    Client::connect(url, NoTls).map_err(|e| Error::Store {
+        path: location.into(),
+        reason: format!(
+            "cannot connect to PostgreSQL: {e}\n  fix: check that the server is running and the \
+             URL (user, host, port, database) is right"
+        ),
+    })
+}
+
+impl Store for PostgresStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+    fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+    fn check_meta(&self, wanted: &StoreMeta) -> Result<()> {
+        let diffs = self.meta.differences(wanted);
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        Err(Error::StoreMismatch {
+            path: self.location.clone().into(),
+            reason: format!(
+                "it was built with another model setup:\n    {}\n  fix: pass another --db for \
+                 this model",
+                diffs.join("\n    ")
+            ),
+        })
+    }
+    fn meta_value(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_opt("SELECT value FROM pareil_meta WHERE key = $1", &[&key])?
+            .map(|r| r.get(0)))
+    }
+    fn set_meta_value(&mut self, key: &str, value: &str) -> Result<()> {
+        self.writable()?;
+        self.db().execute(
+            "INSERT INTO pareil_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+    fn documents(&self) -> Result<Vec<DocumentRow>> {
+        self.read_documents()
+    }
+    fn document_by_path(&self, path: &str) -> Result<Option<DocumentRow>> {
+        self.read_document_by_path(path)
+    }
+    fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome> {
+        self.write_document(doc)
+    }
+    fn remove_document(&mut self, path: &str) -> Result<bool> {
+        self.delete_document_at(path)
+    }
+    fn passage(&self, id: PassageId) -> Result<Option<PassageRow>> {
+        Ok(self.read_passages("p.id = $1", &[&id])?.pop())
+    }
+    fn passages_by_ids(&self, ids: &[PassageId]) -> Result<Vec<PassageRow>> {
+        self.read_passages("p.id = ANY($1)", &[&ids])
+    }
+    fn passages_of(&self, doc: DocumentId) -> Result<Vec<PassageRow>> {
+        self.read_passages("p.doc_id = $1", &[&doc])
+    }
+    fn passage_at(&self, path: &str, line: usize) -> Result<Option<PassageRow>> {
+        let line = line as i64;
+        Ok(self
+            .read_passages(
+                "d.path = $1 AND p.line_start <= $2 AND p.line_end >= $2",
+                &[&path, &line],
+            )?
+            .into_iter()
+            .next())
+    }
+    fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        self.read_dedup_rows()
+    }
+    fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        self.read_cached_embeddings(keys)
+    }
+    fn passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>> {
+        self.read_passage_vector(id)
+    }
+    fn nearest(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Neighbour>> {
+        self.search_nearest(query, k, filter)
+    }
+    fn neighbours(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        self.search_neighbours(passages, k, floor, None)
+    }
+    fn neighbours_where(
+        &self,
+        passages: &[PassageId],
+        k: usize,
+        floor: f32,
+        admit: &Admit,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        self.search_neighbours(passages, k, floor, Some(admit))
+    }
+    fn add_chunks(
+        &mut self,
+        passage: PassageId,
+        chunks: &[NewChunk],
+        embeddings: &HashMap<String, Vec<f32>>,
+    ) -> Result<()> {
+        self.write_chunks(passage, chunks, embeddings)
+    }
+    fn set_duplicates(&mut self, marks: &[DuplicateMark]) -> Result<()> {
+        self.write_duplicates(marks)
+    }
+    fn clear_duplicate(&mut self, passage: PassageId) -> Result<()> {
+        self.write_unmark(passage)
+    }
+    fn stats(&self) -> Result<Stats> {
+        self.read_stats()
+    }
+    fn vacuum_embeddings(&mut self) -> Result<usize> {
+        self.delete_orphan_embeddings()
+    }
+}

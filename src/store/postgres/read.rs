@@ -1,0 +1,205 @@
+//! Reads: documents, passages, dedup rows, cached vectors and stats, with the
+//! same columns and orders as the SQLite store's `read.rs`.
+
+use std::collections::HashMap;
+
+use pgvector::HalfVector;
+use postgres::types::ToSql;
+use postgres::Row;
+
+use super::PostgresStore;
+use crate::error::Result;
+use crate::store::types::{DedupRow, DocumentRow, PassageId, PassageRow, SearchIndexStats, Stats};
+
+const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d.date, \
+     d.ingest_order, d.ingested_at, \
+     (SELECT COUNT(*) FROM passages p WHERE p.doc_id = d.id)";
+
+const PASSAGE_COLUMNS: &str = "p.id, p.doc_id, d.path, d.date, p.idx, p.line_start, p.line_end, \
+     p.byte_start, p.byte_end, p.text, p.duplicate_of, p.dup_kind, p.dup_score, p.norm_hash";
+
+/// A non-negative count or offset stored as bigint/integer.
+fn uint(r: &Row, i: usize) -> usize {
+    match r.columns()[i].type_() {
+        &postgres::types::Type::INT4 => r.get::<_, i32>(i).max(0) as usize,
+        _ => r.get::<_, i64>(i).max(0) as usize,
+    }
+}
+
+fn document_row(r: &Row) -> DocumentRow {
+    DocumentRow {
+        id: r.get(0),
+        path: r.get(1),
+        content_hash: r.get(2),
+        size: uint(r, 3) as u64,
+        mtime: r.get(4),
+        date: r.get(5),
+        ingest_order: r.get(6),
+        ingested_at: r.get(7),
+        passages: uint(r, 8),
+    }
+}
+
+fn passage_row(r: &Row) -> PassageRow {
+    PassageRow {
+        id: r.get(0),
+        doc_id: r.get(1),
+        path: r.get(2),
+        date: r.get(3),
+        idx: uint(r, 4),
+        line_start: uint(r, 5),
+        line_end: uint(r, 6),
+        byte_start: uint(r, 7),
+        byte_end: uint(r, 8),
+        text: r.get(9),
+        duplicate_of: r.get(10),
+        dup_kind: r.get(11),
+        dup_score: r.get(12),
+        norm_hash: r.get(13),
+    }
+}
+
+/// A stored `halfvec` as f32 values.
+pub(super) fn decode(v: &HalfVector) -> Vec<f32> {
+    v.as_slice().iter().map(|x| x.to_f32()).collect()
+}
+
+impl PostgresStore {
+    pub(super) fn read_document_by_path(&self, path: &str) -> Result<Option<DocumentRow>> {
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.path = $1");
+        Ok(self
+            .db()
+            .query_opt(&sql, &[&path])?
+            .map(|r| document_row(&r)))
+    }
+
+    pub(super) fn read_documents(&self) -> Result<Vec<DocumentRow>> {
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d ORDER BY d.ingest_order");
+        Ok(self
+            .db()
+            .query(&sql, &[])?
+            .iter()
+            .map(document_row)
+            .collect())
+    }
+
+    /// Passages matching `condition` (over `p` and `d`), in document and
+    /// passage order.
+    pub(super) fn read_passages(
+        &self,
+        condition: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<PassageRow>> {
+        let sql = format!(
+            "SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id \
+             WHERE {condition} ORDER BY d.ingest_order, p.idx"
+        );
+        Ok(self
+            .db()
+            .query(&sql, params)?
+            .iter()
+            .map(passage_row)
+            .collect())
+    }
+
+    pub(super) fn read_dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        let sql = format!(
+            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order FROM passages p \
+             JOIN documents d ON d.id = p.doc_id ORDER BY d.ingest_order, p.idx"
+        );
+        Ok(self
+            .db()
+            .query(&sql, &[])?
+            .iter()
+            .map(|r| DedupRow {
+                passage: passage_row(r),
+                norm: r.get(14),
+                order: r.get(15),
+            })
+            .collect())
+    }
+
+    pub(super) fn read_cached_embeddings(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<f32>>> {
+        let rows = self.db().query(
+            "SELECT hash, vector FROM embeddings WHERE hash = ANY($1)",
+            &[&keys],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), decode(&r.get::<_, HalfVector>(1))))
+            .collect())
+    }
+
+    /// The chunk vectors of one passage, in chunk order.
+    pub(super) fn passage_chunk_vectors(&self, id: PassageId) -> Result<Vec<Vec<f32>>> {
+        let rows = self.db().query(
+            "SELECT e.vector FROM chunks c JOIN embeddings e ON e.id = c.emb_id \
+             WHERE c.passage_id = $1 ORDER BY c.idx",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| decode(&r.get::<_, HalfVector>(0)))
+            .collect())
+    }
+
+    pub(super) fn read_passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>> {
+        let chunks = self.passage_chunk_vectors(id)?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        let mut mean = vec![0f32; self.meta.dim];
+        for v in &chunks {
+            mean.iter_mut().zip(v).for_each(|(m, x)| *m += x);
+        }
+        let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        mean.iter_mut().for_each(|x| *x /= norm);
+        Ok(Some(mean))
+    }
+
+    pub(super) fn read_stats(&self) -> Result<Stats> {
+        let mut db = self.db();
+        let row = db.query_one(
+            "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM passages), \
+             (SELECT COUNT(*) FROM chunks), (SELECT COUNT(*) FROM embeddings), \
+             (SELECT COUNT(*) FROM embeddings e WHERE NOT EXISTS \
+                 (SELECT 1 FROM chunks c WHERE c.emb_id = e.id)), \
+             (SELECT COUNT(*) FROM passages WHERE duplicate_of IS NOT NULL), \
+             (SELECT SUM(pg_total_relation_size(c.oid))::bigint FROM pg_class c \
+                 WHERE c.relnamespace = current_schema()::regnamespace \
+                 AND c.relname = ANY($1) AND c.relkind = 'r'), \
+             (SELECT value FROM pareil_meta WHERE key = 'schema_version'), \
+             (SELECT pg_relation_size(c.oid)::bigint FROM pg_class c \
+                 WHERE c.relnamespace = current_schema()::regnamespace \
+                 AND c.relname = 'embeddings_hnsw')",
+            &[&super::schema::TABLES
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()],
+        )?;
+        let count = |i: usize| row.get::<_, i64>(i).max(0) as usize;
+        Ok(Stats {
+            path: self.location.clone().into(),
+            schema_version: row.get::<_, String>(7).parse().unwrap_or(0),
+            documents: count(0),
+            passages: count(1),
+            chunks: count(2),
+            embeddings: count(3),
+            orphan_embeddings: count(4),
+            duplicates: count(5),
+            file_size_bytes: row.get::<_, Option<i64>>(6).unwrap_or(0).max(0) as u64,
+            meta: self.meta.clone(),
+            // The server's HNSW index covers every stored vector; there is
+            // no tail searched apart.
+            search_index: Some(SearchIndexStats {
+                path: "pgvector HNSW index embeddings_hnsw".into(),
+                vectors: count(3),
+                chunks_after: 0,
+                file_size_bytes: row.get::<_, Option<i64>>(8).unwrap_or(0).max(0) as u64,
+            }),
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! The PostgreSQL schema: its version, the DDL, and the recorded model
+//! settings. Everything that decides whether a database may be written lives
+//! here, as `sqlite/schema.rs` does for files: a database holding tables of
+//! some other program is refused, never altered.
+//!
+//! Layout (same tables and meaning as the SQLite store): `pareil_meta`,
+//! `documents`, `passages`, `chunks`, `embeddings` — vectors as `halfvec`
+//! (the f16 the SQLite store keeps) with an HNSW cosine index. Every table
+//! carries `doc_id` where a row belongs to one document, the key a Citus
+//! deployment distributes on (see README, "PostgreSQL").
+
+use postgres::GenericClient;
+
+use crate::error::{Error, Result};
+use crate::store::types::StoreMeta;
+
+/// `pareil_meta.schema_version` written by this build; a database with a
+/// higher number was made by a newer pareil and is refused.
+///
+/// History: 1 — first PostgreSQL schema.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The tables this store owns, in dependency order. A database holding a
+/// table of one of these names without `pareil_meta` is some other program's.
+pub const TABLES: &[&str] = &[
+    "pareil_meta",
+    "documents",
+    "passages",
+    "embeddings",
+    "chunks",
+];
+
+/// The DDL, with `{dim}` the vector dimension. Ids come from identity
+/// columns, so an id a user saw never names another passage later;
+/// `ingest_order` from its own sequence, so concurrent writers never take
+/// the same place.
+fn ddl(dim: usize) -> String {
+    format!(
+        "
+CREATE TABLE pareil_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+CREATE SEQUENCE documents_ingest_order;
+
+CREATE TABLE documents (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    path          text NOT NULL UNIQUE,
+    content_hash  text NOT NULL,
+    size          bigint NOT NULL,
+    mtime         bigint,
+    date          text,
+    ingest_order  bigint NOT NULL DEFAULT nextval('documents_ingest_order'),
+    ingested_at   text NOT NULL
+);
+CREATE INDEX documents_by_ingest_order ON documents (ingest_order);
+
+CREATE TABLE passages (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    doc_id       bigint NOT NULL REFERENCES documents (id),
+    idx          integer NOT NULL,
+    line_start   bigint NOT NULL,
+    line_end     bigint NOT NULL,
+    byte_start   bigint NOT NULL,
+    byte_end     bigint NOT NULL,
+    text         text NOT NULL,
+    norm         text NOT NULL,
+    norm_hash    text NOT NULL,
+    duplicate_of bigint REFERENCES passages (id),
+    dup_kind     text,
+    dup_score    double precision,
+    UNIQUE (doc_id, idx)
+);
+CREATE INDEX passages_norm_hash ON passages (norm_hash);
+CREATE INDEX passages_duplicate_of ON passages (duplicate_of) WHERE duplicate_of IS NOT NULL;
+
+CREATE TABLE embeddings (
+    id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    hash   text NOT NULL UNIQUE,
+    vector halfvec({dim}) NOT NULL
+);
+CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector halfvec_cosine_ops);
+
+CREATE TABLE chunks (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    passage_id  bigint NOT NULL REFERENCES passages (id),
+    doc_id      bigint NOT NULL,
+    idx         integer NOT NULL,
+    byte_start  bigint NOT NULL,
+    byte_end    bigint NOT NULL,
+    tokens      bigint NOT NULL,
+    emb_id      bigint NOT NULL REFERENCES embeddings (id),
+    UNIQUE (passage_id, idx)
+);
+CREATE INDEX chunks_emb_id ON chunks (emb_id);
+"
+    )
+}
+
+/// What the database turned out to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// None of pareil's tables: the schema may be created.
+    Blank,
+    /// A pareil store of this schema version.
+    Pareil { version: i64 },
+    /// Tables named like pareil's, but no pareil metadata: another program's.
+    Foreign { tables: Vec<String> },
+}
+
+/// Looks at the current schema (`search_path`) without writing anything.
+pub fn classify(db: &mut impl GenericClient) -> Result<DatabaseKind> {
+    let names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+    let present: Vec<String> = db
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = ANY($1) ORDER BY 1",
+            &[&names],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if present.is_empty() {
+        return Ok(DatabaseKind::Blank);
+    }
+    if !present.iter().any(|t| t == "pareil_meta") {
+        return Ok(DatabaseKind::Foreign { tables: present });
+    }
+    let version = db
+        .query_opt(
+            "SELECT value FROM pareil_meta WHERE key = 'schema_version'",
+            &[],
+        )?
+        .and_then(|r| r.get::<_, String>(0).parse::<i64>().ok());
+    match version {
+        Some(version) => Ok(DatabaseKind::Pareil { version }),
+        None => Ok(DatabaseKind::Foreign { tables: present }),
+    }
+}
+
+/// Creates the extension (when the role may), the tables and the metadata.
+/// Runs inside the caller's transaction.
+pub fn initialise(db: &mut impl GenericClient, meta: &StoreMeta) -> Result<()> {
+    db.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
+    db.batch_execute(&ddl(meta.dim))?;
+    let dim = meta.dim.to_string();
+    let version = SCHEMA_VERSION.to_string();
+    let store_id = crate::store::sha256_hex(
+        format!("{:?}{:?}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
+    );
+    for (key, value) in [
+        ("schema_version", version.as_str()),
+        ("model_id", meta.model_id.as_str()),
+        ("revision", meta.revision.as_str()),
+        ("dim", dim.as_str()),
+        ("pooling", meta.pooling.as_str()),
+        ("passage_prefix", meta.passage_prefix.as_str()),
+        ("query_prefix", meta.query_prefix.as_str()),
+        ("created_by", concat!("pareil ", env!("CARGO_PKG_VERSION"))),
+        ("generation", "0"),
+        ("store_id", &store_id[..32]),
+    ] {
+        db.execute(
+            "INSERT INTO pareil_meta (key, value) VALUES ($1, $2)",
+            &[&key, &value],
+        )?;
+    }
+    db.execute(
+        "INSERT INTO pareil_meta (key, value) \
+         VALUES ('created_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))",
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Refuses a schema newer than this build.
+pub fn check_version(location: &str, version: i64) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::Store {
+            path: location.into(),
+            reason: format!(
+                "the database holds a pareil store of schema version {version}, newer than this \
+                 build understands ({SCHEMA_VERSION})\n  fix: use a newer pareil"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The refusal for a database that holds another program's tables.
+pub fn foreign_error(location: &str, tables: &[String]) -> Error {
+    Error::Store {
+        path: location.into(),
+        reason: format!(
+            "the database holds tables named {} but is not a pareil store; pareil leaves it \
+             alone\n  fix: point --db at another database, or at another schema with \
+             `?options=-csearch_path%3DNAME`",
+            tables.join(", ")
+        ),
+    }
+}
+
+/// Reads the recorded model settings; a missing key means the tables were
+/// damaged or edited by hand.
+pub fn read_meta(db: &mut impl GenericClient, location: &str) -> Result<StoreMeta> {
+    let rows = db.query("SELECT key, value FROM pareil_meta", &[])?;
+    let get = |key: &str| -> Result<String> {
+        rows.iter()
+            .find(|r| r.get::<_, &str>(0) == key)
+            .map(|r| r.get::<_, String>(1))
+            .ok_or_else(|| Error::Store {
+                path: location.into(),
+                reason: format!("pareil store without a recorded {key}; the tables are damaged"),
+            })
+    };
+    let dim_text = get("dim")?;
+    let dim = dim_text.parse::<usize>().map_err(|_| Error::Store {
+        path: location.into(),
+        reason: format!("recorded dimension {dim_text:?} is not a number; the tables are damaged"),
+    })?;
+    Ok(StoreMeta {
+        model_id: get("model_id")?,
+        revision: get("revision")?,
+        dim,
+        pooling: get("pooling")?,
+        passage_prefix: get("passage_prefix")?,
+        query_prefix: get("query_prefix")?,
+    })
+}

@@ -1,0 +1,146 @@
+//! The real binary on the PostgreSQL store: every command answers as it does
+//! on the SQLite file, two ingest processes can write one database at once,
+//! and a database that cannot be reached is a clear error (exit 4).
+//!
+//! Each test makes its own database on the server named by
+//! `PAREIL_TEST_POSTGRES` (`scripts/test.sh` starts one); without it they
+//! skip with a note, and fail under CI.
+
+use std::process::Stdio;
+
+use crate::util::{copy_seeds, pareil, pareil_json, stderr};
+use pareil::store::postgres::scratch::ScratchDatabase;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The same command on the SQLite store and the PostgreSQL one: both JSON answers.
+fn both(dir: &std::path::Path, url: &str, args: &[&str]) -> (Value, Value) {
+    let on = |db: &str| {
+        let mut full = vec!["--db", db];
+        full.extend_from_slice(args);
+        pareil_json(dir, &full)
+    };
+    (on("pareil.db"), on(url))
+}
+
+#[test]
+fn every_command_answers_as_on_sqlite() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let url = db.url();
+    let t = TempDir::new().unwrap();
+    let dir = t.path();
+    copy_seeds(dir);
+
+    let (lite, pg) = both(dir, &url, &["ingest", "seeds", "--json"]);
+    assert_eq!(lite["passages"], pg["passages"]);
+    assert_eq!(lite["duplicates"], pg["duplicates"], "dedup on ingestion");
+    assert_eq!(pg["passages"], 100);
+
+    let (lite, pg) = both(dir, &url, &["dups", "--json"]);
+    assert_eq!(lite, pg, "the duplicate report");
+    assert!(!pg["findings"].as_array().unwrap().is_empty());
+
+    for query in [
+        vec!["similar", "Qui a fondé OpenAI ?", "-k", "8", "--json"],
+        vec!["similar", "--id", "7", "-k", "5", "--json"],
+        vec![
+            "similar",
+            "--at",
+            "seeds/001_6e736bcd7626f111.txt:19",
+            "--exclude-same-doc",
+            "--json",
+        ],
+    ] {
+        let (lite, pg) = both(dir, &url, &query);
+        let places = |v: &Value| -> Vec<(String, u64)> {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["path"].as_str().unwrap().into(),
+                        r["line_start"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(places(&lite), places(&pg), "{query:?}");
+        assert!(!places(&pg).is_empty());
+    }
+
+    // Unchanged files are not embedded again; removing forgets a document.
+    let again = pareil_json(dir, &["--db", &url, "ingest", "seeds", "--json"]);
+    assert_eq!(again["documents_unchanged"], 5, "{again}");
+    assert_eq!(again["chunks_embedded"], 0, "{again}");
+    let o = pareil(
+        dir,
+        &["--db", &url, "remove", "seeds/000_edaf19d688b91e06.txt"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats = pareil_json(dir, &["--db", &url, "stats", "--json"]);
+    assert_eq!(stats["stats"]["documents"], 4);
+    assert!(stats["stats"]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgres://"));
+}
+
+#[test]
+fn two_ingest_processes_share_one_database() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let url = db.url();
+    let t = TempDir::new().unwrap();
+    let dir = t.path();
+    let seeds = copy_seeds(dir);
+    // Two folders, one per worker, started together on an empty database
+    // (both race to create the schema).
+    for (i, entry) in std::fs::read_dir(&seeds).unwrap().enumerate() {
+        let half = dir.join(if i % 2 == 0 { "a" } else { "b" });
+        std::fs::create_dir_all(&half).unwrap();
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), half.join(entry.file_name())).unwrap();
+    }
+    let spawn = |what: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
+            .args(["--db", &url, "-q", "ingest", what])
+            .current_dir(dir)
+            .env("PAREIL_MODEL", crate::util::model_dir())
+            .env("PAREIL_THREADS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers = [spawn("a"), spawn("b")];
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stats = pareil_json(dir, &["--db", &url, "stats", "--json"]);
+    assert_eq!(stats["stats"]["documents"], 5);
+    assert_eq!(stats["stats"]["passages"], 100);
+}
+
+#[test]
+fn an_unreachable_database_is_a_store_error_without_the_password() {
+    let t = TempDir::new().unwrap();
+    let o = pareil(
+        t.path(),
+        &["--db", "postgres://ann:hunter2@127.0.0.1:1/pareil", "stats"],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(err.contains("ann:***@127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
