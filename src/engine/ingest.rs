@@ -162,6 +162,9 @@ struct RunState {
     corpus: Option<Corpus>,
     /// Documents that were already stored when their new version was written.
     seen: HashSet<String>,
+    /// Documents another process sharing the store had claimed when this
+    /// run reached them; taken up, waiting for the claim, at the end.
+    claimed_elsewhere: Vec<(String, Source)>,
 }
 
 impl Engine {
@@ -169,7 +172,24 @@ impl Engine {
     /// are skipped by hash, the rest split, embedded (only what the vector
     /// cache lacks) and written in one transaction, duplicates handled per
     /// `opts.on_duplicate`.
+    ///
+    /// Each document is claimed first ([`Store::claim`]), so ingest
+    /// processes sharing one store (PostgreSQL workers) split the work; the
+    /// run's claims end with it, a failed run included.
     pub fn ingest(
+        &mut self,
+        inputs: Vec<Input>,
+        opts: &IngestOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<IngestReport> {
+        let outcome = self.ingest_claimed(inputs, opts, progress);
+        let released = self.store.release_claims();
+        let report = outcome?;
+        released?;
+        Ok(report)
+    }
+
+    fn ingest_claimed(
         &mut self,
         inputs: Vec<Input>,
         opts: &IngestOptions,
@@ -184,6 +204,7 @@ impl Engine {
             meta: self.store.meta().clone(),
             corpus: None,
             seen: HashSet::new(),
+            claimed_elsewhere: Vec::new(),
         };
         let sources = resolve_inputs(inputs, opts)?;
         progress.files(sources.len());
@@ -255,22 +276,53 @@ impl Engine {
         report: &mut IngestReport,
     ) -> Result<Option<PreparedDocument>> {
         for (name, source) in sources {
-            report.documents += 1;
             state.seen.insert(name.clone());
-            let read = {
-                let _span = tracing::info_span!("read", path = %name).entered();
-                read_source(source)
-            };
-            match read {
-                Ok((bytes, mtime)) => {
-                    if let Some(doc) = self.stage(&name, &bytes, mtime, opts, progress, report)? {
-                        return Ok(Some(doc));
-                    }
-                }
-                Err(e) => skip(report, progress, name, e),
+            // Another process sharing the store is on this document: come
+            // back to it when the rest is done (it is then unchanged).
+            if !self.store.claim(&name, false)? {
+                state.claimed_elsewhere.push((name, source));
+                continue;
+            }
+            if let Some(doc) = self.read_claimed(name, source, opts, progress, report)? {
+                return Ok(Some(doc));
+            }
+        }
+        while let Some((name, source)) = state.claimed_elsewhere.pop() {
+            self.store.claim(&name, true)?;
+            if let Some(doc) = self.read_claimed(name, source, opts, progress, report)? {
+                return Ok(Some(doc));
             }
         }
         Ok(None)
+    }
+
+    /// Reads and stages a document this process has claimed; the claim
+    /// ends here unless there is something to write.
+    fn read_claimed(
+        &mut self,
+        name: String,
+        source: Source,
+        opts: &IngestOptions,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<Option<PreparedDocument>> {
+        report.documents += 1;
+        let read = {
+            let _span = tracing::info_span!("read", path = %name).entered();
+            read_source(source)
+        };
+        let staged = match read {
+            Ok((bytes, mtime)) => self.stage(&name, &bytes, mtime, opts, progress, report)?,
+            Err(e) => {
+                self.store.release(&name)?;
+                skip(report, progress, name, e);
+                return Ok(None);
+            }
+        };
+        if staged.is_none() {
+            self.store.release(&name)?;
+        }
+        Ok(staged)
     }
 
     /// Embeds, in one call, what `first` and the documents after it lack,
@@ -468,7 +520,7 @@ impl Engine {
         // Lexical duplicates refuse the document before any embedding.
         let (findings, _) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
         if refuse(report, &doc.doc.path, findings) {
-            return Ok(());
+            return self.store.release(&doc.doc.path);
         }
         self.write(doc, state, progress, report).map(|_| ())
     }
@@ -582,6 +634,7 @@ impl Engine {
             let _span = tracing::info_span!("write", path = %doc.doc.path).entered();
             self.store.replace_document(&doc.doc)?
         };
+        self.store.release(&doc.doc.path)?;
         report.documents_written += 1;
         report
             .written

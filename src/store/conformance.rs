@@ -141,6 +141,15 @@ impl Store for Maintained {
     fn refresh(&mut self) -> Result<()> {
         self.0.refresh()
     }
+    fn claim(&mut self, path: &str, wait: bool) -> Result<bool> {
+        self.0.claim(path, wait)
+    }
+    fn release(&mut self, path: &str) -> Result<()> {
+        self.0.release(path)
+    }
+    fn release_claims(&mut self) -> Result<()> {
+        self.0.release_claims()
+    }
     fn add_chunks(
         &mut self,
         passage: PassageId,

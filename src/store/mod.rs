@@ -204,6 +204,27 @@ pub trait Store: Send {
         Ok(())
     }
 
+    /// Claims the document at `path` for this process's ingest, so that
+    /// several ingest processes sharing one store (workers on different
+    /// machines) never embed the same document twice: `false` when another
+    /// process holds it — or, with `wait`, blocks until it is free. A claim
+    /// ends with [`release`](Self::release) or
+    /// [`release_claims`](Self::release_claims), or when the process ends,
+    /// killed included, so a dead worker's document is taken over. A store
+    /// that one process writes at a time need not do anything (the default).
+    fn claim(&mut self, _path: &str, _wait: bool) -> Result<bool> {
+        Ok(true)
+    }
+    /// Ends this process's claim on `path` (none held: nothing happens).
+    fn release(&mut self, _path: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Ends every claim this process holds (the end of an ingest run, a
+    /// failed one included).
+    fn release_claims(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Gives a passage stored as a duplicate reference (no chunks) its own
     /// chunks and vectors and clears its mark, in one transaction.
     fn add_chunks(

@@ -89,43 +89,46 @@ fn every_command_answers_as_on_sqlite() {
 }
 
 #[test]
-fn two_ingest_processes_share_one_database() {
+fn ingest_workers_share_the_work_and_embed_nothing_twice() {
     let Some(db) = ScratchDatabase::create() else {
         return;
     };
     let url = db.url();
     let t = TempDir::new().unwrap();
     let dir = t.path();
-    let seeds = copy_seeds(dir);
-    // Two folders, one per worker, started together on an empty database
-    // (both race to create the schema).
-    for (i, entry) in std::fs::read_dir(&seeds).unwrap().enumerate() {
-        let half = dir.join(if i % 2 == 0 { "a" } else { "b" });
-        std::fs::create_dir_all(&half).unwrap();
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), half.join(entry.file_name())).unwrap();
-    }
-    let spawn = |what: &str| {
+    copy_seeds(dir);
+    let alone = pareil_json(dir, &["--db", "alone.db", "ingest", "seeds", "--json"]);
+    // Two workers on the same folder, started together on an empty database
+    // (both race to create the schema, then to claim each document).
+    let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
-            .args(["--db", &url, "-q", "ingest", what])
+            .args(["--db", &url, "ingest", "seeds", "--json"])
             .current_dir(dir)
             .env("PAREIL_MODEL", crate::util::model_dir())
             .env("PAREIL_THREADS", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let workers = [spawn("a"), spawn("b")];
-    for w in workers {
-        let out = w.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let workers = [spawn(), spawn()];
+    let reports: Vec<Value> = workers
+        .into_iter()
+        .map(|w| {
+            let out = w.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let sum = |field: &str| -> u64 { reports.iter().map(|r| r[field].as_u64().unwrap()).sum() };
+    assert_eq!(sum("documents_written"), 5, "each document written once: {reports:?}");
+    assert_eq!(sum("documents_unchanged"), 5, "and found stored by the other worker");
+    assert_eq!(
+        sum("chunks_embedded"),
+        alone["chunks_embedded"].as_u64().unwrap(),
+        "nothing embedded twice: {reports:?}"
+    );
     let stats = pareil_json(dir, &["--db", &url, "stats", "--json"]);
     assert_eq!(stats["stats"]["documents"], 5);
     assert_eq!(stats["stats"]["passages"], 100);

@@ -112,9 +112,19 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Serialises the schema check-and-create of concurrent first ingests (a
-/// transaction-scoped advisory lock; the value is "PARL").
-const CREATE_LOCK: i64 = 0x5041_524C;
+/// Advisory-lock namespaces (the first key of PostgreSQL's two-key form;
+/// the value spells "PARL" plus one), so pareil's locks never meet another
+/// program's single-key ones.
+const CREATE_LOCK: i32 = 0x5041_524C;
+/// Claims of documents by ingest workers: (CLAIM_LOCKS, hash of the path).
+const CLAIM_LOCKS: i32 = 0x5041_524D;
+
+/// The second key of a document's claim: 32 bits of the path's SHA-256. Two
+/// paths that share it only make one worker wait for the other.
+fn claim_key(path: &str) -> i32 {
+    let hex = crate::store::sha256_hex(path.as_bytes());
+    u32::from_str_radix(&hex[..8], 16).unwrap_or(0) as i32
+}
 
 impl PostgresStore {
     /// Connects to `url` and opens the store there for writing, creating the
@@ -128,7 +138,7 @@ impl PostgresStore {
         let location = redact(url);
         let mut client = connect(url, &location)?;
         let mut tx = client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])?;
+        tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&CREATE_LOCK])?;
         match schema::classify(&mut tx)? {
             schema::DatabaseKind::Blank => schema::initialise(&mut tx, meta)?,
             schema::DatabaseKind::Pareil { version } => schema::check_version(&location, version)?,
@@ -302,6 +312,30 @@ impl Store for PostgresStore {
         admit: &Admit,
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.search_neighbours(passages, k, floor, Some(admit))
+    }
+    /// A session-level advisory lock per document: held by this
+    /// connection, so it ends when the process does, however it ends.
+    fn claim(&mut self, path: &str, wait: bool) -> Result<bool> {
+        let key = claim_key(path);
+        let mut db = self.db();
+        if wait {
+            db.execute("SELECT pg_advisory_lock($1, $2)", &[&CLAIM_LOCKS, &key])?;
+            return Ok(true);
+        }
+        let row = db.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&CLAIM_LOCKS, &key])?;
+        Ok(row.get(0))
+    }
+    fn release(&mut self, path: &str) -> Result<()> {
+        let key = claim_key(path);
+        // Each claim is taken once (the engine never claims a held path
+        // again), so one unlock ends it.
+        self.db()
+            .execute("SELECT pg_advisory_unlock($1, $2)", &[&CLAIM_LOCKS, &key])?;
+        Ok(())
+    }
+    fn release_claims(&mut self) -> Result<()> {
+        self.db().batch_execute("SELECT pg_advisory_unlock_all()")?;
+        Ok(())
     }
     fn add_chunks(
         &mut self,

@@ -102,3 +102,29 @@ fn open_existing_needs_a_store_and_read_only_refuses_writes() {
         Err(Error::StoreMismatch { .. })
     ));
 }
+
+#[test]
+fn a_claimed_document_is_free_again_when_released_or_its_holder_is_gone() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let meta = test_support::meta(4);
+    let mut a = PostgresStore::create_or_open(&db.url(), &meta).unwrap();
+    let mut b = PostgresStore::create_or_open(&db.url(), &meta).unwrap();
+    assert!(a.claim("x.txt", false).unwrap());
+    assert!(!b.claim("x.txt", false).unwrap(), "held by a");
+    assert!(b.claim("y.txt", false).unwrap(), "another document is free");
+    a.release("x.txt").unwrap();
+    assert!(b.claim("x.txt", false).unwrap());
+    b.release_claims().unwrap();
+    assert!(a.claim("x.txt", false).unwrap() && a.claim("y.txt", false).unwrap());
+    // A worker that dies loses its claims; one that waits gets them.
+    let waiter = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        assert!(b.claim("x.txt", true).unwrap());
+        started.elapsed()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(a);
+    assert!(waiter.join().unwrap() >= std::time::Duration::from_millis(150));
+}
