@@ -165,7 +165,14 @@ struct RunState {
     /// Documents another process sharing the store had claimed when this
     /// run reached them; taken up, waiting for the claim, at the end.
     claimed_elsewhere: Vec<(String, Source)>,
+    /// The store's write generation after this run's last checked write:
+    /// `corpus` is current while the store still has it.
+    corpus_generation: Option<String>,
 }
+
+/// The claim held while a duplicate check and its write run (see
+/// [`Engine::decide_alone`]); no file walk produces this name.
+const DEDUP_CLAIM: &str = "<pareil: duplicate decisions>";
 
 impl Engine {
     /// Ingests files, directories and streams. Per document: unchanged files
@@ -205,6 +212,7 @@ impl Engine {
             corpus: None,
             seen: HashSet::new(),
             claimed_elsewhere: Vec::new(),
+            corpus_generation: None,
         };
         let sources = resolve_inputs(inputs, opts)?;
         progress.files(sources.len());
@@ -466,12 +474,66 @@ impl Engine {
         Ok(Some(doc))
     }
 
+    /// `--on-duplicate skip`, the check and the write as one step for every
+    /// process sharing the store (see [`Engine::decide_alone`]).
+    fn write_skipping_duplicates(
+        &mut self,
+        doc: PreparedDocument,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        self.decide_alone(state, |engine, state| {
+            engine.write_skipping_duplicates_now(doc, opts, state, progress, report)
+        })
+    }
+
+    /// `--on-duplicate fail`, the check and the write as one step for every
+    /// process sharing the store (see [`Engine::decide_alone`]).
+    fn write_unless_duplicates(
+        &mut self,
+        doc: PreparedDocument,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        self.decide_alone(state, |engine, state| {
+            engine.write_unless_duplicates_now(doc, opts, state, progress, report)
+        })
+    }
+
+    /// Runs a duplicate check and the write it decides while no other
+    /// process sharing the store does the same ([`DEDUP_CLAIM`]), on a
+    /// corpus that holds what they wrote: two workers storing the same
+    /// passage at the same moment give one canonical copy and one reference,
+    /// never two canonicals. The corpus is reloaded when the store's write
+    /// generation moved since this run last wrote (another process wrote).
+    fn decide_alone(
+        &mut self,
+        state: &mut RunState,
+        step: impl FnOnce(&mut Self, &mut RunState) -> Result<()>,
+    ) -> Result<()> {
+        self.store.claim(DEDUP_CLAIM, true)?;
+        let decided = self.store.meta_value("generation").and_then(|generation| {
+            if generation != state.corpus_generation {
+                state.corpus = None;
+            }
+            step(self, state)?;
+            state.corpus_generation = self.store.meta_value("generation")?;
+            Ok(())
+        });
+        let released = self.store.release(DEDUP_CLAIM);
+        decided.and(released)
+    }
+
     /// `--on-duplicate skip`: duplicate passages are stored as references to
     /// their canonical copy. Only lexical duplicates are skipped: their text
     /// shows the content is stored, while a semantic finding is a judgement
     /// of meaning that could drop a passage `similar` should still return.
     /// They are found before embedding, so they cost no model time.
-    fn write_skipping_duplicates(
+    fn write_skipping_duplicates_now(
         &mut self,
         mut doc: PreparedDocument,
         opts: &IngestOptions,
@@ -509,7 +571,7 @@ impl Engine {
 
     /// `--on-duplicate fail`: a document holding a lexical duplicate is not
     /// written (semantic ones are reported, as with skip).
-    fn write_unless_duplicates(
+    fn write_unless_duplicates_now(
         &mut self,
         doc: PreparedDocument,
         opts: &IngestOptions,

@@ -117,13 +117,25 @@ fn ingest_workers_share_the_work_and_embed_nothing_twice() {
         .into_iter()
         .map(|w| {
             let out = w.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             serde_json::from_slice(&out.stdout).unwrap()
         })
         .collect();
     let sum = |field: &str| -> u64 { reports.iter().map(|r| r[field].as_u64().unwrap()).sum() };
-    assert_eq!(sum("documents_written"), 5, "each document written once: {reports:?}");
-    assert_eq!(sum("documents_unchanged"), 5, "and found stored by the other worker");
+    assert_eq!(
+        sum("documents_written"),
+        5,
+        "each document written once: {reports:?}"
+    );
+    assert_eq!(
+        sum("documents_unchanged"),
+        5,
+        "and found stored by the other worker"
+    );
     assert_eq!(
         sum("chunks_embedded"),
         alone["chunks_embedded"].as_u64().unwrap(),
@@ -146,4 +158,84 @@ fn an_unreachable_database_is_a_store_error_without_the_password() {
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
     assert!(err.contains("ann:***@127.0.0.1:1"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn workers_skipping_duplicates_at_once_leave_one_canonical_copy() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let url = db.url();
+    let t = TempDir::new().unwrap();
+    let dir = t.path();
+    let seeds = copy_seeds(dir);
+    // The same five articles under other names in each worker's folder:
+    // each passage reaches the store twice, at about the same moment.
+    for half in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(half)).unwrap();
+        for entry in std::fs::read_dir(&seeds).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{half}-{}", entry.file_name().to_string_lossy());
+            std::fs::copy(entry.path(), dir.join(half).join(name)).unwrap();
+        }
+    }
+    let spawn = |what: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
+            .args(["--db", &url, "-q", "ingest", what, "--on-duplicate", "skip"])
+            .current_dir(dir)
+            .env("PAREIL_MODEL", crate::util::model_dir())
+            .env("PAREIL_THREADS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers = [spawn("a"), spawn("b")];
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let passages: i64 = c
+        .query_one("SELECT count(*) FROM passages", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        passages, 200,
+        "nothing lost: every passage stored, as itself or a reference"
+    );
+    let twice: Vec<String> = c
+        .query(
+            "SELECT norm_hash FROM passages WHERE duplicate_of IS NULL \
+             GROUP BY norm_hash HAVING count(*) > 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "texts stored as two canonical copies: {twice:?}"
+    );
+    let canonical: i64 = c
+        .query_one("SELECT count(DISTINCT norm_hash) FROM passages", &[])
+        .unwrap()
+        .get(0);
+    let unmarked: i64 = c
+        .query_one(
+            "SELECT count(*) FROM passages WHERE duplicate_of IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        unmarked <= canonical,
+        "{unmarked} unmarked for {canonical} texts"
+    );
 }
