@@ -223,6 +223,7 @@ impl Engine {
                 Some(doc) => doc,
                 None => match self.next_prepared(
                     &mut sources,
+                    true,
                     opts,
                     &mut state,
                     progress,
@@ -275,9 +276,15 @@ impl Engine {
 
     /// Reads sources until one yields a document to write (unchanged,
     /// unreadable and undecodable files are counted and passed over).
+    ///
+    /// Documents another process had claimed come last, waiting for their
+    /// claim — but only when `may_wait`, i.e. this run holds no claim of its
+    /// own (nothing read ahead and unwritten): two workers each waiting for
+    /// a document the other holds would wait for ever.
     fn next_prepared(
         &mut self,
         sources: &mut impl Iterator<Item = (String, Source)>,
+        may_wait: bool,
         opts: &IngestOptions,
         state: &mut RunState,
         progress: &mut dyn Progress,
@@ -294,6 +301,9 @@ impl Engine {
             if let Some(doc) = self.read_claimed(name, source, opts, progress, report)? {
                 return Ok(Some(doc));
             }
+        }
+        if !may_wait {
+            return Ok(None);
         }
         while let Some((name, source)) = state.claimed_elsewhere.pop() {
             self.store.claim(&name, true)?;
@@ -357,7 +367,8 @@ impl Engine {
         }
         let mut batch = Vec::new();
         while wanted.tokens < AHEAD_TOKENS && ahead.len() < AHEAD_DOCS {
-            let Some(doc) = self.next_prepared(sources, opts, state, progress, report)? else {
+            let Some(doc) = self.next_prepared(sources, false, opts, state, progress, report)?
+            else {
                 break;
             };
             let more = self.missing_chunks(&doc)?;

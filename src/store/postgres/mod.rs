@@ -37,8 +37,34 @@ pub use schema::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
         Error::StoreBackend {
-            source: Box::new(e),
+            source: Box::new(ServerError(e)),
         }
+    }
+}
+
+/// A client error shown with what the server said (`postgres::Error`'s own
+/// message is only "db error"); the client error stays the cause.
+#[derive(Debug)]
+struct ServerError(postgres::Error);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(f, "PostgreSQL: {} ({})", db.message(), db.code().code())?;
+                if let Some(detail) = db.detail() {
+                    write!(f, ": {detail}")?;
+                }
+                Ok(())
+            }
+            None => write!(f, "PostgreSQL: {}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 

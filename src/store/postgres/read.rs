@@ -136,8 +136,7 @@ impl PostgresStore {
     /// The chunk vectors of one passage, in chunk order.
     pub(super) fn passage_chunk_vectors(&self, id: PassageId) -> Result<Vec<Vec<f32>>> {
         let rows = self.db().query(
-            "SELECT e.vector FROM chunks c JOIN embeddings e ON e.id = c.emb_id \
-             WHERE c.passage_id = $1 ORDER BY c.idx",
+            "SELECT vector FROM chunks WHERE passage_id = $1 ORDER BY idx",
             &[&id],
         )?;
         Ok(rows
@@ -166,7 +165,7 @@ impl PostgresStore {
             "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM passages), \
              (SELECT COUNT(*) FROM chunks), (SELECT COUNT(*) FROM embeddings), \
              (SELECT COUNT(*) FROM embeddings e WHERE NOT EXISTS \
-                 (SELECT 1 FROM chunks c WHERE c.emb_id = e.id)), \
+                 (SELECT 1 FROM chunks c WHERE c.emb_key = e.hash)), \
              (SELECT COUNT(*) FROM passages WHERE duplicate_of IS NOT NULL), \
              (SELECT SUM(pg_total_relation_size(c.oid))::bigint FROM pg_class c \
                  WHERE c.relnamespace = current_schema()::regnamespace \
@@ -174,7 +173,7 @@ impl PostgresStore {
              (SELECT value FROM pareil_meta WHERE key = 'schema_version'), \
              (SELECT pg_relation_size(c.oid)::bigint FROM pg_class c \
                  WHERE c.relnamespace = current_schema()::regnamespace \
-                 AND c.relname = 'embeddings_hnsw')",
+                 AND c.relname = 'chunks_hnsw')",
             &[&super::schema::TABLES
                 .iter()
                 .map(|t| t.to_string())
@@ -195,8 +194,8 @@ impl PostgresStore {
             // The server's HNSW index covers every stored vector; there is
             // no tail searched apart.
             search_index: Some(SearchIndexStats {
-                path: "pgvector HNSW index embeddings_hnsw".into(),
-                vectors: count(3),
+                path: "pgvector HNSW index chunks_hnsw".into(),
+                vectors: count(2),
                 chunks_after: 0,
                 file_size_bytes: row.get::<_, Option<i64>>(8).unwrap_or(0).max(0) as u64,
             }),

@@ -3,11 +3,11 @@
 //! here, as `sqlite/schema.rs` does for files: a database holding tables of
 //! some other program is refused, never altered.
 //!
-//! Layout (same tables and meaning as the SQLite store): `pareil_meta`,
+//! Layout (the SQLite store's tables and meaning): `pareil_meta`,
 //! `documents`, `passages`, `chunks`, `embeddings` — vectors as `halfvec`
-//! (the f16 the SQLite store keeps) with an HNSW cosine index. Every table
-//! carries `doc_id` where a row belongs to one document, the key a Citus
-//! deployment distributes on (see README, "PostgreSQL").
+//! (the f16 the SQLite store keeps) with an HNSW cosine index on the chunks.
+//! Passages and chunks carry `doc_id` in their keys, the column a Citus
+//! deployment distributes on (see [`ddl`] and README, "PostgreSQL").
 
 use postgres::GenericClient;
 
@@ -30,10 +30,18 @@ pub const TABLES: &[&str] = &[
     "chunks",
 ];
 
-/// The DDL, with `{dim}` the vector dimension. Ids come from identity
-/// columns, so an id a user saw never names another passage later;
-/// `ingest_order` from its own sequence, so concurrent writers never take
-/// the same place.
+/// The DDL, with `{dim}` the vector dimension.
+///
+/// Laid out for Citus (README, "PostgreSQL"): `documents` is small (one row
+/// per file) and can be a reference table, copied to every node; `passages`
+/// and `chunks` carry `doc_id` in their keys and are distributed on it,
+/// colocated, so a document's rows live together; each chunk holds its own
+/// vector, so every shard has an HNSW index over its chunks and a search
+/// never joins across nodes. `embeddings` is only the vector cache (model
+/// input hash → vector, kept until `vacuum_embeddings`), distributed on its
+/// hash. `duplicate_of` may point into another shard, so it is checked by
+/// pareil's writes, not by a foreign key. Ids come from sequences, so an id a
+/// user saw never names another passage later.
 fn ddl(dim: usize) -> String {
     format!(
         "
@@ -45,7 +53,7 @@ CREATE TABLE pareil_meta (
 CREATE SEQUENCE documents_ingest_order;
 
 CREATE TABLE documents (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id            bigserial PRIMARY KEY,
     path          text NOT NULL UNIQUE,
     content_hash  text NOT NULL,
     size          bigint NOT NULL,
@@ -57,7 +65,7 @@ CREATE TABLE documents (
 CREATE INDEX documents_by_ingest_order ON documents (ingest_order);
 
 CREATE TABLE passages (
-    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id           bigserial,
     doc_id       bigint NOT NULL REFERENCES documents (id),
     idx          integer NOT NULL,
     line_start   bigint NOT NULL,
@@ -67,33 +75,38 @@ CREATE TABLE passages (
     text         text NOT NULL,
     norm         text NOT NULL,
     norm_hash    text NOT NULL,
-    duplicate_of bigint REFERENCES passages (id),
+    duplicate_of bigint,
     dup_kind     text,
     dup_score    double precision,
+    PRIMARY KEY (doc_id, id),
     UNIQUE (doc_id, idx)
 );
+CREATE INDEX passages_by_id ON passages (id);
 CREATE INDEX passages_norm_hash ON passages (norm_hash);
 CREATE INDEX passages_duplicate_of ON passages (duplicate_of) WHERE duplicate_of IS NOT NULL;
 
-CREATE TABLE embeddings (
-    id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    hash   text NOT NULL UNIQUE,
-    vector halfvec({dim}) NOT NULL
-);
-CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector halfvec_cosine_ops);
-
 CREATE TABLE chunks (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    passage_id  bigint NOT NULL REFERENCES passages (id),
+    id          bigserial,
     doc_id      bigint NOT NULL,
+    passage_id  bigint NOT NULL,
     idx         integer NOT NULL,
     byte_start  bigint NOT NULL,
     byte_end    bigint NOT NULL,
     tokens      bigint NOT NULL,
-    emb_id      bigint NOT NULL REFERENCES embeddings (id),
-    UNIQUE (passage_id, idx)
+    emb_key     text NOT NULL,
+    vector      halfvec({dim}) NOT NULL,
+    PRIMARY KEY (doc_id, id),
+    UNIQUE (doc_id, passage_id, idx),
+    FOREIGN KEY (doc_id, passage_id) REFERENCES passages (doc_id, id)
 );
-CREATE INDEX chunks_emb_id ON chunks (emb_id);
+CREATE INDEX chunks_by_passage ON chunks (passage_id);
+CREATE INDEX chunks_by_emb_key ON chunks (emb_key);
+CREATE INDEX chunks_hnsw ON chunks USING hnsw (vector halfvec_cosine_ops);
+
+CREATE TABLE embeddings (
+    hash   text PRIMARY KEY,
+    vector halfvec({dim}) NOT NULL
+);
 "
     )
 }

@@ -56,12 +56,11 @@ impl PostgresStore {
             limit.clamp(40, MAX_EF_SEARCH)
         ))?;
         let rows = db.query(
-            "SELECT c.passage_id, c.idx, (e.vector <=> $1)::float8 AS distance \
-             FROM embeddings e JOIN chunks c ON c.emb_id = e.id \
-             WHERE c.passage_id <> ALL($2) AND c.doc_id <> ALL($3) \
-             AND ($4::bigint[] IS NULL OR c.doc_id = ANY($4)) \
-             AND ($5::float8 IS NULL OR (e.vector <=> $1) <= $5) \
-             ORDER BY e.vector <=> $1 LIMIT $6",
+            "SELECT passage_id, idx, (vector <=> $1)::float8 AS distance FROM chunks \
+             WHERE passage_id <> ALL($2) AND doc_id <> ALL($3) \
+             AND ($4::bigint[] IS NULL OR doc_id = ANY($4)) \
+             AND ($5::float8 IS NULL OR (vector <=> $1) <= $5) \
+             ORDER BY vector <=> $1 LIMIT $6",
             &[
                 query,
                 &scope.exclude_passages,

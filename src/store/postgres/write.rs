@@ -83,18 +83,17 @@ impl PostgresStore {
                 insert_embedding(&mut tx, &c.emb_key, v)?;
             }
         }
-        let keys: Vec<&str> = chunks.iter().map(|c| c.emb_key.as_str()).collect();
-        let ids = embedding_ids(&mut tx, &keys)?;
         for (ci, c) in chunks.iter().enumerate() {
-            let emb_id = *ids.get(c.emb_key.as_str()).ok_or_else(|| Error::Store {
-                path: location.clone().into(),
-                reason: format!(
-                    "chunk {ci} of passage {passage} uses embedding key {}, which is neither \
-                     stored nor supplied",
-                    c.emb_key
-                ),
-            })?;
-            insert_chunk(&mut tx, passage, doc_id, ci, c, emb_id)?;
+            if !insert_chunk(&mut tx, passage, doc_id, ci, c)? {
+                return Err(Error::Store {
+                    path: location.clone().into(),
+                    reason: format!(
+                        "chunk {ci} of passage {passage} uses embedding key {}, which is \
+                         neither stored nor supplied",
+                        c.emb_key
+                    ),
+                });
+            }
         }
         unmark(&mut tx, passage)?;
         tx.commit()?;
@@ -125,7 +124,7 @@ impl PostgresStore {
         let mut tx = begin(&mut db)?;
         let n = tx.execute(
             "DELETE FROM embeddings e WHERE NOT EXISTS \
-             (SELECT 1 FROM chunks c WHERE c.emb_id = e.id)",
+             (SELECT 1 FROM chunks c WHERE c.emb_key = e.hash)",
             &[],
         )?;
         tx.commit()?;
@@ -257,19 +256,6 @@ fn insert_embeddings<'d>(
     Ok(written)
 }
 
-/// Embedding row ids of these keys, one query.
-fn embedding_ids<'k>(tx: &mut Transaction<'_>, keys: &[&'k str]) -> Result<HashMap<&'k str, i64>> {
-    let rows = tx.query(
-        "SELECT hash, id FROM embeddings WHERE hash = ANY($1)",
-        &[&keys],
-    )?;
-    let found: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    Ok(keys
-        .iter()
-        .filter_map(|&k| found.get(k).map(|&id| (k, id)))
-        .collect())
-}
-
 /// Inserts the passages and their chunks; returns the passage ids in order
 /// and how many chunks used a vector that was already stored.
 fn insert_passages(
@@ -279,12 +265,6 @@ fn insert_passages(
     doc: &NewDocument,
     written: &HashSet<&str>,
 ) -> Result<(Vec<PassageId>, usize)> {
-    let keys: Vec<&str> = doc
-        .passages
-        .iter()
-        .flat_map(|p| p.chunks.iter().map(|c| c.emb_key.as_str()))
-        .collect();
-    let ids = embedding_ids(tx, &keys)?;
     let insert = tx.prepare(
         "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
          text, norm, norm_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -310,43 +290,47 @@ fn insert_passages(
             .get(0);
         passage_ids.push(passage_id);
         for (ci, c) in p.chunks.iter().enumerate() {
-            let emb_id = *ids.get(c.emb_key.as_str()).ok_or_else(|| Error::Store {
-                path: location.into(),
-                reason: format!(
-                    "chunk {ci} of passage {pi} of {} uses embedding key {}, which is neither \
-                     stored nor supplied; nothing was written for this document",
-                    doc.path, c.emb_key
-                ),
-            })?;
+            if !insert_chunk(tx, passage_id, doc_id, ci, c)? {
+                return Err(Error::Store {
+                    path: location.into(),
+                    reason: format!(
+                        "chunk {ci} of passage {pi} of {} uses embedding key {}, which is \
+                         neither stored nor supplied; nothing was written for this document",
+                        doc.path, c.emb_key
+                    ),
+                });
+            }
             reused += usize::from(!written.contains(c.emb_key.as_str()));
-            insert_chunk(tx, passage_id, doc_id, ci, c, emb_id)?;
         }
     }
     Ok((passage_ids, reused))
 }
 
+/// Inserts a chunk with its vector, copied from the cache row of its key
+/// (written just before when the caller supplied it); `false` when the key
+/// is not cached, and then nothing was inserted.
 fn insert_chunk(
     tx: &mut Transaction<'_>,
     passage_id: PassageId,
     doc_id: DocumentId,
     idx: usize,
     c: &NewChunk,
-    emb_id: i64,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO chunks (passage_id, doc_id, idx, byte_start, byte_end, tokens, emb_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+) -> Result<bool> {
+    let n = tx.execute(
+        "INSERT INTO chunks \
+         (doc_id, passage_id, idx, byte_start, byte_end, tokens, emb_key, vector) \
+         SELECT $1, $2, $3, $4, $5, $6, e.hash, e.vector FROM embeddings e WHERE e.hash = $7",
         &[
-            &passage_id,
             &doc_id,
+            &passage_id,
             &(idx as i32),
             &(c.byte_start as i64),
             &(c.byte_end as i64),
             &(c.tokens as i64),
-            &emb_id,
+            &c.emb_key,
         ],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Clears one passage's duplicate mark; `NotFound` when there is no such passage.
