@@ -2,6 +2,9 @@
 # A throwaway PostgreSQL 15 server on 127.0.0.1 for tests and benchmarks.
 #
 #   scripts/pg-server.sh start DIR [PORT]   initdb DIR (once), start, print the URL
+#   scripts/pg-server.sh replica DIR PORT PRIMARY_PORT
+#                                           a streaming replica of the server on
+#                                           PRIMARY_PORT (pg_basebackup -R), started
 #   scripts/pg-server.sh stop DIR           stop the server started in DIR, by pid
 #
 # The server refuses to run as root, so under root the data folder belongs to
@@ -31,6 +34,16 @@ start)
   "$pg_bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d pareil -c "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
   echo "postgres://postgres@127.0.0.1:$port/pareil"
   ;;
+replica)
+  primary=${4:?usage: pg-server.sh replica DIR PORT PRIMARY_PORT}
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  chmod 700 "$dir"
+  "${as_owner[@]}" "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres -D "$dir" -R -X stream
+  "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$dir" -w -l "$dir/server.log" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=''" start >/dev/null
+  echo "postgres://postgres@127.0.0.1:$port"
+  ;;
 stop)
   pid=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null || true)
   [ -n "$pid" ] || { echo "pg-server: no server running in $dir" >&2; exit 0; }
@@ -39,5 +52,5 @@ stop)
   echo "pg-server: server $pid did not stop" >&2
   exit 1
   ;;
-*) echo "usage: pg-server.sh start|stop DIR [PORT]" >&2; exit 2 ;;
+*) echo "usage: pg-server.sh start|replica|stop DIR [PORT [PRIMARY_PORT]]" >&2; exit 2 ;;
 esac

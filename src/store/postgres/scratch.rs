@@ -59,6 +59,16 @@ impl ScratchDatabase {
     pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server's port, when its URL names one.
+    pub fn server_port(&self) -> Option<u16> {
+        self.server.rsplit_once(':')?.1.parse().ok()
+    }
 }
 
 impl Drop for ScratchDatabase {
@@ -71,5 +81,89 @@ impl Drop for ScratchDatabase {
                 self.name
             ));
         }
+    }
+}
+
+/// A PostgreSQL server of its own, started by `scripts/pg-server.sh` in a
+/// temporary folder and stopped (by pid) when this value is dropped: the
+/// extra instances of the sharding and replica tests.
+pub struct ScratchServer {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl ScratchServer {
+    /// A fresh server with a `pareil` database (pgvector created), or
+    /// `None` (with a note) where PostgreSQL is not installed, outside CI.
+    pub fn start() -> Option<ScratchServer> {
+        Self::launch(&[])
+    }
+
+    /// A streaming replica of the server listening on `primary_port`
+    /// (`pg_basebackup -R`: it replays the primary's writes, read-only).
+    pub fn replica_of(primary_port: u16) -> Option<ScratchServer> {
+        Self::launch(&[primary_port.to_string()])
+    }
+
+    fn launch(extra: &[String]) -> Option<ScratchServer> {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-server.sh");
+        if !std::path::Path::new("/usr/lib/postgresql/15/bin/initdb").exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI: PostgreSQL 15 is not installed (.ci/run installs it)"
+            );
+            eprintln!("skipped: PostgreSQL 15 is not installed");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("pareil-pg-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("temp dir");
+        // The server may run as another user (`postgres`, under root): it
+        // must reach the data folder inside.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("temp dir permissions");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let command = if extra.is_empty() { "start" } else { "replica" };
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(command)
+            .arg(dir.path().join("data"))
+            .arg(port.to_string())
+            .args(extra)
+            .output()
+            .expect("running scripts/pg-server.sh");
+        assert!(
+            out.status.success(),
+            "pg-server.sh {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(ScratchServer { dir, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for ScratchServer {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-server.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path().join("data"))
+            .output();
     }
 }

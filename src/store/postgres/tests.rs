@@ -128,3 +128,149 @@ fn a_claimed_document_is_free_again_when_released_or_its_holder_is_gone() {
     drop(a);
     assert!(waiter.join().unwrap() >= std::time::Duration::from_millis(150));
 }
+
+/// A store of `docs` documents of two passages each, random 8-dimensional vectors.
+fn filled_store(url: &str, docs: usize) -> PostgresStore {
+    let mut store = PostgresStore::create_or_open(url, &test_support::meta(8)).unwrap();
+    let rng = std::cell::RefCell::new(test_support::Rng::new(20261204));
+    for d in 0..docs {
+        let texts = [format!("doc {d} first"), format!("doc {d} second")];
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let doc = test_support::document(&format!("d{d}.txt"), &texts, &Default::default(), |_| {
+            rng.borrow_mut().unit_vector(8)
+        });
+        store.replace_document(&doc).unwrap();
+    }
+    store
+}
+
+fn ids(found: &[crate::store::Neighbour]) -> Vec<i64> {
+    found.iter().map(|n| n.passage).collect()
+}
+
+/// The layout splits by `doc_id` as Citus would: `chunks` hash-partitioned
+/// on it over two other servers through PostgreSQL's own `postgres_fdw`
+/// (each shard with its own HNSW index); a top-k across the shards equals
+/// the single server's.
+#[test]
+fn a_top_k_across_postgres_fdw_shards_equals_the_single_server_top_k() {
+    use super::scratch::ScratchServer;
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let (Some(shard_0), Some(shard_1)) = (ScratchServer::start(), ScratchServer::start()) else {
+        return;
+    };
+    let store = filled_store(&db.url(), 60);
+    for shard in [&shard_0, &shard_1] {
+        let mut c = postgres::Client::connect(&shard.url("pareil"), postgres::NoTls).unwrap();
+        c.batch_execute(
+            "CREATE TABLE chunks (id bigint, doc_id bigint NOT NULL, passage_id bigint NOT NULL, \
+             idx integer NOT NULL, byte_start bigint, byte_end bigint, tokens bigint, \
+             emb_key text NOT NULL, vector halfvec(8) NOT NULL, PRIMARY KEY (doc_id, id)); \
+             CREATE INDEX ON chunks USING hnsw (vector halfvec_cosine_ops)",
+        )
+        .unwrap();
+    }
+    let mut c = postgres::Client::connect(&db.url(), postgres::NoTls).unwrap();
+    c.batch_execute(
+        "CREATE EXTENSION postgres_fdw; \
+         CREATE TABLE chunks_sharded (LIKE chunks) PARTITION BY HASH (doc_id)",
+    )
+    .unwrap();
+    for (i, shard) in [&shard_0, &shard_1].iter().enumerate() {
+        c.batch_execute(&format!(
+            "CREATE SERVER shard_{i} FOREIGN DATA WRAPPER postgres_fdw \
+             OPTIONS (host '127.0.0.1', port '{}', dbname 'pareil', extensions 'vector'); \
+             CREATE USER MAPPING FOR CURRENT_USER SERVER shard_{i} OPTIONS (user 'postgres'); \
+             CREATE FOREIGN TABLE chunks_shard_{i} PARTITION OF chunks_sharded \
+             FOR VALUES WITH (MODULUS 2, REMAINDER {i}) SERVER shard_{i} \
+             OPTIONS (table_name 'chunks')",
+            shard.port()
+        ))
+        .unwrap();
+    }
+    c.batch_execute("INSERT INTO chunks_sharded SELECT * FROM chunks")
+        .unwrap();
+    for shard in [&shard_0, &shard_1] {
+        let mut s = postgres::Client::connect(&shard.url("pareil"), postgres::NoTls).unwrap();
+        let n: i64 = s
+            .query_one("SELECT count(*) FROM chunks", &[])
+            .unwrap()
+            .get(0);
+        assert!(
+            n > 20 && n < 100,
+            "each shard holds part of the 120 chunks: {n}"
+        );
+    }
+    let mut rng = test_support::Rng::new(7);
+    for _ in 0..5 {
+        let q = rng.unit_vector(8);
+        let single = ids(&store.nearest(&q, 10, &Default::default()).unwrap());
+        let sharded: Vec<i64> = c
+            .query(
+                "SELECT passage_id FROM chunks_sharded ORDER BY vector <=> $1, passage_id LIMIT 10",
+                &[&pgvector::HalfVector::from_f32_slice(&q)],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(sharded, single);
+    }
+}
+
+/// Read scaling: a streaming replica (`pg_basebackup -R`) of the server
+/// opens read-only, answers as the primary does, refuses writes, and sees
+/// the primary's later writes.
+#[test]
+fn a_streaming_replica_answers_searches() {
+    use super::scratch::ScratchServer;
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let Some(port) = db.server_port() else {
+        return;
+    };
+    let mut primary = filled_store(&db.url(), 20);
+    let Some(replica) = ScratchServer::replica_of(port) else {
+        return;
+    };
+    let url = replica.url(db.name());
+    let documents = |s: &PostgresStore| s.stats().map(|st| st.documents).unwrap_or(0);
+    let wait_for = |n: usize| {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(s) = PostgresStore::open_existing(&url, true) {
+                if documents(&s) == n {
+                    return s;
+                }
+            }
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "the replica never caught up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let mut copy = wait_for(20);
+    let q = test_support::Rng::new(3).unit_vector(8);
+    assert_eq!(
+        ids(&copy.nearest(&q, 5, &Default::default()).unwrap()),
+        ids(&primary.nearest(&q, 5, &Default::default()).unwrap())
+    );
+    assert!(
+        copy.set_meta_value("k", "v").is_err(),
+        "a replica is read-only"
+    );
+    let more = test_support::document("late.txt", &["written later"], &Default::default(), |_| {
+        q.clone()
+    });
+    primary.replace_document(&more).unwrap();
+    let copy = wait_for(21);
+    let top = copy.nearest(&q, 1, &Default::default()).unwrap();
+    assert_eq!(
+        copy.passage(top[0].passage).unwrap().unwrap().path,
+        "late.txt"
+    );
+}
