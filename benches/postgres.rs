@@ -163,7 +163,11 @@ fn search(store: &dyn Store, queries: &[Vec<f32>]) -> (f64, f64, Vec<Vec<i64>>) 
         times.push(t.elapsed().as_secs_f64() * 1e3);
         lists.push(found.iter().map(|n| n.passage).collect());
     }
-    (percentile(times.clone(), 0.5), percentile(times, 0.99), lists)
+    (
+        percentile(times.clone(), 0.5),
+        percentile(times, 0.99),
+        lists,
+    )
 }
 
 fn recall(got: &[Vec<i64>], exact: &[Vec<i64>]) -> f64 {
@@ -213,7 +217,12 @@ fn main() {
     let pg_build = build(&mut pg, &docs);
     drop(docs);
 
-    let ids: Vec<i64> = lite.dedup_rows().unwrap().iter().map(|r| r.passage.id).collect();
+    let ids: Vec<i64> = lite
+        .dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect();
     let step = (ids.len() / args.queries.max(1)).max(1);
     let queries: Vec<Vec<f32>> = ids
         .iter()
@@ -231,12 +240,26 @@ fn main() {
     println!("\n| store | build (passages/s) | size MiB | `nearest` p50 ms | p99 ms | recall@10 |");
     println!("|---|---|---|---|---|---|");
     for (name, store, build_s, p50, p99, lists) in [
-        ("SQLite + usearch index", &lite as &dyn Store, lite_build, lite_p50, lite_p99, &lite_lists),
-        ("PostgreSQL + pgvector HNSW", &pg as &dyn Store, pg_build, pg_p50, pg_p99, &pg_lists),
+        (
+            "SQLite + usearch index",
+            &lite as &dyn Store,
+            lite_build,
+            lite_p50,
+            lite_p99,
+            &lite_lists,
+        ),
+        (
+            "PostgreSQL + pgvector HNSW",
+            &pg as &dyn Store,
+            pg_build,
+            pg_p50,
+            pg_p99,
+            &pg_lists,
+        ),
     ] {
         let st = store.stats().unwrap();
-        let mib = (st.file_size_bytes
-            + st.search_index.as_ref().map_or(0, |i| i.file_size_bytes)) as f64
+        let mib = (st.file_size_bytes + st.search_index.as_ref().map_or(0, |i| i.file_size_bytes))
+            as f64
             / 1048576.0;
         println!(
             "| {name} | {:.0} ({build_s:.1} s) | {mib:.0} | {p50:.2} | {p99:.2} | {:.3} |",
@@ -248,9 +271,12 @@ fn main() {
     drop(lite);
 
     if args.dups {
-        let (lite_s, lite_found) =
-            dups(Box::new(SqliteStore::open_existing(&lite_path, true).unwrap()));
-        let (pg_s, pg_found) = dups(Box::new(PostgresStore::open_existing(&db.url(), true).unwrap()));
+        let (lite_s, lite_found) = dups(Box::new(
+            SqliteStore::open_existing(&lite_path, true).unwrap(),
+        ));
+        let (pg_s, pg_found) = dups(Box::new(
+            PostgresStore::open_existing(&db.url(), true).unwrap(),
+        ));
         println!("\n| store | `dups` in process, s | findings |");
         println!("|---|---|---|");
         println!("| SQLite + usearch index | {lite_s:.1} | {lite_found} |");
@@ -302,7 +328,10 @@ fn workers(corpus: &Path, files: usize, scratch: &Path) {
     println!("|---|---|---|---|---|");
     let lite = scratch.join("workers.db");
     let (wall, passages) = run(lite.to_str().unwrap(), 1);
-    println!("| SQLite | 1 | 2 | {wall:.1} | {:.0} |", passages as f64 / wall);
+    println!(
+        "| SQLite | 1 | 2 | {wall:.1} | {:.0} |",
+        passages as f64 / wall
+    );
     for workers in 1..=3 {
         let db = ScratchDatabase::create().unwrap();
         let (wall, passages) = run(&db.url(), workers);

@@ -59,7 +59,12 @@ impl Scope<'_> {
     /// Whether a page of hits, nearest first, answers a top-`k` question:
     /// enough admitted passages, the server had no more, or the rest score
     /// below the floor.
-    fn complete(&self, hits: &[Hit], more: bool, k: usize) -> (HashMap<PassageId, Neighbour>, bool) {
+    fn complete(
+        &self,
+        hits: &[Hit],
+        more: bool,
+        k: usize,
+    ) -> (HashMap<PassageId, Neighbour>, bool) {
         let best = best_per_passage(hits.iter().filter(|h| self.admits(h)));
         let below_floor = matches!((self.floor, hits.last()), (Some(f), Some(h)) if h.score < f);
         let done = best.len() >= k || !more || below_floor;

@@ -83,17 +83,21 @@ impl PostgresStore {
                 insert_embedding(&mut tx, &c.emb_key, v)?;
             }
         }
-        for (ci, c) in chunks.iter().enumerate() {
-            if !insert_chunk(&mut tx, passage, doc_id, ci, c)? {
-                return Err(Error::Store {
-                    path: location.clone().into(),
-                    reason: format!(
-                        "chunk {ci} of passage {passage} uses embedding key {}, which is \
-                         neither stored nor supplied",
-                        c.emb_key
-                    ),
-                });
-            }
+        let places: Vec<(usize, usize, &NewChunk)> = chunks
+            .iter()
+            .enumerate()
+            .map(|(ci, c)| (0, ci, c))
+            .collect();
+        if insert_chunks(&mut tx, doc_id, &[passage], &places)? < chunks.len() {
+            let (_, ci, c) = first_missing(&mut tx, &places)?;
+            return Err(Error::Store {
+                path: location.into(),
+                reason: format!(
+                    "chunk {ci} of passage {passage} uses embedding key {}, which is neither \
+                     stored nor supplied",
+                    c.emb_key
+                ),
+            });
         }
         unmark(&mut tx, passage)?;
         tx.commit()?;
@@ -236,8 +240,8 @@ fn insert_embedding(tx: &mut Transaction<'_>, key: &str, v: &[f32]) -> Result<bo
     Ok(n > 0)
 }
 
-/// Inserts the supplied vectors some chunk uses and that are not stored yet;
-/// returns their keys.
+/// Inserts the supplied vectors some chunk uses and that are not stored yet,
+/// in one statement; returns their keys.
 fn insert_embeddings<'d>(
     tx: &mut Transaction<'_>,
     doc: &'d NewDocument,
@@ -247,17 +251,26 @@ fn insert_embeddings<'d>(
         .iter()
         .flat_map(|p| p.chunks.iter().map(|c| c.emb_key.as_str()))
         .collect();
-    let mut written = HashSet::new();
-    for (key, v) in &doc.embeddings {
-        if used.contains(key.as_str()) && insert_embedding(tx, key, v)? {
-            written.insert(key.as_str());
-        }
+    let (keys, vectors): (Vec<&str>, Vec<HalfVector>) = doc
+        .embeddings
+        .iter()
+        .filter(|(k, _)| used.contains(k.as_str()))
+        .map(|(k, v)| (k.as_str(), HalfVector::from_f32_slice(v)))
+        .unzip();
+    if keys.is_empty() {
+        return Ok(HashSet::new());
     }
-    Ok(written)
+    let rows = tx.query(
+        "INSERT INTO embeddings (hash, vector) SELECT * FROM unnest($1::text[], $2::halfvec[]) \
+         ON CONFLICT (hash) DO NOTHING RETURNING hash",
+        &[&keys, &vectors],
+    )?;
+    let written: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(keys.into_iter().filter(|k| written.contains(*k)).collect())
 }
 
-/// Inserts the passages and their chunks; returns the passage ids in order
-/// and how many chunks used a vector that was already stored.
+/// Inserts the passages, then their chunks, one statement each; returns the
+/// passage ids in order and how many chunks used a vector already stored.
 fn insert_passages(
     tx: &mut Transaction<'_>,
     location: &str,
@@ -265,72 +278,122 @@ fn insert_passages(
     doc: &NewDocument,
     written: &HashSet<&str>,
 ) -> Result<(Vec<PassageId>, usize)> {
-    let insert = tx.prepare(
+    let ps = &doc.passages;
+    let column = |f: &dyn Fn(&crate::store::types::NewPassage) -> usize| -> Vec<i64> {
+        ps.iter().map(|p| f(p) as i64).collect()
+    };
+    let rows = tx.query(
         "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
-         text, norm, norm_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+         text, norm, norm_hash) \
+         SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], \
+         $6::bigint[], $7::text[], $8::text[], $9::text[]) RETURNING id, idx",
+        &[
+            &doc_id,
+            &(0..ps.len() as i32).collect::<Vec<i32>>(),
+            &column(&|p| p.line_start),
+            &column(&|p| p.line_end),
+            &column(&|p| p.byte_start),
+            &column(&|p| p.byte_end),
+            &ps.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
+            &ps.iter().map(|p| p.norm.as_str()).collect::<Vec<_>>(),
+            &ps.iter()
+                .map(|p| sha256_hex(p.norm.as_bytes()))
+                .collect::<Vec<_>>(),
+        ],
     )?;
-    let mut passage_ids = Vec::with_capacity(doc.passages.len());
-    let mut reused = 0usize;
-    for (pi, p) in doc.passages.iter().enumerate() {
-        let passage_id: PassageId = tx
-            .query_one(
-                &insert,
-                &[
-                    &doc_id,
-                    &(pi as i32),
-                    &(p.line_start as i64),
-                    &(p.line_end as i64),
-                    &(p.byte_start as i64),
-                    &(p.byte_end as i64),
-                    &p.text,
-                    &p.norm,
-                    &sha256_hex(p.norm.as_bytes()),
-                ],
-            )?
-            .get(0);
-        passage_ids.push(passage_id);
-        for (ci, c) in p.chunks.iter().enumerate() {
-            if !insert_chunk(tx, passage_id, doc_id, ci, c)? {
-                return Err(Error::Store {
-                    path: location.into(),
-                    reason: format!(
-                        "chunk {ci} of passage {pi} of {} uses embedding key {}, which is \
-                         neither stored nor supplied; nothing was written for this document",
-                        doc.path, c.emb_key
-                    ),
-                });
-            }
-            reused += usize::from(!written.contains(c.emb_key.as_str()));
-        }
+    // RETURNING promises no order: place each id by its index.
+    let mut passage_ids = vec![0; ps.len()];
+    for r in &rows {
+        passage_ids[r.get::<_, i32>(1) as usize] = r.get(0);
     }
+    let chunks: Vec<(usize, usize, &NewChunk)> = ps
+        .iter()
+        .enumerate()
+        .flat_map(|(pi, p)| p.chunks.iter().enumerate().map(move |(ci, c)| (pi, ci, c)))
+        .collect();
+    let inserted = insert_chunks(tx, doc_id, &passage_ids, &chunks)?;
+    if inserted < chunks.len() {
+        let (pi, ci, c) = first_missing(tx, &chunks)?;
+        return Err(Error::Store {
+            path: location.into(),
+            reason: format!(
+                "chunk {ci} of passage {pi} of {} uses embedding key {}, which is neither \
+                 stored nor supplied; nothing was written for this document",
+                doc.path, c.emb_key
+            ),
+        });
+    }
+    let reused = chunks
+        .iter()
+        .filter(|(_, _, c)| !written.contains(c.emb_key.as_str()))
+        .count();
     Ok((passage_ids, reused))
 }
 
-/// Inserts a chunk with its vector, copied from the cache row of its key
-/// (written just before when the caller supplied it); `false` when the key
-/// is not cached, and then nothing was inserted.
-fn insert_chunk(
+/// Inserts chunks `(passage index, chunk index, chunk)` of passages
+/// `passage_ids`, each with its vector copied from the cache row of its key
+/// (written just before when the caller supplied it), in one statement;
+/// returns how many were inserted (a chunk whose key is not cached is not).
+fn insert_chunks(
     tx: &mut Transaction<'_>,
-    passage_id: PassageId,
     doc_id: DocumentId,
-    idx: usize,
-    c: &NewChunk,
-) -> Result<bool> {
+    passage_ids: &[PassageId],
+    chunks: &[(usize, usize, &NewChunk)],
+) -> Result<usize> {
     let n = tx.execute(
         "INSERT INTO chunks \
          (doc_id, passage_id, idx, byte_start, byte_end, tokens, emb_key, vector) \
-         SELECT $1, $2, $3, $4, $5, $6, e.hash, e.vector FROM embeddings e WHERE e.hash = $7",
+         SELECT $1, t.passage_id, t.idx, t.byte_start, t.byte_end, t.tokens, e.hash, e.vector \
+         FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], \
+         $7::text[]) AS t(passage_id, idx, byte_start, byte_end, tokens, emb_key) \
+         JOIN embeddings e ON e.hash = t.emb_key",
         &[
             &doc_id,
-            &passage_id,
-            &(idx as i32),
-            &(c.byte_start as i64),
-            &(c.byte_end as i64),
-            &(c.tokens as i64),
-            &c.emb_key,
+            &chunks
+                .iter()
+                .map(|(pi, _, _)| passage_ids[*pi])
+                .collect::<Vec<i64>>(),
+            &chunks
+                .iter()
+                .map(|(_, ci, _)| *ci as i32)
+                .collect::<Vec<i32>>(),
+            &chunks
+                .iter()
+                .map(|(_, _, c)| c.byte_start as i64)
+                .collect::<Vec<_>>(),
+            &chunks
+                .iter()
+                .map(|(_, _, c)| c.byte_end as i64)
+                .collect::<Vec<_>>(),
+            &chunks
+                .iter()
+                .map(|(_, _, c)| c.tokens as i64)
+                .collect::<Vec<_>>(),
+            &chunks
+                .iter()
+                .map(|(_, _, c)| c.emb_key.as_str())
+                .collect::<Vec<_>>(),
         ],
     )?;
-    Ok(n == 1)
+    Ok(n as usize)
+}
+
+/// The first of `chunks` whose vector is neither stored nor supplied (what
+/// made [`insert_chunks`] insert fewer rows than asked).
+fn first_missing<'c>(
+    tx: &mut Transaction<'_>,
+    chunks: &[(usize, usize, &'c NewChunk)],
+) -> Result<(usize, usize, &'c NewChunk)> {
+    let keys: Vec<&str> = chunks.iter().map(|(_, _, c)| c.emb_key.as_str()).collect();
+    let stored: HashSet<String> = tx
+        .query("SELECT hash FROM embeddings WHERE hash = ANY($1)", &[&keys])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(*chunks
+        .iter()
+        .find(|(_, _, c)| !stored.contains(&c.emb_key))
+        .unwrap_or(&chunks[0]))
 }
 
 /// Clears one passage's duplicate mark; `NotFound` when there is no such passage.
