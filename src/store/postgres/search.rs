@@ -32,6 +32,10 @@ const MAX_EF_SEARCH: usize = 1000;
 /// Passages whose neighbours one `LATERAL` statement fetches.
 const NEIGHBOUR_BATCH: usize = 128;
 
+/// Each query chunk's first page of ranked chunks and whether the server
+/// had more, keyed by the query chunk's passage.
+type FirstPages = HashMap<PassageId, Vec<(Vec<Hit>, bool)>>;
+
 /// One ranked chunk: its passage, its index in the passage, its cosine.
 #[derive(Debug, Clone, Copy)]
 struct Hit {
@@ -218,11 +222,7 @@ impl PostgresStore {
     /// For each chunk of `passages`, its `limit` nearest chunks of other
     /// passages, in one statement; keyed by passage, a page per chunk with
     /// whether the server had more.
-    fn first_pages(
-        &self,
-        passages: &[PassageId],
-        limit: usize,
-    ) -> Result<HashMap<PassageId, Vec<(Vec<Hit>, bool)>>> {
+    fn first_pages(&self, passages: &[PassageId], limit: usize) -> Result<FirstPages> {
         let mut db = self.db();
         Self::search_settings(&mut db, limit)?;
         let rows = db.query(
@@ -241,7 +241,7 @@ impl PostgresStore {
                 .or_default()
                 .push(hit(r, 2));
         }
-        let mut out: HashMap<PassageId, Vec<(Vec<Hit>, bool)>> = HashMap::new();
+        let mut out = FirstPages::new();
         for ((p, _), hits) in pages {
             let more = hits.len() == limit;
             out.entry(p).or_default().push((hits, more));
