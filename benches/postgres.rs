@@ -236,6 +236,9 @@ fn main() {
     lite.set_exact_search(false);
     let (lite_p50, lite_p99, lite_lists) = search(&lite, &queries);
     let (pg_p50, pg_p99, pg_lists) = search(&pg, &queries);
+    pg.set_exact_search(true);
+    let (pgx_p50, pgx_p99, pgx_lists) = search(&pg, &queries);
+    pg.set_exact_search(false);
     let n = args.passages;
     println!("\n| store | build (passages/s) | size MiB | `nearest` p50 ms | p99 ms | recall@10 |");
     println!("|---|---|---|---|---|---|");
@@ -255,6 +258,14 @@ fn main() {
             pg_p50,
             pg_p99,
             &pg_lists,
+        ),
+        (
+            "PostgreSQL, `--exact` (sequential scan)",
+            &pg as &dyn Store,
+            pg_build,
+            pgx_p50,
+            pgx_p99,
+            &pgx_lists,
         ),
     ] {
         let st = store.stats().unwrap();

@@ -239,3 +239,80 @@ fn workers_skipping_duplicates_at_once_leave_one_canonical_copy() {
         "{unmarked} unmarked for {canonical} texts"
     );
 }
+
+#[test]
+fn a_killed_workers_document_is_taken_over_and_nothing_is_lost() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let url = db.url();
+    let t = TempDir::new().unwrap();
+    let dir = t.path();
+    let folder = dir.join("in");
+    std::fs::create_dir_all(&folder).unwrap();
+    // A long document first (the killed worker holds it), then short ones.
+    let long: String = (0..400)
+        .map(|i| format!("Paragraphe numéro {i} : un texte assez long pour occuper le modèle.\n\n"))
+        .collect();
+    std::fs::write(folder.join("a_long.txt"), &long).unwrap();
+    for i in 0..4 {
+        std::fs::write(
+            folder.join(format!("b_{i}.txt")),
+            format!("Un court texte {i}.\n"),
+        )
+        .unwrap();
+    }
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
+            .args(["--db", &url, "-q", "ingest", "in", "--json"])
+            .current_dir(dir)
+            .env("PAREIL_MODEL", crate::util::model_dir())
+            .env("PAREIL_THREADS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let claims = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            // pareil's document claims: the two-key advisory locks under "PARM".
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid = 1346458189 AND objsubid = 2",
+            &[],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or(0)
+    };
+    let mut first = spawn();
+    let mut watch = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let started = std::time::Instant::now();
+    while claims(&mut watch) == 0 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first worker never claimed a document"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    first.kill().unwrap(); // SIGKILL, mid-document
+    first.wait().unwrap();
+    let out = second.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = pareil_json(dir, &["--db", &url, "stats", "--json", "--documents"]);
+    assert_eq!(stats["stats"]["documents"], 5, "{report}");
+    assert_eq!(
+        stats["stats"]["passages"], 404,
+        "the long document whole, once: {report}"
+    );
+    assert!(
+        report["chunks_embedded"].as_u64().unwrap() >= 400,
+        "the second worker took the long document over: {report}"
+    );
+}

@@ -127,6 +127,9 @@ pub struct PostgresStore {
     location: String,
     meta: StoreMeta,
     read_only: bool,
+    /// `--exact`: rank every chunk (a sequential scan) instead of walking
+    /// the HNSW index.
+    exact_search: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -179,6 +182,7 @@ impl PostgresStore {
             location,
             meta: stored,
             read_only: false,
+            exact_search: false,
         };
         store.check_meta(meta)?;
         Ok(store)
@@ -210,6 +214,7 @@ impl PostgresStore {
             location,
             meta,
             read_only,
+            exact_search: false,
         })
     }
 
@@ -341,6 +346,9 @@ impl Store for PostgresStore {
     }
     /// A session-level advisory lock per document: held by this
     /// connection, so it ends when the process does, however it ends.
+    fn set_exact_search(&mut self, exact: bool) {
+        self.exact_search = exact;
+    }
     fn claim(&mut self, path: &str, wait: bool) -> Result<bool> {
         let key = claim_key(path);
         let mut db = self.db();

@@ -85,11 +85,14 @@ fn hit(r: &postgres::Row, at: usize) -> Hit {
 }
 
 impl PostgresStore {
-    /// Sets the HNSW candidate list for pages of `limit` rows.
-    fn search_settings(db: &mut postgres::Client, limit: usize) -> Result<()> {
+    /// Sets the HNSW candidate list for pages of `limit` rows, or turns
+    /// index scans off for exact search.
+    fn search_settings(&self, db: &mut postgres::Client, limit: usize) -> Result<()> {
         db.batch_execute(&format!(
-            "SET hnsw.ef_search = {}; SET hnsw.iterative_scan = relaxed_order",
-            limit.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH)
+            "SET hnsw.ef_search = {}; SET hnsw.iterative_scan = relaxed_order; \
+             SET enable_indexscan = {}",
+            limit.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH),
+            if self.exact_search { "off" } else { "on" }
         ))?;
         Ok(())
     }
@@ -104,7 +107,7 @@ impl PostgresStore {
     ) -> Result<(Vec<Hit>, bool)> {
         let only = scope.only_documents.as_ref();
         let mut db = self.db();
-        Self::search_settings(&mut db, limit)?;
+        self.search_settings(&mut db, limit)?;
         let rows = db.query(
             "SELECT passage_id, idx, (vector <=> $1)::float8 AS distance FROM chunks \
              WHERE passage_id <> ALL($2) AND doc_id <> ALL($3) \
@@ -224,7 +227,7 @@ impl PostgresStore {
     /// whether the server had more.
     fn first_pages(&self, passages: &[PassageId], limit: usize) -> Result<FirstPages> {
         let mut db = self.db();
-        Self::search_settings(&mut db, limit)?;
+        self.search_settings(&mut db, limit)?;
         let rows = db.query(
             "SELECT q.passage_id, q.idx, n.passage_id, n.idx, n.distance FROM chunks q \
              CROSS JOIN LATERAL ( \
