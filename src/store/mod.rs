@@ -61,6 +61,47 @@ pub fn open_existing(db: &std::path::Path, writable: bool) -> Result<Box<dyn Sto
     })
 }
 
+/// Refuses a document carrying a vector whose length is not the store's
+/// dimension (`location` names the store in the error).
+pub(crate) fn check_dimensions(
+    location: &std::path::Path,
+    doc: &NewDocument,
+    dim: usize,
+) -> Result<()> {
+    match doc.embeddings.iter().find(|(_, v)| v.len() != dim) {
+        None => Ok(()),
+        Some((key, v)) => Err(crate::error::Error::StoreMismatch {
+            path: location.to_path_buf(),
+            reason: format!(
+                "vector for {key} of {} has {} values, the store holds {dim}-dimensional vectors",
+                doc.path,
+                v.len()
+            ),
+        }),
+    }
+}
+
+/// The model settings a store recorded, read key by key with `get` (which
+/// fails for a missing key); `damaged(reason)` makes the error for a value
+/// that does not parse.
+pub(crate) fn recorded_meta(
+    get: impl Fn(&str) -> Result<String>,
+    damaged: impl Fn(String) -> crate::error::Error,
+) -> Result<StoreMeta> {
+    let dim_text = get("dim")?;
+    let dim = dim_text
+        .parse::<usize>()
+        .map_err(|_| damaged(format!("recorded dimension {dim_text:?} is not a number")))?;
+    Ok(StoreMeta {
+        model_id: get("model_id")?,
+        revision: get("revision")?,
+        dim,
+        pooling: get("pooling")?,
+        passage_prefix: get("passage_prefix")?,
+        query_prefix: get("query_prefix")?,
+    })
+}
+
 /// Lower-case hex SHA-256 of `data`: `norm_hash`, content hashes and
 /// embedding cache keys, so all hashes look alike.
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -23,6 +23,22 @@ fn both(dir: &std::path::Path, url: &str, args: &[&str]) -> (Value, Value) {
     (on("pareil.db"), on(url))
 }
 
+/// A `pareil --db URL ARGS…` process in `dir` (the real model, one
+/// thread, output captured): one ingest worker.
+fn worker(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
+        .args(["--db", url])
+        .args(args)
+        .current_dir(dir)
+        .env("PAREIL_MODEL", crate::util::model_dir())
+        .env("PAREIL_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn every_command_answers_as_on_sqlite() {
     let Some(db) = ScratchDatabase::create() else {
@@ -100,18 +116,7 @@ fn ingest_workers_share_the_work_and_embed_nothing_twice() {
     let alone = pareil_json(dir, &["--db", "alone.db", "ingest", "seeds", "--json"]);
     // Two workers on the same folder, started together on an empty database
     // (both race to create the schema, then to claim each document).
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
-            .args(["--db", &url, "ingest", "seeds", "--json"])
-            .current_dir(dir)
-            .env("PAREIL_MODEL", crate::util::model_dir())
-            .env("PAREIL_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || worker(dir, &url, &["ingest", "seeds", "--json"]);
     let workers = [spawn(), spawn()];
     let reports: Vec<Value> = workers
         .into_iter()
@@ -179,18 +184,7 @@ fn workers_skipping_duplicates_at_once_leave_one_canonical_copy() {
             std::fs::copy(entry.path(), dir.join(half).join(name)).unwrap();
         }
     }
-    let spawn = |what: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
-            .args(["--db", &url, "-q", "ingest", what, "--on-duplicate", "skip"])
-            .current_dir(dir)
-            .env("PAREIL_MODEL", crate::util::model_dir())
-            .env("PAREIL_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |what: &str| worker(dir, &url, &["-q", "ingest", what, "--on-duplicate", "skip"]);
     let workers = [spawn("a"), spawn("b")];
     for w in workers {
         let out = w.wait_with_output().unwrap();
@@ -262,18 +256,7 @@ fn a_killed_workers_document_is_taken_over_and_nothing_is_lost() {
         )
         .unwrap();
     }
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pareil"))
-            .args(["--db", &url, "-q", "ingest", "in", "--json"])
-            .current_dir(dir)
-            .env("PAREIL_MODEL", crate::util::model_dir())
-            .env("PAREIL_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || worker(dir, &url, &["-q", "ingest", "in", "--json"]);
     let claims = |c: &mut postgres::Client| -> i64 {
         c.query_one(
             // pareil's document claims: the two-key advisory locks under "PARM".

@@ -227,17 +227,8 @@ pub fn read_meta(db: &mut impl GenericClient, location: &str) -> Result<StoreMet
                 reason: format!("pareil store without a recorded {key}; the tables are damaged"),
             })
     };
-    let dim_text = get("dim")?;
-    let dim = dim_text.parse::<usize>().map_err(|_| Error::Store {
+    crate::store::recorded_meta(get, |reason| Error::Store {
         path: location.into(),
-        reason: format!("recorded dimension {dim_text:?} is not a number; the tables are damaged"),
-    })?;
-    Ok(StoreMeta {
-        model_id: get("model_id")?,
-        revision: get("revision")?,
-        dim,
-        pooling: get("pooling")?,
-        passage_prefix: get("passage_prefix")?,
-        query_prefix: get("query_prefix")?,
+        reason: format!("{reason}; the tables are damaged"),
     })
 }

@@ -30,7 +30,7 @@ fn begin(client: &mut postgres::Client) -> Result<Transaction<'_>> {
 impl PostgresStore {
     pub(super) fn write_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome> {
         self.writable()?;
-        self.check_dimensions(doc)?;
+        crate::store::check_dimensions(self.location.as_ref(), doc, self.meta.dim)?;
         let location = self.location.clone();
         let mut db = self.db();
         let mut tx = begin(&mut db)?;
@@ -46,22 +46,6 @@ impl PostgresStore {
             embeddings_reused: reused,
             unlinked_duplicates,
         })
-    }
-
-    fn check_dimensions(&self, doc: &NewDocument) -> Result<()> {
-        let dim = self.meta.dim;
-        match doc.embeddings.iter().find(|(_, v)| v.len() != dim) {
-            None => Ok(()),
-            Some((key, v)) => Err(Error::StoreMismatch {
-                path: self.location.clone().into(),
-                reason: format!(
-                    "vector for {key} of {} has {} values, the store holds {dim}-dimensional \
-                     vectors",
-                    doc.path,
-                    v.len()
-                ),
-            }),
-        }
     }
 
     pub(super) fn write_chunks(

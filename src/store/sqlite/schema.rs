@@ -320,17 +320,8 @@ pub fn read_meta(conn: &Connection, path: &Path) -> Result<StoreMeta> {
                 ),
             })
     };
-    let dim_text = get("dim")?;
-    let dim = dim_text.parse::<usize>().map_err(|_| Error::Store {
+    crate::store::recorded_meta(get, |reason| Error::Store {
         path: path.to_path_buf(),
-        reason: format!("recorded dimension {dim_text:?} is not a number; the file is damaged"),
-    })?;
-    Ok(StoreMeta {
-        model_id: get("model_id")?,
-        revision: get("revision")?,
-        dim,
-        pooling: get("pooling")?,
-        passage_prefix: get("passage_prefix")?,
-        query_prefix: get("query_prefix")?,
+        reason: format!("{reason}; the file is damaged"),
     })
 }

@@ -55,7 +55,7 @@ impl SqliteStore {
     /// passage lose that mark (listed in the outcome), because passage ids do
     /// not survive a replace.
     pub fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome> {
-        self.check_dimensions(doc)?;
+        crate::store::check_dimensions(&self.path, doc, self.meta.dim)?;
         let path = self.path.clone();
         let tx = self.begin()?;
         let (doc_id, unlinked_duplicates, replaced) = upsert_document(&tx, doc)?;
@@ -71,23 +71,6 @@ impl SqliteStore {
             embeddings_reused: reused,
             unlinked_duplicates,
         })
-    }
-
-    /// Refuses vectors whose length is not the store's dimension.
-    fn check_dimensions(&self, doc: &NewDocument) -> Result<()> {
-        let dim = self.meta.dim;
-        match doc.embeddings.iter().find(|(_, v)| v.len() != dim) {
-            None => Ok(()),
-            Some((key, v)) => Err(Error::StoreMismatch {
-                path: self.path.clone(),
-                reason: format!(
-                    "vector for {key} of {} has {} values, the store holds {dim}-dimensional \
-                     vectors",
-                    doc.path,
-                    v.len()
-                ),
-            }),
-        }
     }
 
     /// Gives a passage stored without vectors (a duplicate reference) its
