@@ -125,6 +125,9 @@ pub struct PostgresStore {
     client: Mutex<Connection>,
     /// The URL without its password.
     location: String,
+    /// The URL as given (password included), for the extra connections of
+    /// a parallel neighbour search; never shown.
+    url: String,
     meta: StoreMeta,
     read_only: bool,
     /// `--exact`: rank every chunk (a sequential scan) instead of walking
@@ -180,6 +183,7 @@ impl PostgresStore {
         let store = PostgresStore {
             client: Mutex::new(Connection(Some(client))),
             location,
+            url: url.to_string(),
             meta: stored,
             read_only: false,
             exact_search: false,
@@ -212,6 +216,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             client: Mutex::new(Connection(Some(client))),
             location,
+            url: url.to_string(),
             meta,
             read_only,
             exact_search: false,
@@ -238,7 +243,7 @@ impl PostgresStore {
 
 /// Connects, turning "connection refused" and friends into an error that
 /// names the server and the fix.
-fn connect(url: &str, location: &str) -> Result<Client> {
+pub(super) fn connect(url: &str, location: &str) -> Result<Client> {
     Client::connect(url, NoTls).map_err(|e| Error::Store {
         path: location.into(),
         reason: format!(

@@ -90,7 +90,7 @@ impl PostgresStore {
     fn search_settings(&self, db: &mut postgres::Client, limit: usize) -> Result<()> {
         db.batch_execute(&format!(
             "SET hnsw.ef_search = {}; SET hnsw.iterative_scan = relaxed_order; \
-             SET enable_indexscan = {}",
+             SET enable_indexscan = {}; SET jit = off",
             limit.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH),
             if self.exact_search { "off" } else { "on" }
         ))?;
@@ -164,6 +164,10 @@ impl PostgresStore {
 
     /// For each passage, its `k` nearest other passages at or above `floor`
     /// (and admitted, when `admit` is given): the best pair of chunks counts.
+    ///
+    /// Each connection is one server process, so a long list of passages is
+    /// split over one extra connection per core: the server ranks on every
+    /// core (the `dups` k-NN graph was bound to one before).
     pub(super) fn search_neighbours(
         &self,
         passages: &[PassageId],
@@ -171,10 +175,54 @@ impl PostgresStore {
         floor: f32,
         admit: Option<&Admit>,
     ) -> Result<Vec<Vec<Neighbour>>> {
+        let batches: Vec<&[PassageId]> = passages.chunks(NEIGHBOUR_BATCH).collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(batches.len());
+        if workers <= 1 {
+            let mut db = self.db();
+            return self.neighbour_batches(&mut db, &batches, k, floor, admit);
+        }
+        let parts: Vec<Result<Vec<Vec<Neighbour>>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let mine: Vec<&[PassageId]> =
+                        batches.iter().skip(w).step_by(workers).copied().collect();
+                    scope.spawn(move || {
+                        let mut db = super::connect(&self.url, &self.location)?;
+                        self.neighbour_batches(&mut db, &mine, k, floor, admit)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("neighbour search thread"))
+                .collect()
+        });
+        // Batch b went to worker b % workers, as its (b / workers)-th.
+        let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
         let mut lists = Vec::with_capacity(passages.len());
-        for batch in passages.chunks(NEIGHBOUR_BATCH) {
-            let pages = self.first_pages(batch, 2 * k + 8)?;
-            for &p in batch {
+        let mut cursors: Vec<std::vec::IntoIter<Vec<Neighbour>>> =
+            parts.into_iter().map(Vec::into_iter).collect();
+        for (b, batch) in batches.iter().enumerate() {
+            lists.extend(cursors[b % workers].by_ref().take(batch.len()));
+        }
+        Ok(lists)
+    }
+
+    /// The lists of every passage of `batches`, in order, over `db`.
+    fn neighbour_batches(
+        &self,
+        db: &mut postgres::Client,
+        batches: &[&[PassageId]],
+        k: usize,
+        floor: f32,
+        admit: Option<&Admit>,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let mut lists = Vec::new();
+        for batch in batches {
+            let pages = self.first_pages(db, batch, 2 * k + 8)?;
+            for &p in *batch {
                 let keep = |h: &Hit| admit.is_none_or(|a| a(p, h.passage));
                 let scope = Scope {
                     exclude_passages: vec![p],
@@ -225,9 +273,13 @@ impl PostgresStore {
     /// For each chunk of `passages`, its `limit` nearest chunks of other
     /// passages, in one statement; keyed by passage, a page per chunk with
     /// whether the server had more.
-    fn first_pages(&self, passages: &[PassageId], limit: usize) -> Result<FirstPages> {
-        let mut db = self.db();
-        self.search_settings(&mut db, limit)?;
+    fn first_pages(
+        &self,
+        db: &mut postgres::Client,
+        passages: &[PassageId],
+        limit: usize,
+    ) -> Result<FirstPages> {
+        self.search_settings(db, limit)?;
         let rows = db.query(
             "SELECT q.passage_id, q.idx, n.passage_id, n.idx, n.distance FROM chunks q \
              CROSS JOIN LATERAL ( \

@@ -274,3 +274,26 @@ fn a_streaming_replica_answers_searches() {
         "late.txt"
     );
 }
+
+/// Neighbour lists for many passages at once (spread over several
+/// connections) come back in the order asked, each as when asked alone.
+#[test]
+fn neighbours_of_many_passages_match_one_at_a_time() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = filled_store(&db.url(), 300);
+    let mut asked: Vec<i64> = store
+        .dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect();
+    asked.reverse(); // not in id order: the answer must follow the question
+    let all = store.neighbours(&asked, 5, -1.0).unwrap();
+    assert_eq!(all.len(), asked.len());
+    for (i, &id) in asked.iter().enumerate().step_by(37) {
+        let alone = store.neighbours(&[id], 5, -1.0).unwrap();
+        assert_eq!(ids(&all[i]), ids(&alone[0]), "passage {id}");
+    }
+}
