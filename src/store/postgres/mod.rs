@@ -94,25 +94,39 @@ pub fn redact(url: &str) -> String {
 
 /// The synchronous client, which runs its own small tokio runtime: closing
 /// it inside another runtime's worker (a server dropping an engine) would
-/// panic, so there it is closed on a thread of its own.
-struct Connection(Option<Client>);
+/// panic, so there it is closed on a thread of its own. Remembers the search
+/// settings last sent, so a search sends them only when they change.
+struct Connection {
+    client: Option<Client>,
+    /// `(hnsw.ef_search, exact)` as last set on this session.
+    search: Option<(usize, bool)>,
+}
+
+impl Connection {
+    fn new(client: Client) -> Self {
+        Connection {
+            client: Some(client),
+            search: None,
+        }
+    }
+}
 
 impl std::ops::Deref for Connection {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.0.as_ref().expect("open until dropped")
+        self.client.as_ref().expect("open until dropped")
     }
 }
 
 impl std::ops::DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().expect("open until dropped")
+        self.client.as_mut().expect("open until dropped")
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
+        if let Some(client) = self.client.take() {
             if tokio::runtime::Handle::try_current().is_ok() {
                 let _ = std::thread::spawn(move || drop(client)).join();
             }
@@ -181,7 +195,7 @@ impl PostgresStore {
         let stored = schema::read_meta(&mut tx, &location)?;
         tx.commit()?;
         let store = PostgresStore {
-            client: Mutex::new(Connection(Some(client))),
+            client: Mutex::new(Connection::new(client)),
             location,
             url: url.to_string(),
             meta: stored,
@@ -214,7 +228,7 @@ impl PostgresStore {
         }
         let meta = schema::read_meta(&mut client, &location)?;
         Ok(PostgresStore {
-            client: Mutex::new(Connection(Some(client))),
+            client: Mutex::new(Connection::new(client)),
             location,
             url: url.to_string(),
             meta,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use pgvector::HalfVector;
 
-use super::PostgresStore;
+use super::{Connection, PostgresStore};
 use crate::error::Result;
 use crate::store::{Admit, DocumentId, Filter, Neighbour, PassageId};
 
@@ -86,14 +86,23 @@ fn hit(r: &postgres::Row, at: usize) -> Hit {
 
 impl PostgresStore {
     /// Sets the HNSW candidate list for pages of `limit` rows, or turns
-    /// index scans off for exact search.
-    fn search_settings(&self, db: &mut postgres::Client, limit: usize) -> Result<()> {
+    /// index scans off for exact search — only when they differ from what
+    /// this session has (a round trip per search otherwise). Searches run
+    /// outside transactions, so a `SET` is never rolled back behind the
+    /// connection's record.
+    fn search_settings(&self, db: &mut Connection, limit: usize) -> Result<()> {
+        let wanted = (limit.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH), self.exact_search);
+        if db.search == Some(wanted) {
+            return Ok(());
+        }
+        db.search = None;
         db.batch_execute(&format!(
             "SET hnsw.ef_search = {}; SET hnsw.iterative_scan = relaxed_order; \
              SET enable_indexscan = {}; SET jit = off",
-            limit.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH),
-            if self.exact_search { "off" } else { "on" }
+            wanted.0,
+            if wanted.1 { "off" } else { "on" }
         ))?;
+        db.search = Some(wanted);
         Ok(())
     }
 
@@ -189,7 +198,7 @@ impl PostgresStore {
                     let mine: Vec<&[PassageId]> =
                         batches.iter().skip(w).step_by(workers).copied().collect();
                     scope.spawn(move || {
-                        let mut db = super::connect(&self.url, &self.location)?;
+                        let mut db = Connection::new(super::connect(&self.url, &self.location)?);
                         self.neighbour_batches(&mut db, &mine, k, floor, admit)
                     })
                 })
@@ -213,7 +222,7 @@ impl PostgresStore {
     /// The lists of every passage of `batches`, in order, over `db`.
     fn neighbour_batches(
         &self,
-        db: &mut postgres::Client,
+        db: &mut Connection,
         batches: &[&[PassageId]],
         k: usize,
         floor: f32,
@@ -275,7 +284,7 @@ impl PostgresStore {
     /// whether the server had more.
     fn first_pages(
         &self,
-        db: &mut postgres::Client,
+        db: &mut Connection,
         passages: &[PassageId],
         limit: usize,
     ) -> Result<FirstPages> {

@@ -297,3 +297,35 @@ fn neighbours_of_many_passages_match_one_at_a_time() {
         assert_eq!(ids(&all[i]), ids(&alone[0]), "passage {id}");
     }
 }
+
+/// The search settings are sent when they change, not before every search;
+/// `--exact` after an index search, and a longer page, still reach the
+/// session.
+#[test]
+fn search_settings_follow_exact_search_and_page_length() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let mut store = filled_store(&db.url(), 20);
+    let show = |store: &PostgresStore, name: &str| -> String {
+        store
+            .db()
+            .query_one(&format!("SHOW {name}"), &[])
+            .unwrap()
+            .get(0)
+    };
+    let query = test_support::Rng::new(7).unit_vector(8);
+    let approximate = store.nearest(&query, 5, &Default::default()).unwrap();
+    assert_eq!(show(&store, "enable_indexscan"), "on");
+    assert_eq!(show(&store, "hnsw.ef_search"), "128");
+    store.set_exact_search(true);
+    let exact = store.nearest(&query, 5, &Default::default()).unwrap();
+    assert_eq!(show(&store, "enable_indexscan"), "off");
+    assert_eq!(ids(&approximate), ids(&exact));
+    store.nearest(&query, 300, &Default::default()).unwrap();
+    assert_eq!(show(&store, "hnsw.ef_search"), "608");
+    store.set_exact_search(false);
+    store.nearest(&query, 5, &Default::default()).unwrap();
+    assert_eq!(show(&store, "enable_indexscan"), "on");
+    assert_eq!(show(&store, "hnsw.ef_search"), "128");
+}
