@@ -133,20 +133,8 @@ impl PostgresStore {
             .collect())
     }
 
-    /// The chunk vectors of one passage, in chunk order.
-    pub(super) fn passage_chunk_vectors(&self, id: PassageId) -> Result<Vec<Vec<f32>>> {
-        let rows = self.db().query(
-            "SELECT vector FROM chunks WHERE passage_id = $1 ORDER BY idx",
-            &[&id],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| decode(&r.get::<_, HalfVector>(0)))
-            .collect())
-    }
-
     pub(super) fn read_passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>> {
-        let chunks = self.passage_chunk_vectors(id)?;
+        let chunks = passage_chunk_vectors(&mut self.db(), id)?;
         if chunks.is_empty() {
             return Ok(None);
         }
@@ -201,4 +189,19 @@ impl PostgresStore {
             }),
         })
     }
+}
+
+/// The chunk vectors of one passage, in chunk order.
+pub(super) fn passage_chunk_vectors(
+    db: &mut postgres::Client,
+    id: PassageId,
+) -> Result<Vec<Vec<f32>>> {
+    let rows = db.query(
+        "SELECT vector FROM chunks WHERE passage_id = $1 ORDER BY idx",
+        &[&id],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| decode(&r.get::<_, HalfVector>(0)))
+        .collect())
 }

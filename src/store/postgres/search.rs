@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use pgvector::HalfVector;
 
+use super::read::passage_chunk_vectors;
 use super::{Connection, PostgresStore};
 use crate::error::Result;
 use crate::store::{Admit, DocumentId, Filter, Neighbour, PassageId};
@@ -110,13 +111,13 @@ impl PostgresStore {
     /// whether the server had more.
     fn ranked_page(
         &self,
+        db: &mut Connection,
         query: &HalfVector,
         scope: &Scope,
         limit: usize,
     ) -> Result<(Vec<Hit>, bool)> {
         let only = scope.only_documents.as_ref();
-        let mut db = self.db();
-        self.search_settings(&mut db, limit)?;
+        self.search_settings(db, limit)?;
         let rows = db.query(
             "SELECT passage_id, idx, (vector <=> $1)::float8 AS distance FROM chunks \
              WHERE passage_id <> ALL($2) AND doc_id <> ALL($3) \
@@ -135,15 +136,22 @@ impl PostgresStore {
     }
 
     /// The `k` passages nearest `query` in `scope`, best chunk each, best
-    /// first, ties by lower id.
-    fn nearest_in(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Neighbour>> {
+    /// first, ties by lower id, over `db`; the first page asked for is
+    /// `limit` rows long.
+    fn nearest_in(
+        &self,
+        db: &mut Connection,
+        query: &[f32],
+        k: usize,
+        scope: &Scope,
+        mut limit: usize,
+    ) -> Result<Vec<Neighbour>> {
         if k == 0 {
             return Ok(Vec::new());
         }
         let query = HalfVector::from_f32_slice(query);
-        let mut limit = 2 * k + 8;
         loop {
-            let (hits, more) = self.ranked_page(&query, scope, limit)?;
+            let (hits, more) = self.ranked_page(db, &query, scope, limit)?;
             let (best, done) = scope.complete(&hits, more, k);
             if done {
                 return Ok(ranked(best, k));
@@ -168,7 +176,7 @@ impl PostgresStore {
             floor: filter.min_score,
             keep: &|_| true,
         };
-        self.nearest_in(query, k, &scope)
+        self.nearest_in(&mut self.db(), query, k, &scope, first_page(k))
     }
 
     /// For each passage, its `k` nearest other passages at or above `floor`
@@ -230,7 +238,7 @@ impl PostgresStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         let mut lists = Vec::new();
         for batch in batches {
-            let pages = self.first_pages(db, batch, 2 * k + 8)?;
+            let pages = self.first_pages(db, batch, first_page(k))?;
             for &p in *batch {
                 let keep = |h: &Hit| admit.is_none_or(|a| a(p, h.passage));
                 let scope = Scope {
@@ -240,16 +248,18 @@ impl PostgresStore {
                     floor: Some(floor),
                     keep: &keep,
                 };
-                lists.push(self.neighbours_of(p, k, &scope, pages.get(&p))?);
+                lists.push(self.neighbours_of(db, p, k, &scope, pages.get(&p))?);
             }
         }
         Ok(lists)
     }
 
     /// One passage's list from the first pages of its chunks, asking again
-    /// (growing pages, per chunk) when a page did not answer.
+    /// over `db` (growing pages from the next length on, per chunk) when a
+    /// page did not answer.
     fn neighbours_of(
         &self,
+        db: &mut Connection,
         p: PassageId,
         k: usize,
         scope: &Scope,
@@ -271,8 +281,8 @@ impl PostgresStore {
             merge(found);
         }
         if unanswered {
-            for chunk in self.passage_chunk_vectors(p)? {
-                let found = self.nearest_in(&chunk, k, scope)?;
+            for chunk in passage_chunk_vectors(db, p)? {
+                let found = self.nearest_in(db, &chunk, k, scope, 4 * first_page(k))?;
                 merge(found.into_iter().map(|n| (n.passage, n)).collect());
             }
         }
@@ -312,6 +322,12 @@ impl PostgresStore {
         }
         Ok(out)
     }
+}
+
+/// The first page asked for a top-`k`: room for each passage's best chunk
+/// and its others.
+fn first_page(k: usize) -> usize {
+    2 * k + 8
 }
 
 /// Each passage's best chunk among `hits`.
