@@ -26,21 +26,22 @@ pub const SEMANTIC_NEIGHBOURS: usize = 32;
 
 /// Neighbours in other languages fetched for a passage whose plain list is
 /// crowded (full, and still at or above the floor at its end), this many
-/// per other language the store holds, in one search: its same-language look-alikes can outnumber
-/// the list while its translation scores below them ("Questo pacchetto
-/// contiene la libreria condivisa OTBIce." has more than 32 Italian
-/// neighbours above its English original's 0.91). Also for a passage whose
-/// list holds no other language: an approximate index finds cross-language
-/// neighbours least reliably (each language is a region of its own in the
-/// graph; on the development set the plain lists through the index missed
-/// 6 % of long paragraphs' translations). Twice the semantic rule's margin
-/// neighbours (4). Per language, because related languages crowd each
-/// other out: an Italian boilerplate line's 8 nearest in other languages
-/// were all French and Spanish boilerplate, its English original beyond,
-/// so its margin was measured without any English neighbour (8 in all:
-/// 87.9 % of short texts' translations found on the development set; 8 per
-/// other language: 90.2 %, same precision, same time; a separate search per
-/// language: the same findings, 2× slower exactly, 5× through the index).
+/// per other language the store holds, in one search: its same-language
+/// look-alikes can outnumber the list while its translation scores below
+/// them ("Questo pacchetto contiene la libreria condivisa OTBIce." has more
+/// than 32 Italian neighbours above its English original's 0.91). Also for
+/// a passage whose list holds no other language: an approximate index finds
+/// cross-language neighbours least reliably (each language is a region of
+/// its own in the graph; on the development set the plain lists through the
+/// index missed 6 % of long paragraphs' translations). Twice the semantic
+/// rule's margin neighbours (4). Per language, because related languages
+/// crowd each other out: an Italian boilerplate line's 8 nearest in other
+/// languages were all French and Spanish boilerplate, its English original
+/// beyond, so its margin was measured without any English neighbour (8 in
+/// all: 87.9 % of short texts' translations found on the development set;
+/// 8 per other language: 90.2 %, same precision, same time; a separate
+/// search per language: the same findings, 2× slower exactly, 5× through
+/// the index).
 pub const CROSS_LANGUAGE_NEIGHBOURS: usize = 8;
 
 #[derive(Debug, Clone)]
