@@ -43,6 +43,7 @@ pub(super) fn exact_pairs(ctx: &Context, report: bool, best: &mut BestScores) ->
                             duplicate: g[y],
                             kind: Kind::Exact,
                             score: 1.0,
+                            margin: None,
                         });
                     }
                 }

@@ -267,6 +267,11 @@ pub struct Pair {
     pub kind: Kind,
     /// 1 for exact, Jaccard for near, containment for contained, cosine for semantic.
     pub score: f32,
+    /// Semantic pairs across languages: the cosine over the mean of both
+    /// sides' nearest neighbours in the other's language (at least 1: the
+    /// pair stands out of its neighbourhood). `None` for other pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f32>,
 }
 
 /// One entry of a passage's semantic neighbour list: another passage and
@@ -279,13 +284,14 @@ pub struct SemanticNeighbour {
     pub score: f32,
 }
 
-/// The one-line reason of a pair: the word diff for near and contained, the
-/// languages and names for semantic, none for exact.
-pub fn explain(kind: Kind, a: &Item, b: &Item) -> Option<String> {
-    match kind {
+/// The one-line reason of pair `p` between `a` and `b` (its two sides, in
+/// the order the caller shows them): the word diff for near and contained,
+/// the languages, margin and names for semantic, none for exact.
+pub fn explain(p: &Pair, a: &Item, b: &Item) -> Option<String> {
+    match p.kind {
         Kind::Exact => None,
         Kind::Near | Kind::Contained => Some(word_diff(a.text, b.text, group::EXPLAIN_LEN)),
-        Kind::Semantic => Some(semantic::explain(a, b)),
+        Kind::Semantic => Some(semantic::explain(a, b, p.margin)),
     }
 }
 
@@ -377,6 +383,7 @@ impl Context<'_> {
             duplicate,
             kind,
             score,
+            margin: None,
         }
     }
 }

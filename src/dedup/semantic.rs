@@ -125,20 +125,26 @@ pub(super) fn semantic_pairs(
             if !ctx.touches(i, j) || uf.find(i) == uf.find(j) {
                 continue;
             }
+            // `Some(margin)` when accepted (no margin within a language).
             let accepted = match across(&items[i], &items[j]) {
-                None => score >= ctx.th.semantic && judge.agree(i, j),
+                None => (score >= ctx.th.semantic && judge.agree(i, j)).then_some(None),
                 Some((li, lj)) => {
                     let beats =
                         |x: usize, lang: &str| best_across[x].get(lang).is_none_or(|&b| score >= b);
-                    score >= ctx.th.semantic_cross_lingual
-                        && stands_out(items, (i, li, list), (j, lj, &neighbours[j]), score)
+                    let m = margin(items, (i, li, list), (j, lj, &neighbours[j]), score);
+                    (score >= ctx.th.semantic_cross_lingual
+                        && m >= MIN_MARGIN
                         && judge.agree(i, j)
                         && beats(i, lj)
-                        && beats(j, li)
+                        && beats(j, li))
+                    .then_some(Some(m))
                 }
             };
-            if accepted {
-                let p = ctx.pair(i, j, Kind::Semantic, score);
+            if let Some(margin) = accepted {
+                let p = Pair {
+                    margin,
+                    ..ctx.pair(i, j, Kind::Semantic, score)
+                };
                 let e = found.entry((p.canonical, p.duplicate)).or_insert(p);
                 e.score = e.score.max(score);
             }
@@ -147,18 +153,18 @@ pub(super) fn semantic_pairs(
     third_language_check(items, uf, found.into_values().collect())
 }
 
-/// Whether a cross-lingual pair scores at least the mean of each side's
-/// nearest neighbours in the other's language (a margin ≥ 1): a
-/// translation stands out of its neighbourhood, a passage that merely
-/// shares a topic with a crowd of others does not.
-fn stands_out(
+/// A cross-lingual pair's cosine over the mean of each side's nearest
+/// neighbours in the other's language: a translation stands out of its
+/// neighbourhood (a margin ≥ [`MIN_MARGIN`]), a passage that merely shares
+/// a topic with a crowd of others does not.
+fn margin(
     items: &[Item],
     (i, li, of_i): (usize, &str, &[SemanticNeighbour]),
     (j, lj, of_j): (usize, &str, &[SemanticNeighbour]),
     score: f32,
-) -> bool {
+) -> f32 {
     let crowd = (crowding(items, of_i, i, lj) + crowding(items, of_j, j, li)) / 2.0;
-    score >= MIN_MARGIN * crowd
+    score / crowd.max(f32::MIN_POSITIVE)
 }
 
 /// How crowded a passage's neighbourhood is in one language: the mean
@@ -212,13 +218,17 @@ fn best_matches_across<'a>(
     out
 }
 
-/// The one-line reason of a semantic pair: the languages, and the names
-/// both sides share or the words that differ.
-pub(crate) fn explain(a: &Item, b: &Item) -> String {
+/// The one-line reason of a semantic pair: the languages and the margin
+/// (`None` within a language), and the names both sides share or the
+/// words that differ.
+pub(crate) fn explain(a: &Item, b: &Item, margin: Option<f32>) -> String {
     let (ea, eb) = (Evidence::of(a.text), Evidence::of(b.text));
-    let mut parts = vec![match across(a, b) {
-        Some((x, y)) => format!("translation {x} → {y}, best match both ways"),
-        None => "same meaning".to_string(),
+    let mut parts = vec![match (across(a, b), margin) {
+        (Some((x, y)), Some(m)) => {
+            format!("translation {x} → {y}, best match both ways, margin {m:.3}")
+        }
+        (Some((x, y)), None) => format!("translation {x} → {y}, best match both ways"),
+        (None, _) => "same meaning".to_string(),
     }];
     let shared = ea.shared_names(&eb);
     if !shared.is_empty() {

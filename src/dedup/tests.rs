@@ -497,6 +497,35 @@ fn cross_lingual_pairs_use_their_own_threshold() {
 }
 
 #[test]
+fn a_translation_carries_its_margin_into_the_explanation() {
+    let mut c = Corpus::default();
+    c.doc(1, &["Le chat dort sur le canapé."]).doc(
+        2,
+        &[
+            "The cat sleeps on the sofa.",
+            "A dog runs in the park.",
+            "Birds sing at dawn.",
+        ],
+    );
+    let mut items = c.items();
+    for (item, lang) in items.iter_mut().zip(["fr", "en", "en", "en"]) {
+        item.lang = Some(lang);
+    }
+    let nb = neighbour_lists(&[&[(1, 0.93), (2, 0.70), (3, 0.60)], &[(0, 0.93)], &[], &[]]);
+    let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    // Crowds: the French side's 4 nearest English texts, the list's last
+    // score standing in for the missing one, (0.93 + 0.70 + 0.60 + 0.60) / 4;
+    // the English side's, 0.93. Margin: 0.93 over their mean.
+    let want = 0.93 / ((0.7075 + 0.93) / 2.0);
+    let got = pairs[0].margin.expect("a cross-language pair has a margin");
+    assert!((got - want).abs() < 1e-4, "margin {got}, want {want}");
+    let findings = merge_blocks(&items, &pairs);
+    let e = findings[0].explanation.as_deref().unwrap();
+    assert!(e.contains(&format!("margin {want:.3}")), "{e}");
+}
+
+#[test]
 fn a_translation_must_be_the_best_match_both_ways() {
     let mut c = Corpus::default();
     c.doc(1, &["Le chat dort sur le canapé."]).doc(

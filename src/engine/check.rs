@@ -169,7 +169,7 @@ impl Engine {
                     score: p.score,
                     canonical: Location::from(row),
                     text: row.text.clone(),
-                    explanation: crate::dedup::explain(p.kind, &items[other], &items[first_new]),
+                    explanation: crate::dedup::explain(p, &items[other], &items[first_new]),
                 })
             })
             .collect();
