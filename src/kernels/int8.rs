@@ -186,13 +186,12 @@ unsafe fn quantize_row_with(kernel: Kernel, x: &[f32], q: &mut [u8], params: &mu
     }
 }
 
-/// The three passes over a row that dominate quantising it; the AVX2
-/// versions give bit-identical results (same operations, same order).
+/// The passes over a row that dominate quantising it; the AVX2 versions
+/// give bit-identical results (same operations, same order).
 trait RowPasses {
-    /// `max |v|` over `x` (0 for an empty slice).
-    fn max_abs(x: &[f32]) -> f32;
-    /// `(min, max)` over `0` and every `v` clamped to `±bound`.
-    fn range(x: &[f32], bound: f32) -> (f32, f32);
+    /// `(max |v|, min v, max v)` over `x` (`(0, +inf, -inf)` for an empty
+    /// slice).
+    fn extremes(x: &[f32]) -> (f32, f32, f32);
     /// `q[p] = clamp(round_ties_even(x[p] · inv + zero), 0, 127)`.
     fn quantize(x: &[f32], inv: f32, zero: f32, q: &mut [u8]);
     /// Calls `f(p, |x[p]|)` for each `p` where `|x[p]| ≥ cut`, in order.
@@ -203,16 +202,11 @@ struct Portable;
 
 impl RowPasses for Portable {
     #[inline(always)]
-    fn max_abs(x: &[f32]) -> f32 {
-        x.iter().fold(0f32, |m, v| m.max(v.abs()))
-    }
-
-    #[inline(always)]
-    fn range(x: &[f32], bound: f32) -> (f32, f32) {
-        x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
-            let v = v.clamp(-bound, bound);
-            (lo.min(v), hi.max(v))
-        })
+    fn extremes(x: &[f32]) -> (f32, f32, f32) {
+        x.iter().fold(
+            (0f32, f32::INFINITY, f32::NEG_INFINITY),
+            |(m, lo, hi), &v| (m.max(v.abs()), lo.min(v), hi.max(v)),
+        )
     }
 
     #[inline(always)]
@@ -260,11 +254,15 @@ fn quantize_row<P: RowPasses>(x: &[f32], q: &mut [u8], params: &mut RowParams) {
         heap.resize(count, 0.0);
         &mut heap
     };
-    // The OUTLIERS + 1 largest block maxima, descending.
+    // The OUTLIERS + 1 largest block maxima, descending, and the row's
+    // smallest and largest values.
     let mut largest = [(0u32, -1f32); OUTLIERS + 1];
+    let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
     for (c, (block, slot)) in x.chunks(SCAN).zip(maxima.iter_mut()).enumerate() {
-        *slot = P::max_abs(block);
-        keep_largest(&mut largest, c as u32, *slot);
+        let (abs, lo, hi) = P::extremes(block);
+        *slot = abs;
+        (min, max) = (min.min(lo), max.max(hi));
+        keep_largest(&mut largest, c as u32, abs);
     }
     let cut = largest[OUTLIERS].1;
     for (c, &max) in maxima.iter().enumerate() {
@@ -279,7 +277,10 @@ fn quantize_row<P: RowPasses>(x: &[f32], q: &mut [u8], params: &mut RowParams) {
         });
     }
     let bound = top[OUTLIERS].1.max(0.0);
-    let (lo, hi) = P::range(x, bound);
+    // The range of the row clamped to ±bound, and 0: clamping is monotone,
+    // so that is the row's extremes clamped (no second pass over the row).
+    let clamp = |v: f32| v.max(-bound).min(bound);
+    let (lo, hi) = (0f32.min(clamp(min)), 0f32.max(clamp(max)));
     let step = if hi > lo { (hi - lo) / LEVELS } else { 1.0 };
     let zero = (-lo / step).round_ties_even().clamp(0.0, LEVELS);
     P::quantize(x, 1.0 / step, zero, q);
@@ -502,41 +503,26 @@ mod avx2 {
 
     impl RowPasses for Avx2 {
         #[inline(always)]
-        fn max_abs(x: &[f32]) -> f32 {
+        fn extremes(x: &[f32]) -> (f32, f32, f32) {
             // SAFETY: only called from `quantize_row` above (AVX2 enabled);
             // loads stay within `x`.
             unsafe {
                 let sign = _mm256_set1_ps(-0.0);
                 let mut m = _mm256_setzero_ps();
+                let mut lo = _mm256_set1_ps(f32::INFINITY);
+                let mut hi = _mm256_set1_ps(f32::NEG_INFINITY);
                 let mut chunks = x.chunks_exact(8);
                 for c in &mut chunks {
-                    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(c.as_ptr())));
-                }
-                chunks
-                    .remainder()
-                    .iter()
-                    .fold(hmax(m), |m, v| m.max(v.abs()))
-            }
-        }
-
-        #[inline(always)]
-        fn range(x: &[f32], bound: f32) -> (f32, f32) {
-            // SAFETY: as `max_abs`.
-            unsafe {
-                let (b, nb) = (_mm256_set1_ps(bound), _mm256_set1_ps(-bound));
-                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                let mut chunks = x.chunks_exact(8);
-                for c in &mut chunks {
-                    let v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(c.as_ptr()), nb), b);
+                    let v = _mm256_loadu_ps(c.as_ptr());
+                    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
                     lo = _mm256_min_ps(lo, v);
                     hi = _mm256_max_ps(hi, v);
                 }
                 chunks
                     .remainder()
                     .iter()
-                    .fold((hmin(lo), hmax(hi)), |(lo, hi), &v| {
-                        let v = v.clamp(-bound, bound);
-                        (lo.min(v), hi.max(v))
+                    .fold((hmax(m), hmin(lo), hmax(hi)), |(m, lo, hi), &v| {
+                        (m.max(v.abs()), lo.min(v), hi.max(v))
                     })
             }
         }
