@@ -19,7 +19,13 @@ pub fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2_E + ROUND) - ROUND;
+    let shifted = x * LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    // n as an integer, read from the shifted value's low mantissa bits
+    // (|n| ≤ 127 < 2²²): `n as i32` is a saturating cast, which the
+    // compiler turns into sixteen scalar conversions with range checks in
+    // every vector of a GELU loop.
+    let n_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -28,7 +34,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    e * f32::from_bits(((n_int + 127) << 23) as u32)
 }
 
 /// erf with absolute error below 1.5e-7 (Abramowitz & Stegun 7.1.26), which
