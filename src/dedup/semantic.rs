@@ -131,13 +131,12 @@ pub(super) fn semantic_pairs(
                 Some((li, lj)) => {
                     let beats =
                         |x: usize, lang: &str| best_across[x].get(lang).is_none_or(|&b| score >= b);
-                    let m = margin(items, (i, li, list), (j, lj, &neighbours[j]), score);
-                    (score >= ctx.th.semantic_cross_lingual
-                        && m >= MIN_MARGIN
-                        && judge.agree(i, j)
-                        && beats(i, lj)
-                        && beats(j, li))
-                    .then_some(Some(m))
+                    // The margin (which sorts both lists) only past the cheap checks.
+                    let m =
+                        (score >= ctx.th.semantic_cross_lingual && beats(i, lj) && beats(j, li))
+                            .then(|| margin(items, (i, li, list), (j, lj, &neighbours[j]), score));
+                    m.filter(|&m| m >= MIN_MARGIN && judge.agree(i, j))
+                        .map(Some)
                 }
             };
             if let Some(margin) = accepted {

@@ -5,7 +5,7 @@
 //! groups with paths and lines. Ingestion uses the same [`Corpus`] for its
 //! per-document checks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -394,9 +394,7 @@ impl Corpus {
         item_of: &HashMap<i64, usize>,
         out: &mut [Vec<SemanticNeighbour>],
     ) -> Result<()> {
-        let mut languages: Vec<&str> = self.langs.iter().flatten().copied().collect();
-        languages.sort_unstable();
-        languages.dedup();
+        let languages: BTreeSet<&str> = self.langs.iter().flatten().copied().collect();
         if languages.len() < 2 {
             return Ok(()); // one language: nobody to translate
         }

@@ -472,7 +472,7 @@ fn portable_kernel(groups: usize, a_rows: &[*const u8; MR], w: &[i8], acc: &mut 
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{quantize_row as quantize_row_for, RowParams, RowPasses, LEVELS, MR, NR};
+    use super::{quantize_row as quantize_row_for, Portable, RowParams, RowPasses, LEVELS, MR, NR};
     use std::arch::x86_64::*;
 
     /// [`super::quantize_row`] with AVX2 passes.
@@ -518,18 +518,14 @@ mod avx2 {
                     lo = _mm256_min_ps(lo, v);
                     hi = _mm256_max_ps(hi, v);
                 }
-                chunks
-                    .remainder()
-                    .iter()
-                    .fold((hmax(m), hmin(lo), hmax(hi)), |(m, lo, hi), &v| {
-                        (m.max(v.abs()), lo.min(v), hi.max(v))
-                    })
+                let (rm, rlo, rhi) = Portable::extremes(chunks.remainder());
+                (hmax(m).max(rm), hmin(lo).min(rlo), hmax(hi).max(rhi))
             }
         }
 
         #[inline(always)]
         fn quantize(x: &[f32], inv: f32, zero: f32, q: &mut [u8]) {
-            // SAFETY: as `max_abs`; stores stay within `q` (32 per step).
+            // SAFETY: as `extremes`; stores stay within `q` (32 per step).
             unsafe {
                 let (vi, vz) = (_mm256_set1_ps(inv), _mm256_set1_ps(zero));
                 let (top, bottom) = (_mm256_set1_ps(LEVELS), _mm256_setzero_ps());
@@ -547,15 +543,13 @@ mod avx2 {
                     let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
                     _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, bytes);
                 }
-                for (d, &v) in q[whole..].iter_mut().zip(&x[whole..]) {
-                    *d = (v * inv + zero).round_ties_even().clamp(0.0, LEVELS) as u8;
-                }
+                Portable::quantize(&x[whole..], inv, zero, &mut q[whole..]);
             }
         }
 
         #[inline(always)]
         fn each_at_least(x: &[f32], cut: f32, mut f: impl FnMut(usize, f32)) {
-            // SAFETY: as `max_abs`.
+            // SAFETY: as `extremes`.
             unsafe {
                 let (sign, vc) = (_mm256_set1_ps(-0.0), _mm256_set1_ps(cut));
                 let mut chunks = x.chunks_exact(8);
@@ -569,11 +563,7 @@ mod avx2 {
                     }
                 }
                 let done = x.len() / 8 * 8;
-                for (p, &v) in chunks.remainder().iter().enumerate() {
-                    if v.abs() >= cut {
-                        f(done + p, v.abs());
-                    }
-                }
+                Portable::each_at_least(chunks.remainder(), cut, |p, a| f(done + p, a));
             }
         }
     }

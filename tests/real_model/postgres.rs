@@ -39,6 +39,14 @@ fn worker(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::Chil
         .unwrap()
 }
 
+/// Waits for a worker; fails the test with its stderr unless it succeeded.
+/// Its stdout.
+fn finished(worker: std::process::Child) -> Vec<u8> {
+    let out = worker.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out.stdout
+}
+
 #[test]
 fn every_command_answers_as_on_sqlite() {
     let Some(db) = ScratchDatabase::create() else {
@@ -120,15 +128,7 @@ fn ingest_workers_share_the_work_and_embed_nothing_twice() {
     let workers = [spawn(), spawn()];
     let reports: Vec<Value> = workers
         .into_iter()
-        .map(|w| {
-            let out = w.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice(&out.stdout).unwrap()
-        })
+        .map(|w| serde_json::from_slice(&finished(w)).unwrap())
         .collect();
     let sum = |field: &str| -> u64 { reports.iter().map(|r| r[field].as_u64().unwrap()).sum() };
     assert_eq!(
@@ -187,12 +187,7 @@ fn workers_skipping_duplicates_at_once_leave_one_canonical_copy() {
     let spawn = |what: &str| worker(dir, &url, &["-q", "ingest", what, "--on-duplicate", "skip"]);
     let workers = [spawn("a"), spawn("b")];
     for w in workers {
-        let out = w.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        finished(w);
     }
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let passages: i64 = c
@@ -281,13 +276,7 @@ fn a_killed_workers_document_is_taken_over_and_nothing_is_lost() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     first.kill().unwrap(); // SIGKILL, mid-document
     first.wait().unwrap();
-    let out = second.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&finished(second)).unwrap();
     let stats = pareil_json(dir, &["--db", &url, "stats", "--json", "--documents"]);
     assert_eq!(stats["stats"]["documents"], 5, "{report}");
     assert_eq!(

@@ -363,11 +363,11 @@ impl Store for PostgresStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.search_neighbours(passages, k, floor, Some(admit))
     }
-    /// A session-level advisory lock per document: held by this
-    /// connection, so it ends when the process does, however it ends.
     fn set_exact_search(&mut self, exact: bool) {
         self.exact_search = exact;
     }
+    /// A session-level advisory lock per document: held by this
+    /// connection, so it ends when the process does, however it ends.
     fn claim(&mut self, path: &str, wait: bool) -> Result<bool> {
         let key = claim_key(path);
         let mut db = self.db();
