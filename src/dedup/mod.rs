@@ -274,6 +274,12 @@ pub struct Pair {
     pub margin: Option<f32>,
 }
 
+/// Neighbours kept per passage for the semantic layer. Boilerplate repeats
+/// (thirty copies of "This package contains the documentation." fill any
+/// short list), and a translation's original is within its 16 nearest in
+/// 95 % of the development set's cases, within 64 in 99 %.
+pub const SEMANTIC_NEIGHBOURS: usize = 32;
+
 /// One entry of a passage's semantic neighbour list: another passage and
 /// the embedding cosine between the two.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

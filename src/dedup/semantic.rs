@@ -22,7 +22,7 @@
 
 use super::evidence::Evidence;
 use super::group::UnionFind;
-use super::{BestScores, Context, Item, Kind, Pair, SemanticNeighbour};
+use super::{BestScores, Context, Item, Kind, Pair, SemanticNeighbour, SEMANTIC_NEIGHBOURS};
 use crate::error::{Error, Result};
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -134,7 +134,10 @@ pub(super) fn semantic_pairs(
                     // The margin (which sorts both lists) only past the cheap checks.
                     let m =
                         (score >= ctx.th.semantic_cross_lingual && beats(i, lj) && beats(j, li))
-                            .then(|| margin(items, (i, li, list), (j, lj, &neighbours[j]), score));
+                            .then(|| {
+                                let sides = ((i, li, list.as_slice()), (j, lj, &neighbours[j][..]));
+                                margin(items, sides, score, ctx.th.semantic_floor())
+                            });
                     m.filter(|&m| m >= MIN_MARGIN && judge.agree(i, j))
                         .map(Some)
                 }
@@ -155,28 +158,39 @@ pub(super) fn semantic_pairs(
 /// A cross-lingual pair's cosine over the mean of each side's nearest
 /// neighbours in the other's language: a translation stands out of its
 /// neighbourhood (a margin ≥ [`MIN_MARGIN`]), a passage that merely shares
-/// a topic with a crowd of others does not.
-fn margin(
-    items: &[Item],
-    (i, li, of_i): (usize, &str, &[SemanticNeighbour]),
-    (j, lj, of_j): (usize, &str, &[SemanticNeighbour]),
-    score: f32,
-) -> f32 {
-    let crowd = (crowding(items, of_i, i, lj) + crowding(items, of_j, j, li)) / 2.0;
+/// a topic with a crowd of others does not. `floor` is the score the lists
+/// were fetched down to.
+fn margin(items: &[Item], ((i, li, of_i), (j, lj, of_j)): Sides, score: f32, floor: f32) -> f32 {
+    let crowd = (crowding(items, of_i, i, lj, floor) + crowding(items, of_j, j, li, floor)) / 2.0;
     score / crowd.max(f32::MIN_POSITIVE)
 }
 
+/// The two sides of a pair: passage, its language, its neighbour list.
+type Sides<'l> = (
+    (usize, &'l str, &'l [SemanticNeighbour]),
+    (usize, &'l str, &'l [SemanticNeighbour]),
+);
+
 /// How crowded a passage's neighbourhood is in one language: the mean
 /// cosine of its `k` nearest neighbours in that language (Artetxe &
-/// Schwenk's margin denominator), the list's last score standing in for
-/// neighbours beyond it.
-fn crowding(items: &[Item], list: &[SemanticNeighbour], i: usize, lang: &str) -> f32 {
-    let floor = list
+/// Schwenk's margin denominator). Neighbours beyond the list score at most
+/// its last score, and below `floor` when the list is shorter than
+/// [`SEMANTIC_NEIGHBOURS`] (it then holds every neighbour above the floor):
+/// taking the last score there gave a pair alone in its lists (its crowd
+/// the pair itself) a margin of 1 up to rounding, on the very edge of
+/// [`MIN_MARGIN`]. (The debian-dev findings are the same either way.)
+fn crowding(items: &[Item], list: &[SemanticNeighbour], i: usize, lang: &str, floor: f32) -> f32 {
+    let last = list
         .iter()
         .map(|n| n.score)
         .filter(|s| !s.is_nan())
         .fold(f32::INFINITY, f32::min)
         .min(1.0);
+    let beyond = if list.len() < SEMANTIC_NEIGHBOURS {
+        last.min(floor)
+    } else {
+        last
+    };
     let mut s: Vec<(f32, &str)> = list
         .iter()
         .filter(|n| n.index != i && !n.score.is_nan() && items[n.index].lang == Some(lang))
@@ -187,7 +201,7 @@ fn crowding(items: &[Item], list: &[SemanticNeighbour], i: usize, lang: &str) ->
     // neighbour, not a crowd.
     s.dedup_by(|a, b| a.1 == b.1);
     let mut s: Vec<f32> = s.into_iter().map(|(score, _)| score).collect();
-    s.resize(MARGIN_NEIGHBOURS, floor);
+    s.resize(MARGIN_NEIGHBOURS, beyond);
     s.iter().sum::<f32>() / MARGIN_NEIGHBOURS as f32
 }
 

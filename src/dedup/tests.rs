@@ -515,14 +515,34 @@ fn a_translation_carries_its_margin_into_the_explanation() {
     let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
     assert_eq!(pairs.len(), 1, "{pairs:?}");
     // Crowds: the French side's 4 nearest English texts, the list's last
-    // score standing in for the missing one, (0.93 + 0.70 + 0.60 + 0.60) / 4;
-    // the English side's, 0.93. Margin: 0.93 over their mean.
-    let want = 0.93 / ((0.7075 + 0.93) / 2.0);
+    // score (below the floor) standing in for the missing one, (0.93 + 0.70
+    // + 0.60 + 0.60) / 4; the English side's, its one neighbour and the
+    // floor the lists were fetched down to for the three beyond it (a short
+    // list holds every neighbour above the floor). Margin: 0.93 over their mean.
+    let floor = Thresholds::default().semantic_floor();
+    let want = 0.93 / ((0.7075 + (0.93 + 3.0 * floor) / 4.0) / 2.0);
     let got = pairs[0].margin.expect("a cross-language pair has a margin");
     assert!((got - want).abs() < 1e-4, "margin {got}, want {want}");
     let findings = merge_blocks(&items, &pairs);
     let e = findings[0].explanation.as_deref().unwrap();
     assert!(e.contains(&format!("margin {want:.3}")), "{e}");
+}
+
+#[test]
+fn a_translation_alone_in_both_lists_stands_out_of_its_crowd() {
+    let mut c = Corpus::default();
+    c.doc(1, &["Le chat dort sur le canapé."])
+        .doc(2, &["The cat sleeps on the sofa."]);
+    let mut items = c.items();
+    items[0].lang = Some("fr");
+    items[1].lang = Some("en");
+    // Each is the other's only neighbour: nothing else scores above the
+    // floor, so the margin is well above 1, not 1 up to rounding.
+    let nb = neighbour_lists(&[&[(1, 0.91)], &[(0, 0.91)]]);
+    let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    let margin = pairs[0].margin.unwrap();
+    assert!(margin > 1.01, "margin {margin}");
 }
 
 #[test]

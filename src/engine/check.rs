@@ -15,8 +15,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::dups::{Corpus, SEMANTIC_NEIGHBOURS};
+use super::dups::Corpus;
 use super::{Engine, Location};
+use crate::dedup::SEMANTIC_NEIGHBOURS;
 use crate::dedup::{find_pairs_touching, Kind, SemanticNeighbour, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::Role;
