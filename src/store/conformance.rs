@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Admit, DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk,
-    NewDocument, PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
+    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 use crate::test_support::{self, document, key_of, unit, vector_for};
 
@@ -126,14 +126,14 @@ impl Store for Maintained {
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.0.neighbours(passages, k, floor)
     }
-    fn neighbours_where(
+    fn neighbours_among(
         &self,
         passages: &[PassageId],
         k: usize,
         floor: f32,
-        admit: &Admit,
+        among: &HashSet<PassageId>,
     ) -> Result<Vec<Vec<Neighbour>>> {
-        self.0.neighbours_where(passages, k, floor, admit)
+        self.0.neighbours_among(passages, k, floor, among)
     }
     fn maintain(&mut self, note: &mut dyn FnMut(&str)) -> Result<()> {
         self.0.maintain(note)
@@ -427,13 +427,17 @@ pub fn filtered_neighbours_look_past_a_crowd(s: &mut dyn Store) {
     };
     let plain = s.neighbours(&[p], 2, 0.1).unwrap();
     assert!(plain[0].iter().all(|n| a.passage_ids.contains(&n.passage)));
-    let other_doc = |_: PassageId, c: PassageId| b.passage_ids.contains(&c);
-    let lists = s.neighbours_where(&[p], 2, 0.1, &other_doc).unwrap();
+    let other_doc: HashSet<PassageId> = b.passage_ids.iter().copied().collect();
+    let lists = s.neighbours_among(&[p], 2, 0.1, &other_doc).unwrap();
     let ids: Vec<PassageId> = lists[0].iter().map(|n| n.passage).collect();
     assert_eq!(ids, [x, y], "z scores 0, below the floor");
-    let x_only = |q: PassageId, c: PassageId| q == p && c == x;
-    let lists = s.neighbours_where(&[p], 5, -1.0, &x_only).unwrap();
-    assert_eq!(lists[0].iter().map(|n| n.passage).collect::<Vec<_>>(), [x]);
+    let x_only = HashSet::from([x, p]);
+    let lists = s.neighbours_among(&[p], 5, -1.0, &x_only).unwrap();
+    assert_eq!(
+        lists[0].iter().map(|n| n.passage).collect::<Vec<_>>(),
+        [x],
+        "never the passage itself, even when among the candidates"
+    );
 }
 
 pub fn passage_vector_is_the_mean_of_chunks(s: &mut dyn Store) {

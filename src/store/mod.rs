@@ -26,10 +26,6 @@ mod proptests;
 
 use std::collections::{HashMap, HashSet};
 
-/// Which candidates a filtered neighbour search may return, asked as
-/// `admit(passage, candidate)` (see [`Store::neighbours_where`]).
-pub type Admit<'a> = dyn Fn(PassageId, PassageId) -> bool + Sync + 'a;
-
 pub use postgres::{is_postgres_url, PostgresStore};
 pub use sqlite::{SqliteStore, ANN_MIN_CHUNKS, APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
@@ -207,20 +203,19 @@ pub trait Store: Send {
         k: usize,
         floor: f32,
     ) -> Result<Vec<Vec<Neighbour>>>;
-    /// Like [`neighbours`](Self::neighbours), counting only the candidates
-    /// that `admit(passage, candidate)` accepts: the semantic rule's search
-    /// for a passage's nearest neighbours *in other languages*, which
-    /// same-language look-alikes would crowd out of a plain list. Exact
-    /// search applies the filter to every passage; an approximate index may
-    /// filter a bounded, oversampled candidate list instead (a filtered graph
-    /// walk visits every node when few are admitted), so a list can come
-    /// back shorter than `k`.
-    fn neighbours_where(
+    /// Like [`neighbours`](Self::neighbours), counting only the passages of
+    /// `among` (the same candidates for every passage asked about): the
+    /// semantic rule's search for passages' nearest neighbours *in other
+    /// languages*, which same-language look-alikes would crowd out of a
+    /// plain list. A store with an approximate index may search a small
+    /// `among` exactly and walk its graph for a large one, so lists can
+    /// differ from exact search as plain ones do.
+    fn neighbours_among(
         &self,
         passages: &[PassageId],
         k: usize,
         floor: f32,
-        admit: &Admit,
+        among: &HashSet<PassageId>,
     ) -> Result<Vec<Vec<Neighbour>>>;
     /// Loads whatever searching needs (vectors into memory, say), so a
     /// caller can overlap it with loading the model. Optional.

@@ -21,15 +21,15 @@ mod search;
 mod tests;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use postgres::{Client, NoTls};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Admit, DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk,
-    NewDocument, PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
+    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 
 pub use schema::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
@@ -354,14 +354,14 @@ impl Store for PostgresStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.search_neighbours(passages, k, floor, None)
     }
-    fn neighbours_where(
+    fn neighbours_among(
         &self,
         passages: &[PassageId],
         k: usize,
         floor: f32,
-        admit: &Admit,
+        among: &HashSet<PassageId>,
     ) -> Result<Vec<Vec<Neighbour>>> {
-        self.search_neighbours(passages, k, floor, Some(admit))
+        self.search_neighbours(passages, k, floor, Some(among))
     }
     fn set_exact_search(&mut self, exact: bool) {
         self.exact_search = exact;

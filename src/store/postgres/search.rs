@@ -16,14 +16,14 @@
 //! falls back to the growing pages for a passage whose first page was not
 //! enough (a crowd of look-alikes the caller's filter refuses).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pgvector::HalfVector;
 
 use super::read::passage_chunk_vectors;
 use super::{Connection, PostgresStore};
 use crate::error::Result;
-use crate::store::{Admit, DocumentId, Filter, Neighbour, PassageId};
+use crate::store::{DocumentId, Filter, Neighbour, PassageId};
 
 /// HNSW candidate list: at least this many (the SQLite store's index uses
 /// 128 to 256; pgvector's default of 40 measured recall@10 0.91 at 5k
@@ -52,7 +52,7 @@ struct Scope<'a> {
     only_documents: Option<Vec<DocumentId>>,
     /// Lowest cosine worth returning.
     floor: Option<f32>,
-    /// Filters the server cannot know (the caller's `admit`).
+    /// Filters the server is not told (the caller's candidate set).
     keep: &'a dyn Fn(&Hit) -> bool,
 }
 
@@ -180,7 +180,7 @@ impl PostgresStore {
     }
 
     /// For each passage, its `k` nearest other passages at or above `floor`
-    /// (and admitted, when `admit` is given): the best pair of chunks counts.
+    /// (and in `among`, when given): the best pair of chunks counts.
     ///
     /// Each connection is one server process, so a long list of passages is
     /// split over one extra connection per core: the server ranks on every
@@ -190,7 +190,7 @@ impl PostgresStore {
         passages: &[PassageId],
         k: usize,
         floor: f32,
-        admit: Option<&Admit>,
+        among: Option<&HashSet<PassageId>>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let batches: Vec<&[PassageId]> = passages.chunks(NEIGHBOUR_BATCH).collect();
         let workers = std::thread::available_parallelism()
@@ -198,7 +198,7 @@ impl PostgresStore {
             .min(batches.len());
         if workers <= 1 {
             let mut db = self.db();
-            return self.neighbour_batches(&mut db, &batches, k, floor, admit);
+            return self.neighbour_batches(&mut db, &batches, k, floor, among);
         }
         let parts: Vec<Result<Vec<Vec<Neighbour>>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -207,7 +207,7 @@ impl PostgresStore {
                         batches.iter().skip(w).step_by(workers).copied().collect();
                     scope.spawn(move || {
                         let mut db = Connection::new(super::connect(&self.url, &self.location)?);
-                        self.neighbour_batches(&mut db, &mine, k, floor, admit)
+                        self.neighbour_batches(&mut db, &mine, k, floor, among)
                     })
                 })
                 .collect();
@@ -234,13 +234,13 @@ impl PostgresStore {
         batches: &[&[PassageId]],
         k: usize,
         floor: f32,
-        admit: Option<&Admit>,
+        among: Option<&HashSet<PassageId>>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let mut lists = Vec::new();
         for batch in batches {
             let pages = self.first_pages(db, batch, first_page(k))?;
             for &p in *batch {
-                let keep = |h: &Hit| admit.is_none_or(|a| a(p, h.passage));
+                let keep = |h: &Hit| among.is_none_or(|a| a.contains(&h.passage));
                 let scope = Scope {
                     exclude_passages: vec![p],
                     exclude_documents: Vec::new(),

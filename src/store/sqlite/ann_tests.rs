@@ -120,6 +120,36 @@ fn index_answers_like_exact_search() {
 }
 
 #[test]
+fn restricted_neighbours_answer_like_exact_search_for_few_and_many_candidates() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "among.db", 60, 5);
+    s.maintain_index(&mut |_| {}).unwrap();
+    let all = all_passages(&s);
+    // 100 candidates of 3,000 (searched exactly beside the index) and every
+    // other passage (a filtered walk of the graph).
+    let few: HashSet<PassageId> = all.iter().step_by(30).copied().collect();
+    let many: HashSet<PassageId> = all.iter().step_by(2).copied().collect();
+    assert!(few.len() * 16 < all.len() && many.len() * 16 > all.len());
+    let queries: Vec<PassageId> = all.iter().skip(1).step_by(7).copied().collect();
+    for (among, least) in [(&few, 1.0), (&many, 0.95)] {
+        s.set_exact_search(true);
+        let exact = s.neighbours_among(&queries, 5, 0.3, among).unwrap();
+        s.set_exact_search(false);
+        assert!(uses_index(&s));
+        let approx = s.neighbours_among(&queries, 5, 0.3, among).unwrap();
+        let (mut hit, mut total) = (0, 0);
+        for (e, a) in exact.iter().zip(&approx) {
+            assert!(a.iter().all(|n| among.contains(&n.passage)), "{a:?}");
+            let a: HashSet<PassageId> = ids(a).into_iter().collect();
+            total += e.len();
+            hit += e.iter().filter(|n| a.contains(&n.passage)).count();
+        }
+        assert!(total > queries.len(), "lists too short to tell: {total}");
+        assert!(hit as f64 >= least * total as f64, "{hit} of {total}");
+    }
+}
+
+#[test]
 fn writes_after_the_index_are_searched_and_removals_dropped() {
     let dir = TempDir::new().unwrap();
     let mut s = store_with(&dir, "a.db", 10, 2);

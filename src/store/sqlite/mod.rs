@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::store::{
-    Admit, DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk,
-    NewDocument, PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
+    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 pub use schema::{APPLICATION_ID, OLDEST_SUPPORTED_VERSION, SCHEMA_VERSION};
 use search::Searcher;
@@ -324,14 +324,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.search_neighbours(passages, k, floor, None)
     }
-    fn neighbours_where(
+    fn neighbours_among(
         &self,
         passages: &[PassageId],
         k: usize,
         floor: f32,
-        admit: &Admit,
+        among: &HashSet<PassageId>,
     ) -> Result<Vec<Vec<Neighbour>>> {
-        self.search_neighbours(passages, k, floor, Some(admit))
+        self.search_neighbours(passages, k, floor, Some(among))
     }
     fn warm(&self) -> Result<()> {
         self.searcher().map(|_| ())

@@ -6,12 +6,12 @@
 //! marked dead and the new rows appended, so an ingest that searches before
 //! every document (dedup on ingestion) reads the vectors once per run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::store::{Admit, DocumentId, Filter, Neighbour, PassageId, VectorSet};
+use crate::store::{DocumentId, Filter, Neighbour, PassageId, VectorSet};
 
 /// The loaded vectors, with the passage, document and chunk index of each row.
 /// Rows of one passage are contiguous and in chunk order.
@@ -114,15 +114,15 @@ impl VectorIndex {
     }
 
     /// For each of `passages`, its `k` most similar other live passages
-    /// scoring at least `floor`: chunk rows compared block by block
-    /// (`[block, dim] × [dim, n]`, so memory stays at `block × n` scores),
-    /// then the best chunk pair per passage pair.
+    /// scoring at least `floor` (and in `among`, when given): chunk rows
+    /// compared block by block (`[block, dim] × [dim, n]`, so memory stays
+    /// at `block × n` scores), then the best chunk pair per passage pair.
     pub(super) fn neighbours(
         &self,
         passages: &[PassageId],
         k: usize,
         floor: f32,
-        admit: Option<&Admit>,
+        among: Option<&HashSet<PassageId>>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let mut rows_of: HashMap<PassageId, Vec<usize>> = HashMap::new();
         for r in (0..self.len()).filter(|&r| self.live[r]) {
@@ -132,75 +132,106 @@ impl VectorIndex {
             .iter()
             .flat_map(|p| rows_of.get(p).into_iter().flatten().copied())
             .collect();
-        // Twice k chunk neighbours per chunk, so a windowed neighbour's
-        // several chunks cannot crowd out other passages.
-        let chunk_lists = self.top_k_for_rows(&rows, 2 * k, floor, admit)?;
-        let by_row: HashMap<usize, Vec<(usize, f32)>> = rows.into_iter().zip(chunk_lists).collect();
+        let owners: Vec<PassageId> = rows.iter().map(|&r| self.passage_ids[r]).collect();
+        let queries = |range: std::ops::Range<usize>| -> Result<Tensor> {
+            let ids: Vec<u32> = rows[range].iter().map(|&r| r as u32).collect();
+            let ids = Tensor::from_vec(ids.clone(), ids.len(), &Device::Cpu)?;
+            Ok(self.matrix.index_select(&ids, 0)?)
+        };
+        let chunk_lists = self.top_k_for_queries(&queries, &owners, (2 * k, floor), among)?;
+        let mut lists = self.per_passage(&owners, chunk_lists, k);
         Ok(passages
             .iter()
-            .map(|p| {
-                let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
-                for r in rows_of.get(p).into_iter().flatten() {
-                    for &(other, score) in &by_row[r] {
-                        let q = self.passage_ids[other];
-                        if q == *p {
-                            continue;
-                        }
-                        let n = Neighbour {
-                            passage: q,
-                            score,
-                            chunk: self.chunk_idx[other] as usize,
-                        };
-                        best.entry(q)
-                            .and_modify(|b| {
-                                if score > b.score {
-                                    *b = n
-                                }
-                            })
-                            .or_insert(n);
-                    }
-                }
-                let mut list: Vec<Neighbour> = best.into_values().collect();
-                keep_best(&mut list, k, |n| (n.passage, n.score));
-                list
-            })
+            .map(|p| lists.remove(p).unwrap_or_default())
             .collect())
     }
 
-    /// For each of `rows`, its `k` most similar other live rows with cosine ≥ `min_score`.
-    fn top_k_for_rows(
+    /// For each passage owning rows of `queries` (vectors from elsewhere:
+    /// this index may hold only a subset of the store), its `k` most similar
+    /// other live passages of this index scoring at least `floor`.
+    pub(super) fn neighbours_of_vectors(
         &self,
-        rows: &[usize],
+        queries: &VectorSet,
         k: usize,
-        min_score: f32,
-        admit: Option<&Admit>,
+        floor: f32,
+    ) -> Result<HashMap<PassageId, Vec<Neighbour>>> {
+        let block = |range: std::ops::Range<usize>| -> Result<Tensor> {
+            let data = queries.data[range.start * queries.dim..range.end * queries.dim].to_vec();
+            Ok(Tensor::from_vec(
+                data,
+                (range.len(), queries.dim),
+                &Device::Cpu,
+            )?)
+        };
+        let lists = self.top_k_for_queries(&block, &queries.passage_ids, (2 * k, floor), None)?;
+        Ok(self.per_passage(&queries.passage_ids, lists, k))
+    }
+
+    /// Chunk-level lists (row `i` of a query set owned by `owners[i]`)
+    /// folded into passage-level ones: the best chunk pair per passage pair.
+    /// Twice `k` chunks were asked per query chunk, so a windowed
+    /// neighbour's several chunks cannot crowd out other passages.
+    fn per_passage(
+        &self,
+        owners: &[PassageId],
+        chunk_lists: Vec<Vec<(usize, f32)>>,
+        k: usize,
+    ) -> HashMap<PassageId, Vec<Neighbour>> {
+        let mut best: HashMap<PassageId, HashMap<PassageId, Neighbour>> = HashMap::new();
+        for (&p, list) in owners.iter().zip(chunk_lists) {
+            let mine = best.entry(p).or_default();
+            for (other, score) in list {
+                let n = Neighbour {
+                    passage: self.passage_ids[other],
+                    score,
+                    chunk: self.chunk_idx[other] as usize,
+                };
+                mine.entry(n.passage)
+                    .and_modify(|b| {
+                        if score > b.score {
+                            *b = n
+                        }
+                    })
+                    .or_insert(n);
+            }
+        }
+        best.into_iter()
+            .map(|(p, found)| {
+                let mut list: Vec<Neighbour> = found.into_values().collect();
+                keep_best(&mut list, k, |n| (n.passage, n.score));
+                (p, list)
+            })
+            .collect()
+    }
+
+    /// For each query row (`queries(range)` gives rows `range` as a
+    /// `[len, dim]` matrix, row `i` owned by passage `owners[i]`), its `k`
+    /// most similar live rows of other passages with cosine ≥ `min_score`
+    /// (and in `among`, when given).
+    fn top_k_for_queries(
+        &self,
+        queries: &dyn Fn(std::ops::Range<usize>) -> Result<Tensor>,
+        owners: &[PassageId],
+        (k, min_score): (usize, f32),
+        among: Option<&HashSet<PassageId>>,
     ) -> Result<Vec<Vec<(usize, f32)>>> {
         let n = self.len();
-        let mut out = Vec::with_capacity(rows.len());
-        if n == 0 || rows.is_empty() {
-            return Ok(vec![Vec::new(); rows.len()]);
+        let mut out = Vec::with_capacity(owners.len());
+        if n == 0 || owners.is_empty() {
+            return Ok(vec![Vec::new(); owners.len()]);
         }
         let block = (64 * 1024 * 1024 / 4 / n).clamp(16, 1024);
         let mt = self.matrix.t()?;
-        for chunk in rows.chunks(block) {
-            let ids = Tensor::from_vec(
-                chunk.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-                chunk.len(),
-                &Device::Cpu,
-            )?;
-            let sims = self
-                .matrix
-                .index_select(&ids, 0)?
-                .matmul(&mt)?
-                .to_vec2::<f32>()?;
-            for (&me, row) in chunk.iter().zip(sims) {
+        let candidate =
+            |j: usize| self.live[j] && among.is_none_or(|a| a.contains(&self.passage_ids[j]));
+        for start in (0..owners.len()).step_by(block) {
+            let end = (start + block).min(owners.len());
+            let sims = queries(start..end)?.matmul(&mt)?.to_vec2::<f32>()?;
+            for (&me, row) in owners[start..end].iter().zip(sims) {
                 let mut cand: Vec<(usize, f32)> = row
                     .into_iter()
                     .enumerate()
-                    .filter(|&(j, s)| j != me && self.live[j] && s >= min_score)
-                    .filter(|&(j, _)| {
-                        admit.is_none_or(|a| a(self.passage_ids[me], self.passage_ids[j]))
-                    })
+                    .filter(|&(j, s)| s >= min_score && self.passage_ids[j] != me && candidate(j))
                     .collect();
                 keep_best(&mut cand, k, |&(j, s)| (j as i64, s));
                 out.push(cand);
