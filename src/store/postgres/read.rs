@@ -9,7 +9,9 @@ use postgres::Row;
 
 use super::PostgresStore;
 use crate::error::Result;
-use crate::store::types::{DedupRow, DocumentRow, PassageId, PassageRow, SearchIndexStats, Stats};
+use crate::store::types::{
+    DedupRow, DocumentRow, PassageId, PassageRow, SearchIndexStats, Stats, VectorSet,
+};
 
 const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d.date, \
      d.ingest_order, d.ingested_at, \
@@ -204,4 +206,37 @@ pub(super) fn passage_chunk_vectors(
         .iter()
         .map(|r| decode(&r.get::<_, HalfVector>(0)))
         .collect())
+}
+
+/// The chunk vectors of `passages`, in chunk id order (one statement).
+pub(super) fn vectors_of_passages(
+    db: &mut postgres::Client,
+    passages: &[PassageId],
+    dim: usize,
+) -> Result<VectorSet> {
+    let rows = db.query(
+        "SELECT id, passage_id, doc_id, idx, vector FROM chunks \
+         WHERE passage_id = ANY($1) ORDER BY id",
+        &[&passages],
+    )?;
+    let mut set = VectorSet {
+        dim,
+        ..VectorSet::default()
+    };
+    for r in &rows {
+        set.chunk_ids.push(r.get(0));
+        set.passage_ids.push(r.get(1));
+        set.doc_ids.push(r.get(2));
+        set.chunk_idx.push(r.get::<_, i32>(3) as u32);
+        set.data.extend(decode(&r.get::<_, HalfVector>(4)));
+    }
+    Ok(set)
+}
+
+/// How many passages have vectors (live, not stored as references).
+pub(super) fn passages_with_vectors(db: &mut postgres::Client) -> Result<usize> {
+    let n: i64 = db
+        .query_one("SELECT count(DISTINCT passage_id) FROM chunks", &[])?
+        .get(0);
+    Ok(n as usize)
 }

@@ -20,9 +20,10 @@ use std::collections::{HashMap, HashSet};
 
 use pgvector::HalfVector;
 
-use super::read::passage_chunk_vectors;
+use super::read::{passage_chunk_vectors, passages_with_vectors, vectors_of_passages};
 use super::{Connection, PostgresStore};
 use crate::error::Result;
+use crate::store::exact::{among_is_small, VectorIndex};
 use crate::store::{DocumentId, Filter, Neighbour, PassageId};
 
 /// HNSW candidate list: at least this many (the SQLite store's index uses
@@ -32,6 +33,9 @@ const MIN_EF_SEARCH: usize = 128;
 const MAX_EF_SEARCH: usize = 1000;
 /// Passages whose neighbours one `LATERAL` statement fetches.
 const NEIGHBOUR_BATCH: usize = 128;
+/// Passages whose vectors are read per batch of queries searched exactly in
+/// this process (a million of them are 1.5 GB).
+const SUBSET_QUERY_BATCH: usize = 20_000;
 
 /// Each query chunk's first page of ranked chunks and whether the server
 /// had more, keyed by the query chunk's passage.
@@ -192,6 +196,12 @@ impl PostgresStore {
         floor: f32,
         among: Option<&HashSet<PassageId>>,
     ) -> Result<Vec<Vec<Neighbour>>> {
+        if let Some(among) = among {
+            let mut db = self.db();
+            if among_is_small(among.len(), passages_with_vectors(&mut db)?) {
+                return self.neighbours_in_subset(&mut db, passages, (k, floor), among);
+            }
+        }
         let batches: Vec<&[PassageId]> = passages.chunks(NEIGHBOUR_BATCH).collect();
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -225,6 +235,29 @@ impl PostgresStore {
             lists.extend(cursors[b % workers].by_ref().take(batch.len()));
         }
         Ok(lists)
+    }
+
+    /// Neighbours among a small candidate set, exactly, in this process:
+    /// the candidates' vectors read once, the queries' a batch at a time,
+    /// one matrix product per block (a filtered scan of the HNSW index
+    /// would walk past every other passage to find enough candidates).
+    fn neighbours_in_subset(
+        &self,
+        db: &mut Connection,
+        passages: &[PassageId],
+        (k, floor): (usize, f32),
+        among: &HashSet<PassageId>,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let dim = self.meta.dim;
+        let ids: Vec<PassageId> = among.iter().copied().collect();
+        let candidates = VectorIndex::new(vectors_of_passages(db, &ids, dim)?)?;
+        let mut out = Vec::with_capacity(passages.len());
+        for batch in passages.chunks(SUBSET_QUERY_BATCH) {
+            let queries = vectors_of_passages(db, batch, dim)?;
+            let mut lists = candidates.neighbours_of_vectors(&queries, k, floor)?;
+            out.extend(batch.iter().map(|p| lists.remove(p).unwrap_or_default()));
+        }
+        Ok(out)
     }
 
     /// The lists of every passage of `batches`, in order, over `db`.

@@ -14,7 +14,6 @@ mod ann;
 mod read;
 mod schema;
 mod search;
-mod vectors;
 mod write;
 
 #[cfg(test)]
@@ -311,7 +310,9 @@ impl Store for SqliteStore {
         SqliteStore::cached_embeddings(self, keys)
     }
     fn passage_vector(&self, id: PassageId) -> Result<Option<Vec<f32>>> {
-        Ok(vectors::mean_unit(&self.vectors_of_passage(id)?))
+        Ok(crate::store::exact::mean_unit(
+            &self.vectors_of_passage(id)?,
+        ))
     }
     fn nearest(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Neighbour>> {
         self.search_nearest(query, k, filter)

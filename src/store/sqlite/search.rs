@@ -21,9 +21,9 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::ann::{self, AnnIndex, Builder};
-use super::vectors::VectorIndex;
 use super::SqliteStore;
 use crate::error::Result;
+use crate::store::exact::{among_is_small, VectorIndex};
 use crate::store::{ChunkId, DocumentId, Filter, Neighbour, PassageId, SearchIndexStats};
 
 /// Chunks below which the store searches exactly and builds no index: exact
@@ -37,19 +37,6 @@ const TAIL_MIN: usize = 2_000;
 /// The index is rebuilt when more than this share of its vectors belong to
 /// removed chunks (they cost search time and are dropped at re-scoring).
 const DEAD_SHARE: usize = 4; // 1/4 = 25 %
-/// A neighbour search restricted to a candidate set walks the graph,
-/// keeping only candidates, when at least 1 in `WALK_MIN_SHARE` live
-/// passages is one: the walk goes on until it has found enough candidates,
-/// so with few of them it would visit most of the graph. A smaller set is
-/// searched exactly instead, its vectors read into memory and compared with
-/// every query in one matrix product per block: the common case of a store
-/// in one language with a few passages in others (a synthetic 100k store
-/// whose language guesses were 69 % French and 5 % other languages: the
-/// cross-language searches took 52 s as a walk with oversampling, 2 s
-/// exactly). On the development set, the walk found the translations that
-/// exact search finds (97.9 % vs 98.0 %); plain lists through the index
-/// 93.0 %.
-const WALK_MIN_SHARE: usize = 16;
 /// Chunks read from SQLite per batch while building the index (and
 /// passages per batch of queries searched exactly).
 const BUILD_BATCH: usize = 20_000;
@@ -201,7 +188,7 @@ impl SqliteStore {
             Searcher::Approx { ann, tail } => {
                 let places = ChunkPlaces::new(self.chunk_places()?);
                 match among {
-                    Some(among) if among.len() * WALK_MIN_SHARE < places.chunks_of.len() => {
+                    Some(among) if among_is_small(among.len(), places.chunks_of.len()) => {
                         self.neighbours_in_subset(&places, passages, (k, floor), among)
                     }
                     _ => self.approx_neighbours(ann, tail, &places, passages, (k, floor), among),
@@ -240,8 +227,10 @@ impl SqliteStore {
     }
 
     /// The k-NN graph for `passages`: each chunk's nearest chunks from the
-    /// index and from the tail (only those of `among`, when given), the best
-    /// chunk pair per passage pair.
+    /// index and from the tail (only those of `among`, when given: a walk of
+    /// the graph keeping candidates only; on the development set it found
+    /// the translations exact search finds, 97.9 % vs 98.0 %, plain lists
+    /// through the index 93.0 %), the best chunk pair per passage pair.
     fn approx_neighbours(
         &self,
         ann: &AnnIndex,
