@@ -429,6 +429,9 @@ impl Corpus {
                 .map(|j| self.rows[j].id)
                 .collect();
             let ids: Vec<i64> = asking.iter().map(|&i| self.rows[i].id).collect();
+            let _span =
+                tracing::info_span!("among", lang, asking = ids.len(), candidates = among.len())
+                    .entered();
             let lists = store.neighbours_among(&ids, k, floor, &among)?;
             for (&i, list) in asking.iter().zip(lists) {
                 for n in as_items(list, item_of) {

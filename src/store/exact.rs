@@ -6,7 +6,7 @@
 //! current without reloading it: a replaced or removed document's rows are
 //! marked dead and the new rows appended, so an ingest that searches before
 //! every document reads the vectors once per run), and both stores' search
-//! among a small candidate set ([`among_is_small`]).
+//! among a small candidate set ([`super::subset`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,23 +14,6 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::store::{DocumentId, Filter, Neighbour, PassageId, VectorSet};
-
-/// A neighbour search restricted to a candidate set is done exactly, over
-/// the candidates' vectors read into memory and compared with every query
-/// in one matrix product per block, when fewer than 1 in `SMALL_SHARE`
-/// passages of the store are candidates. An index walk restricted to them
-/// goes on until it has found enough, so with few candidates it visits most
-/// of the graph (a server's filtered scan alike): the common case of a
-/// store in one language with a few passages in others. A synthetic 100k
-/// store whose language guesses were 69 % French and 5 % other languages:
-/// the cross-language searches of `dups` took 52 s through the SQLite
-/// store's index, 3.1 s exactly (BENCHMARKS.md).
-const SMALL_SHARE: usize = 16;
-
-/// Whether `candidates` among `passages` stored are few enough to search exactly.
-pub(crate) fn among_is_small(candidates: usize, passages: usize) -> bool {
-    candidates * SMALL_SHARE < passages
-}
 
 /// The loaded vectors, with the passage, document and chunk index of each row.
 /// Rows of one passage are contiguous and in chunk order.

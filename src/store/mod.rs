@@ -18,6 +18,7 @@
 pub(crate) mod exact;
 pub mod postgres;
 pub mod sqlite;
+pub(crate) mod subset;
 mod types;
 
 #[cfg(test)]

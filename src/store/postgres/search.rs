@@ -23,7 +23,7 @@ use pgvector::HalfVector;
 use super::read::{passage_chunk_vectors, passages_with_vectors, vectors_of_passages};
 use super::{Connection, PostgresStore};
 use crate::error::Result;
-use crate::store::exact::{among_is_small, VectorIndex};
+use crate::store::subset::{among_is_small, Subset};
 use crate::store::{DocumentId, Filter, Neighbour, PassageId};
 
 /// HNSW candidate list: at least this many (the SQLite store's index uses
@@ -237,10 +237,10 @@ impl PostgresStore {
         Ok(lists)
     }
 
-    /// Neighbours among a small candidate set, exactly, in this process:
-    /// the candidates' vectors read once, the queries' a batch at a time,
-    /// one matrix product per block (a filtered scan of the HNSW index
-    /// would walk past every other passage to find enough candidates).
+    /// Neighbours among a small candidate set, in this process (see
+    /// [`Subset`]): the candidates' vectors read once, the queries' a batch
+    /// at a time (a filtered scan of the HNSW index would walk past every
+    /// other passage to find enough candidates).
     fn neighbours_in_subset(
         &self,
         db: &mut Connection,
@@ -250,11 +250,11 @@ impl PostgresStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         let dim = self.meta.dim;
         let ids: Vec<PassageId> = among.iter().copied().collect();
-        let candidates = VectorIndex::new(vectors_of_passages(db, &ids, dim)?)?;
+        let candidates = Subset::new(vectors_of_passages(db, &ids, dim)?, passages.len())?;
         let mut out = Vec::with_capacity(passages.len());
         for batch in passages.chunks(SUBSET_QUERY_BATCH) {
             let queries = vectors_of_passages(db, batch, dim)?;
-            let mut lists = candidates.neighbours_of_vectors(&queries, k, floor)?;
+            let mut lists = candidates.neighbours_of(&queries, k, floor)?;
             out.extend(batch.iter().map(|p| lists.remove(p).unwrap_or_default()));
         }
         Ok(out)
