@@ -42,9 +42,10 @@ const DEAD_SHARE: usize = 4; // 1/4 = 25 %
 /// it, the walk admits every node (so it ends as a plain search would) and
 /// the results are filtered afterwards. A walk goes on until it has found
 /// enough candidates, and a few go on through most of the graph: at 1M
-/// synthetic passages, the cross-language searches of 35k passages took
-/// over 10 minutes, one thread left walking alone. 64 changes nothing on the
-/// development set (32 loses 16 of its 3,839 findings).
+/// synthetic passages one thread was left walking alone for minutes at the
+/// end of a language's searches (cross-language stage 731 → 606 s with the
+/// budget). 64 changes nothing on the development set (32 changes 41 of its
+/// 3,839 findings).
 const WALK_BUDGET: usize = 64;
 /// Chunks read from SQLite per batch while building the index (and
 /// passages per batch of queries searched exactly).
