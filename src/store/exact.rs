@@ -141,7 +141,7 @@ impl VectorIndex {
             Ok(self.matrix.index_select(&ids, 0)?)
         };
         let chunk_lists = self.top_k_for_queries(&queries, &owners, (2 * k, floor), among)?;
-        let mut lists = self.per_passage(&owners, chunk_lists, k);
+        let mut lists = per_passage(&self.passage_ids, &self.chunk_idx, &owners, chunk_lists, k);
         Ok(passages
             .iter()
             .map(|p| lists.remove(p).unwrap_or_default())
@@ -166,44 +166,13 @@ impl VectorIndex {
             )?)
         };
         let lists = self.top_k_for_queries(&block, &queries.passage_ids, (2 * k, floor), None)?;
-        Ok(self.per_passage(&queries.passage_ids, lists, k))
-    }
-
-    /// Chunk-level lists (row `i` of a query set owned by `owners[i]`)
-    /// folded into passage-level ones: the best chunk pair per passage pair.
-    /// Twice `k` chunks were asked per query chunk, so a windowed
-    /// neighbour's several chunks cannot crowd out other passages.
-    fn per_passage(
-        &self,
-        owners: &[PassageId],
-        chunk_lists: Vec<Vec<(usize, f32)>>,
-        k: usize,
-    ) -> HashMap<PassageId, Vec<Neighbour>> {
-        let mut best: HashMap<PassageId, HashMap<PassageId, Neighbour>> = HashMap::new();
-        for (&p, list) in owners.iter().zip(chunk_lists) {
-            let mine = best.entry(p).or_default();
-            for (other, score) in list {
-                let n = Neighbour {
-                    passage: self.passage_ids[other],
-                    score,
-                    chunk: self.chunk_idx[other] as usize,
-                };
-                mine.entry(n.passage)
-                    .and_modify(|b| {
-                        if score > b.score {
-                            *b = n
-                        }
-                    })
-                    .or_insert(n);
-            }
-        }
-        best.into_iter()
-            .map(|(p, found)| {
-                let mut list: Vec<Neighbour> = found.into_values().collect();
-                keep_best(&mut list, k, |n| (n.passage, n.score));
-                (p, list)
-            })
-            .collect()
+        Ok(per_passage(
+            &self.passage_ids,
+            &self.chunk_idx,
+            &queries.passage_ids,
+            lists,
+            k,
+        ))
     }
 
     /// For each query row (`queries(range)` gives rows `range` as a
@@ -245,6 +214,45 @@ impl VectorIndex {
         }
         Ok(out)
     }
+}
+
+/// Chunk-level lists (row `i` of a query set owned by `owners[i]`; each
+/// entry a row of a set whose rows belong to `passage_ids`, chunk
+/// `chunk_idx`) folded into passage-level ones: the best chunk pair per
+/// passage pair, the `k` best. Twice `k` chunks are asked per query chunk,
+/// so a windowed neighbour's several chunks cannot crowd out other passages.
+pub(crate) fn per_passage(
+    passage_ids: &[PassageId],
+    chunk_idx: &[u32],
+    owners: &[PassageId],
+    chunk_lists: Vec<Vec<(usize, f32)>>,
+    k: usize,
+) -> HashMap<PassageId, Vec<Neighbour>> {
+    let mut best: HashMap<PassageId, HashMap<PassageId, Neighbour>> = HashMap::new();
+    for (&p, list) in owners.iter().zip(chunk_lists) {
+        let mine = best.entry(p).or_default();
+        for (other, score) in list {
+            let n = Neighbour {
+                passage: passage_ids[other],
+                score,
+                chunk: chunk_idx[other] as usize,
+            };
+            mine.entry(n.passage)
+                .and_modify(|b| {
+                    if score > b.score {
+                        *b = n
+                    }
+                })
+                .or_insert(n);
+        }
+    }
+    best.into_iter()
+        .map(|(p, found)| {
+            let mut list: Vec<Neighbour> = found.into_values().collect();
+            keep_best(&mut list, k, |n| (n.passage, n.score));
+            (p, list)
+        })
+        .collect()
 }
 
 /// Keeps the `k` highest-scoring entries, best first (ties by lower id).

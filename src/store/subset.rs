@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::exact::VectorIndex;
+use super::exact::{per_passage, VectorIndex};
 use super::{Neighbour, PassageId, VectorSet};
 use crate::error::{Error, Result};
 
@@ -123,30 +123,13 @@ impl Subset {
                     .collect())
             })
             .collect::<Result<_>>()?;
-        let mut best: HashMap<PassageId, HashMap<PassageId, Neighbour>> = HashMap::new();
-        for (r, list) in found.into_iter().enumerate() {
-            let mine = best.entry(queries.passage_ids[r]).or_default();
-            for (row, score) in list {
-                let n = Neighbour {
-                    passage: passage_ids[row],
-                    score,
-                    chunk: chunk_idx[row] as usize,
-                };
-                let kept = mine.entry(n.passage).or_insert(n);
-                if score > kept.score {
-                    *kept = n;
-                }
-            }
-        }
-        Ok(best
-            .into_iter()
-            .map(|(p, found)| {
-                let mut list: Vec<Neighbour> = found.into_values().collect();
-                list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
-                list.truncate(k);
-                (p, list)
-            })
-            .collect())
+        Ok(per_passage(
+            passage_ids,
+            chunk_idx,
+            &queries.passage_ids,
+            found,
+            k,
+        ))
     }
 }
 
