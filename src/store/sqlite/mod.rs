@@ -11,6 +11,7 @@
 //! lose the last few committed documents, never corrupt the file.
 
 mod ann;
+mod places;
 mod read;
 mod schema;
 mod search;

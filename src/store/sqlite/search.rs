@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::ann::{self, AnnIndex, Builder};
+use super::places::ChunkPlaces;
 use super::SqliteStore;
 use crate::error::Result;
 use crate::store::exact::VectorIndex;
@@ -198,7 +199,7 @@ impl SqliteStore {
             Searcher::Approx { ann, tail } => {
                 let places = ChunkPlaces::new(self.chunk_places()?);
                 match among {
-                    Some(among) if among_is_small(among.len(), places.chunks_of.len()) => {
+                    Some(among) if among_is_small(among.len(), places.passages()) => {
                         self.neighbours_in_subset(&places, passages, (k, floor), among)
                     }
                     _ => self.approx_neighbours(ann, tail, &places, passages, (k, floor), among),
@@ -218,8 +219,7 @@ impl SqliteStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         let chunks = |ids: &mut dyn Iterator<Item = &PassageId>| -> Vec<ChunkId> {
             let mut c: Vec<ChunkId> = ids
-                .flat_map(|p| places.chunks_of.get(p).into_iter().flatten())
-                .copied()
+                .flat_map(|&p| places.chunks_of(p).iter().copied())
                 .collect();
             c.sort_unstable();
             c.dedup();
@@ -253,15 +253,10 @@ impl SqliteStore {
     ) -> Result<Vec<Vec<Neighbour>>> {
         let covered = ann.header.covered;
         let dim = self.meta.dim;
-        let ChunkPlaces {
-            chunks_of,
-            place_of,
-        } = places;
         // Query vectors the index does not hold (tail chunks) come from SQLite.
         let tail_ids: Vec<ChunkId> = passages
             .iter()
-            .flat_map(|p| chunks_of.get(p).into_iter().flatten())
-            .copied()
+            .flat_map(|&p| places.chunks_of(p).iter().copied())
             .filter(|&c| c > covered)
             .collect();
         let tail_set = self.vectors_of_chunks(&tail_ids)?;
@@ -272,12 +267,13 @@ impl SqliteStore {
             .map(|(i, &c)| (c, tail_set.row(i)))
             .collect();
         let admitted = |q: &PassageId| among.is_none_or(|a| a.contains(q));
+        let candidate_chunks = among.map(|a| places.chunk_set(a.iter()));
         ann.set_expansion(Some(ann::EXPANSION_GRAPH));
         let lists = passages
             .par_iter()
             .map(|&p| {
                 let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
-                let own = chunks_of.get(&p).map(Vec::as_slice).unwrap_or(&[]);
+                let own = places.chunks_of(p);
                 for &c in own {
                     let query = match tail_vectors.get(&c) {
                         Some(v) => v.to_vec(),
@@ -289,7 +285,7 @@ impl SqliteStore {
                     // Twice k chunks, plus the passage's own, so a windowed
                     // neighbour's several chunks cannot crowd out others.
                     let count = 2 * k + own.len();
-                    let found = if among.is_some() {
+                    let found = if let Some(candidates) = &candidate_chunks {
                         // Past its budget (WALK_BUDGET) the walk admits every
                         // node; the results are filtered below all the same.
                         let budget = std::cell::Cell::new(WALK_BUDGET * count);
@@ -298,9 +294,7 @@ impl SqliteStore {
                                 return true;
                             }
                             budget.set(budget.get() - 1);
-                            place_of
-                                .get(&c)
-                                .is_some_and(|&(q, _)| q != p && admitted(&q))
+                            candidates.contains(c) && !own.contains(&c)
                         })?
                     } else {
                         ann.search(&query, count)?
@@ -309,7 +303,7 @@ impl SqliteStore {
                         if score < floor {
                             continue;
                         }
-                        let Some(&(q, idx)) = place_of.get(&other) else {
+                        let Some((q, idx)) = places.place_of(other) else {
                             continue; // removed since the index was written
                         };
                         if q != p && admitted(&q) {
@@ -454,29 +448,6 @@ pub enum IndexUpkeep {
     Built,
     /// The chunks written since were added.
     Extended,
-}
-
-/// Where each stored chunk belongs, read once per neighbour search.
-struct ChunkPlaces {
-    /// Each live passage's chunks.
-    chunks_of: HashMap<PassageId, Vec<ChunkId>>,
-    /// Each chunk's passage and index within it.
-    place_of: HashMap<ChunkId, (PassageId, u32)>,
-}
-
-impl ChunkPlaces {
-    fn new(places: Vec<(ChunkId, PassageId, u32)>) -> Self {
-        let mut chunks_of: HashMap<PassageId, Vec<ChunkId>> = HashMap::new();
-        let mut place_of = HashMap::with_capacity(places.len());
-        for (chunk, passage, idx) in places {
-            chunks_of.entry(passage).or_default().push(chunk);
-            place_of.insert(chunk, (passage, idx));
-        }
-        ChunkPlaces {
-            chunks_of,
-            place_of,
-        }
-    }
 }
 
 fn offer(best: &mut HashMap<PassageId, Neighbour>, passage: PassageId, score: f32, chunk: usize) {
