@@ -121,6 +121,10 @@ fn documents(n: usize) -> Vec<NewDocument> {
                     byte_start: 0,
                     byte_end: text.len(),
                     norm: pareil::corpus::normalize(&text),
+                    traits: Some(pareil::engine::passage_traits(
+                        &text,
+                        &pareil::corpus::normalize(&text),
+                    )),
                     chunks: vec![NewChunk {
                         byte_start: 0,
                         byte_end: text.len(),

@@ -524,6 +524,10 @@ fn build_store(args: &Args, meta: &StoreMeta, n: usize) -> Built {
                 byte_end: byte + text.len(),
                 text: text.clone(),
                 norm: pareil::corpus::normalize(text),
+                traits: Some(pareil::engine::passage_traits(
+                    text,
+                    &pareil::corpus::normalize(text),
+                )),
                 chunks: vec![NewChunk {
                     byte_start: 0,
                     byte_end: text.len(),

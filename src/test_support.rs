@@ -97,6 +97,10 @@ pub fn document(
             byte_end: offset + t.len(),
             text: t.to_string(),
             norm: crate::corpus::normalize(t),
+            traits: Some(crate::engine::passage_traits(
+                t,
+                &crate::corpus::normalize(t),
+            )),
             chunks: vec![NewChunk {
                 byte_start: 0,
                 byte_end: t.len(),

@@ -44,6 +44,14 @@ const LANGUAGES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The guesser's own spelling of a language code stored earlier (`None`
+/// for a code it does not guess). Stored guesses stay valid only while the
+/// stop-word lists do: a change to them must clear the stored ones (a
+/// store migration setting `passages.lang` to NULL).
+pub fn known_language(code: &str) -> Option<&'static str> {
+    LANGUAGES.iter().map(|(l, _)| *l).find(|l| *l == code)
+}
+
 /// Fewest stop-word hits for a guess: short titles stay undecided.
 const MIN_HITS: usize = 3;
 

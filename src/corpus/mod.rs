@@ -20,7 +20,7 @@ pub mod window;
 
 pub use discover::{discover, doc_glob};
 pub use hash::{content_hash, normalized_hash, text_hash};
-pub use language::{document_language, guess_language};
+pub use language::{document_language, guess_language, known_language};
 pub use normalize::{fold_accents, normalize, words};
 pub use paths::{path_of_stored, stored_name};
 pub use read::read_text;

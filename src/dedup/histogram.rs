@@ -49,7 +49,7 @@ pub fn histogram(
 ) -> Result<Vec<Histogram>> {
     let bins = bins.max(1);
     let neighbours = neighbours.map(super::Neighbours::Given);
-    let detection = detect(items, neighbours, th, kinds, 0, true)?;
+    let detection = detect(items, neighbours, Default::default(), th, kinds, 0, true)?;
     Ok(Kind::ALL
         .into_iter()
         .filter(|k| kinds.contains(k))

@@ -9,15 +9,9 @@
 //! when both hold ("A lies inside B" is the more informative statement).
 
 use super::contain::WordIndex;
-use super::{minhash, shingle, BestScores, Context, Kind, Pair};
+use super::sketch::{NearSketch, Stored};
+use super::{shingle, BestScores, Context, Kind, Pair};
 use rayon::prelude::*;
-
-/// Seed of the MinHash permutations (fixed: results are reproducible).
-const MINHASH_SEED: u64 = 0x7061_7265_696c; // "pareil"
-/// The near pre-filter applies only when both passages have at least this
-/// many character shingles (≈ 50 words): below it the one-permutation
-/// estimate is too noisy to discard on, and exact comparison is cheap.
-const PREFILTER_MIN_SHINGLES: usize = 2 * minhash::PERMS;
 
 /// Per-passage lexical preparation, computed once and in parallel. The
 /// folded words themselves are not kept (memory); `near` verification
@@ -30,14 +24,6 @@ pub(super) struct Prep {
     /// Sorted word 3-shingles, for `contained`-eligible passages (else
     /// empty), until [`super::contained::index`] takes them.
     pub word_shingles: Vec<u64>,
-}
-
-/// A passage's MinHash sketch for the `near` stage.
-pub(super) struct NearSketch {
-    pub keys: [u64; minhash::BANDS],
-    /// The signature folded to 16 bits, only for sets large enough for a
-    /// reliable estimate (see [`PREFILTER_MIN_SHINGLES`]).
-    pub compact: Option<Box<[u16; minhash::PERMS]>>,
 }
 
 /// A pair proposed for verification, `first < second` (item indices).
@@ -58,18 +44,21 @@ impl Candidate {
 
 /// Prepares every representative for the requested stages; other passages
 /// get an empty [`Prep`] and are never proposed. The near sketches come
-/// back beside the preparations, to be dropped on their own.
+/// back beside the preparations, to be dropped on their own. A passage's
+/// `stored` sketch (made at ingest, [`super::sketch`]) is taken as it is;
+/// its words are folded only when `contained` needs their shingles.
 pub(super) fn prepare(
     ctx: &Context,
     representative: &[bool],
     want_near: bool,
     want_contained: bool,
+    stored: Vec<Option<Stored>>,
 ) -> (Vec<Prep>, Vec<Option<NearSketch>>) {
     let th = ctx.th;
-    let perms = minhash::Sketcher::new(MINHASH_SEED);
-    (0..ctx.items.len())
+    stored
         .into_par_iter()
-        .map(|i| {
+        .enumerate()
+        .map(|(i, stored)| {
             if !representative[i] {
                 let prep = Prep {
                     nwords: 0,
@@ -78,18 +67,18 @@ pub(super) fn prepare(
                 };
                 return (prep, None);
             }
-            let words = shingle::fold(ctx.items[i].norm);
-            let nwords = words.nwords;
-            let near = (want_near && nwords >= th.min_words_near.max(1)).then(|| {
-                let sh = shingle::char_shingles_unsorted(&words);
-                let sig = perms.signature(&sh);
-                NearSketch {
-                    keys: minhash::band_keys(&sig),
-                    compact: (sh.len() >= PREFILTER_MIN_SHINGLES).then(|| minhash::compact(&sig)),
-                }
+            let norm = ctx.items[i].norm;
+            let mut words = None;
+            let nwords = match &stored {
+                Some(s) => s.nwords,
+                None => words.insert(shingle::fold(norm)).nwords,
+            };
+            let near = (want_near && nwords >= th.min_words_near.max(1)).then(|| match stored {
+                Some(s) => s.near,
+                None => NearSketch::of(words.get_or_insert_with(|| shingle::fold(norm))),
             });
             let word_shingles = if want_contained && nwords >= th.min_words_contained.max(1) {
-                shingle::word_shingles(&words)
+                shingle::word_shingles(words.get_or_insert_with(|| shingle::fold(norm)))
             } else {
                 Vec::new()
             };

@@ -64,6 +64,7 @@ pub mod minhash;
 mod near;
 mod semantic;
 pub mod shingle;
+pub mod sketch;
 #[cfg(test)]
 mod tests;
 
@@ -71,6 +72,7 @@ pub use blocks::{merge_blocks, Finding, Span};
 pub use diff::word_diff;
 pub use group::{group, Group, Member};
 pub use histogram::{histogram, Histogram};
+pub use sketch::Sketches;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -318,7 +320,8 @@ pub fn find_pairs(
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
     let neighbours = neighbours.map(Neighbours::Given);
-    Ok(detect(items, neighbours, th, kinds, 0, false)?.pairs)
+    let sketches = Sketches::default();
+    Ok(detect(items, neighbours, sketches, th, kinds, 0, false)?.pairs)
 }
 
 /// Like [`find_pairs`] but returns (and verifies) only pairs involving at
@@ -333,22 +336,25 @@ pub fn find_pairs_touching(
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
     let neighbours = neighbours.map(Neighbours::Given);
-    Ok(detect(items, neighbours, th, kinds, first_new, false)?.pairs)
+    let sketches = Sketches::default();
+    Ok(detect(items, neighbours, sketches, th, kinds, first_new, false)?.pairs)
 }
 
 /// Like [`find_pairs_touching`], with the neighbour lists fetched by `fetch`
 /// only when the semantic layer is reached, after the lexical stages have
 /// freed their memory: a store's k-NN graph (and the index pages read to
 /// make it) and the lexical sketches and word index are never held at once.
+/// `sketches` are the ones stored at ingest (the rest are computed).
 pub(crate) fn find_pairs_fetching_neighbours<'a>(
     items: &[Item],
     first_new: usize,
     fetch: impl FnOnce() -> Result<Vec<Vec<SemanticNeighbour>>> + 'a,
+    sketches: Sketches,
     th: &Thresholds,
     kinds: &[Kind],
 ) -> Result<Vec<Pair>> {
     let neighbours = Some(Neighbours::Fetch(Box::new(fetch)));
-    Ok(detect(items, neighbours, th, kinds, first_new, false)?.pairs)
+    Ok(detect(items, neighbours, sketches, th, kinds, first_new, false)?.pairs)
 }
 
 /// Where the semantic layer's neighbour lists come from.
@@ -442,6 +448,7 @@ pub(crate) struct Detection {
 pub(crate) fn detect(
     items: &[Item],
     neighbours: Option<Neighbours>,
+    sketches: Sketches,
     th: &Thresholds,
     kinds: &[Kind],
     first_new: usize,
@@ -478,6 +485,7 @@ pub(crate) fn detect(
             &representative,
             want(Kind::Near),
             want(Kind::Contained),
+            sketches.into_slots(n),
         );
         drop(span);
         let mut candidates = Vec::new();

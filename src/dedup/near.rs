@@ -6,7 +6,8 @@
 //! (in [`super::lexical::verify`]). This file owns the banding and the
 //! pre-filter: why the stage never compares all pairs.
 
-use super::lexical::{Candidate, NearSketch};
+use super::lexical::Candidate;
+use super::sketch::NearSketch;
 use super::{minhash, Context};
 use rayon::prelude::*;
 

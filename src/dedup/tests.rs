@@ -441,16 +441,26 @@ fn semantic_from_neighbour_lists_keeps_lexical_kinds() {
     // Lists fetched after the lexical stages give the same pairs; they are
     // not fetched when the semantic kind is not asked for, and bad fetched
     // lists are refused too.
+    // Sketches stored at ingest stand in for computed ones.
     let th = Thresholds::default();
-    let fetched = find_pairs_fetching_neighbours(&items, 0, || Ok(nb.clone()), &th, &Kind::ALL);
+    let mut stored = Sketches::new(items.len());
+    for (i, item) in items.iter().enumerate() {
+        assert!(stored.insert(i, &super::sketch::encode(item.norm)));
+    }
+    let fetched =
+        find_pairs_fetching_neighbours(&items, 0, || Ok(nb.clone()), stored, &th, &Kind::ALL);
     assert_eq!(fetched.unwrap(), pairs);
     let never = || -> crate::error::Result<_> { panic!("fetched without the semantic kind") };
-    let lexical = find_pairs_fetching_neighbours(&items, 0, never, &th, &Kind::LEXICAL).unwrap();
+    let none = Sketches::default();
+    let lexical =
+        find_pairs_fetching_neighbours(&items, 0, never, none, &th, &Kind::LEXICAL).unwrap();
     assert_eq!(
         lexical,
         find_pairs(&items, None, &th, &Kind::LEXICAL).unwrap()
     );
-    let bad_fetch = find_pairs_fetching_neighbours(&items, 0, || Ok(bad.clone()), &th, &Kind::ALL);
+    let none = Sketches::default();
+    let bad_fetch =
+        find_pairs_fetching_neighbours(&items, 0, || Ok(bad.clone()), none, &th, &Kind::ALL);
     assert!(bad_fetch.is_err());
 }
 

@@ -114,6 +114,7 @@ impl Engine {
                 passage: row,
                 norm,
                 order: order as i64,
+                lang: None,
             });
         }
         corpus.inherit_document_languages(0);
@@ -204,5 +205,6 @@ fn checked_row(text: &str) -> DedupRow {
         },
         norm,
         order: i64::MAX,
+        lang: None,
     }
 }

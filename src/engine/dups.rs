@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::Engine;
 use crate::dedup::{
     self, find_pairs_touching, group, merge_blocks, Histogram, Item, Kind, SemanticNeighbour,
-    Thresholds, SEMANTIC_NEIGHBOURS,
+    Sketches, Thresholds, SEMANTIC_NEIGHBOURS,
 };
 use crate::error::Result;
 use crate::store::{DedupRow, Neighbour, PassageRow, Store};
@@ -119,11 +119,13 @@ impl Engine {
         let detect = tracing::info_span!("detect", passages = items.len());
         if !opts.histograms {
             let fetch = || corpus.neighbours(self.store(), opts.thresholds.semantic_floor(), 0);
+            let sketches = corpus.stored_sketches(self.store())?;
             let pairs = detect.in_scope(|| {
                 dedup::find_pairs_fetching_neighbours(
                     &items,
                     0,
                     fetch,
+                    sketches,
                     &opts.thresholds,
                     &opts.kinds,
                 )
@@ -169,6 +171,16 @@ fn as_items(list: Vec<Neighbour>, item_of: &HashMap<i64, usize>) -> Vec<Semantic
         .collect()
 }
 
+/// A passage's language: as guessed at ingest when stored, else guessed now.
+fn language_of(row: &DedupRow) -> Option<&'static str> {
+    match &row.lang {
+        Some(None) => None,
+        Some(Some(code)) => crate::corpus::known_language(code)
+            .or_else(|| crate::corpus::guess_language(&row.passage.text)),
+        None => crate::corpus::guess_language(&row.passage.text),
+    }
+}
+
 /// Bytes of a document's text read for its language guess.
 const DOCUMENT_LANGUAGE_SAMPLE: usize = 4096;
 
@@ -185,12 +197,11 @@ impl Corpus {
     pub fn load(store: &dyn Store) -> Result<Self> {
         let _span = tracing::info_span!("load_passages").entered();
         let rows = store.dedup_rows()?;
-        // The language guesses are most of the load's time: in parallel.
+        // Guesses stored at ingest are read; the others (passages stored by
+        // an older pareil) are most of the load's time: in parallel.
         let langs: Vec<Option<&'static str>> = {
             let _span = tracing::info_span!("guess_languages").entered();
-            rows.par_iter()
-                .map(|r| crate::corpus::guess_language(&r.passage.text))
-                .collect()
+            rows.par_iter().map(language_of).collect()
         };
         let mut corpus = Corpus::empty();
         for (row, lang) in rows.into_iter().zip(langs) {
@@ -256,8 +267,32 @@ impl Corpus {
 
     /// Adds a passage at the end.
     pub fn push(&mut self, row: DedupRow) {
-        let lang = crate::corpus::guess_language(&row.passage.text);
+        let lang = language_of(&row);
         self.push_guessed(row, lang);
+    }
+
+    /// The sketches stored at ingest for this corpus's passages, by item
+    /// (passages stored by an older pareil have none: dedup makes them).
+    pub fn stored_sketches(&self, store: &dyn Store) -> Result<Sketches> {
+        let _span = tracing::info_span!("read_sketches").entered();
+        let item_of = self.item_of();
+        let mut sketches = Sketches::new(self.len());
+        store.for_each_sketch(&mut |passage, bytes| {
+            if let Some(&i) = item_of.get(&passage) {
+                sketches.insert(i, bytes);
+            }
+        })?;
+        tracing::info!(stored = sketches.known(), "sketches");
+        Ok(sketches)
+    }
+
+    /// Each stored passage's item index.
+    fn item_of(&self) -> HashMap<i64, usize> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i))
+            .collect()
     }
 
     /// Adds a passage at the end with its language already guessed.
@@ -333,12 +368,7 @@ impl Corpus {
         from: usize,
     ) -> Result<Vec<Vec<SemanticNeighbour>>> {
         let _span = tracing::info_span!("semantic_neighbours").entered();
-        let item_of: HashMap<i64, usize> = self
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.id, i))
-            .collect();
+        let item_of = self.item_of();
         let mut out = vec![Vec::new(); self.rows.len()];
         let wanted: Vec<usize> = (from..self.rows.len()).collect();
         self.fill_neighbours(store, floor, &wanted, &item_of, &mut out)?;
@@ -514,6 +544,7 @@ impl Corpus {
                 passage,
                 norm,
                 order: order as i64,
+                lang: Some(lang.map(str::to_string)),
             };
             parts.push((row, lang));
         }

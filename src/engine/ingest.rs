@@ -21,8 +21,11 @@ use crate::corpus;
 use crate::dedup::{find_pairs_fetching_neighbours, find_pairs_touching, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
+use rayon::prelude::*;
+
 use crate::store::{
-    DedupRow, DuplicateMark, NewChunk, NewDocument, NewPassage, PassageId, PassageRow, StoreMeta,
+    DedupRow, DuplicateMark, NewChunk, NewDocument, NewPassage, PassageId, PassageRow,
+    PassageTraits, StoreMeta,
 };
 
 /// Sentences of overlap between consecutive windows of an over-long passage.
@@ -256,6 +259,14 @@ impl Engine {
                 }
             }?;
         }
+        if opts.prune {
+            report.removed = self.prune(&state.seen)?;
+        }
+        self.fill_traits(progress)?;
+        // The index first: the report below searches every new passage's
+        // neighbours, exactly (single-threaded, quadratic: 195 s at 119k
+        // real passages) until the index exists.
+        self.store.maintain(&mut |msg| progress.note(msg))?;
         if !report.written.is_empty() {
             // Skip and fail act on lexical duplicates only (found per
             // document above); semantic ones are reported, never skipped.
@@ -266,10 +277,6 @@ impl Engine {
             let found = self.duplicates_touching_run(&report, &opts.thresholds, kinds)?;
             report.duplicates.extend(found);
         }
-        if opts.prune {
-            report.removed = self.prune(&state.seen)?;
-        }
-        self.store.maintain(&mut |msg| progress.note(msg))?;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -616,12 +623,14 @@ impl Engine {
         for p in split.passages {
             let chunks = chunk_passage(model, meta, &p.text, &mut chunk_texts);
             windowed += usize::from(chunks.len() > 1);
+            let norm = corpus::normalize(&p.text);
             passages.push(NewPassage {
                 line_start: p.line_start,
                 line_end: p.line_end,
                 byte_start: p.byte_start,
                 byte_end: p.byte_end,
-                norm: corpus::normalize(&p.text),
+                traits: Some(passage_traits(&p.text, &norm)),
+                norm,
                 text: p.text,
                 chunks,
             });
@@ -729,6 +738,7 @@ impl Engine {
                         passage: row,
                         norm: p.norm.clone(),
                         order,
+                        lang: p.traits.as_ref().map(|t| t.lang.clone()),
                     }),
             );
         }
@@ -819,8 +829,38 @@ impl Engine {
         let (corpus, first_new) = Corpus::load(self.store())?.with_docs_last(&docs);
         let items = corpus.items();
         let fetch = || corpus.neighbours(self.store(), th.semantic_floor(), first_new);
-        let pairs = find_pairs_fetching_neighbours(&items, first_new, fetch, th, kinds)?;
+        let sketches = corpus.stored_sketches(self.store())?;
+        let pairs = find_pairs_fetching_neighbours(&items, first_new, fetch, sketches, th, kinds)?;
         Ok(corpus.report(&items, &pairs, None, Vec::new())?.findings)
+    }
+
+    /// Works out the traits `dups` reads ([`passage_traits`]) for passages
+    /// an older pareil stored without them, a batch at a time; returns how
+    /// many. Once per store: later ingests find none.
+    fn fill_traits(&mut self, progress: &mut dyn Progress) -> Result<usize> {
+        const BATCH: usize = 20_000;
+        let mut after = PassageId::MIN;
+        let mut filled = 0;
+        loop {
+            let batch = self.store.passages_without_traits(after, BATCH)?;
+            let Some(&(last, ..)) = batch.last() else {
+                break;
+            };
+            if filled == 0 {
+                progress.note(
+                    "storing language guesses and lexical sketches for passages \
+                               an older pareil stored (once)",
+                );
+            }
+            let traits: Vec<(PassageId, PassageTraits)> = batch
+                .par_iter()
+                .map(|(id, text, norm)| (*id, passage_traits(text, norm)))
+                .collect();
+            self.store.set_traits(&traits)?;
+            filled += traits.len();
+            after = last;
+        }
+        Ok(filled)
     }
 
     /// Removes stored documents whose files no longer exist (and that this
@@ -910,6 +950,7 @@ fn with_candidate<T>(
         passage: row,
         norm: p.norm.clone(),
         order: i64::MAX,
+        lang: p.traits.as_ref().map(|t| t.lang.clone()),
     }));
     let result = check(corpus, first_new);
     corpus.truncate(first_new);
@@ -917,6 +958,15 @@ fn with_candidate<T>(
         corpus.restore(rows);
     }
     result
+}
+
+/// What `dups` needs of a passage, worked out once at ingest and stored
+/// beside it: its language guess and lexical sketch.
+pub fn passage_traits(text: &str, norm: &str) -> PassageTraits {
+    PassageTraits {
+        lang: corpus::guess_language(text).map(str::to_string),
+        sketch: crate::dedup::sketch::encode(norm),
+    }
 }
 
 /// Reads a source's bytes, and a file's modification time.

@@ -21,7 +21,8 @@ pub use check::{CheckMatch, CheckRequest, CheckResult, CHECK_CANDIDATES, MAX_CHE
 pub use documents::find_document;
 pub use dups::{DuplicateFinding, DuplicateGroup, DuplicateMember, DupsOptions, DupsReport, Place};
 pub use ingest::{
-    stream_name, IngestOptions, IngestReport, Input, NoProgress, OnDuplicate, Progress, STDIN_NAME,
+    passage_traits, stream_name, IngestOptions, IngestReport, Input, NoProgress, OnDuplicate,
+    Progress, STDIN_NAME,
 };
 pub use similar::{
     parse_place, Hit, Location, Query, ResolvedQuery, SimilarOptions, SimilarRequest,

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use crate::error::{Error, Result};
 use crate::store::{
     DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
-    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    PassageId, PassageRow, PassageTraits, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 use crate::test_support::{self, document, key_of, unit, vector_for};
 
@@ -38,7 +38,7 @@ macro_rules! store_conformance_tests {
             neighbours_among_a_few_candidates_are_the_nearest,
             passage_vector_is_the_mean_of_chunks,
             duplicate_references_and_restoring_them, dedup_rows_in_ingest_order,
-            search_follows_writes, generation_counts_writes, stats_count);
+            passage_traits_are_kept_for_dups, search_follows_writes, generation_counts_writes, stats_count);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(
@@ -109,6 +109,20 @@ impl Store for Maintained {
     }
     fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
         self.0.dedup_rows()
+    }
+    fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
+        self.0.for_each_sketch(visit)
+    }
+    fn passages_without_traits(
+        &self,
+        after: PassageId,
+        limit: usize,
+    ) -> Result<Vec<(PassageId, String, String)>> {
+        self.0.passages_without_traits(after, limit)
+    }
+    fn set_traits(&mut self, traits: &[(PassageId, PassageTraits)]) -> Result<()> {
+        let out = self.0.set_traits(traits);
+        self.upkeep(out)
     }
     fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
         self.0.cached_embeddings(keys)
@@ -601,6 +615,60 @@ pub fn dedup_rows_in_ingest_order(s: &mut dyn Store) {
         "the stored norm"
     );
     assert!(rows[0].order < rows[2].order);
+}
+
+pub fn passage_traits_are_kept_for_dups(s: &mut dyn Store) {
+    let english = "This is the text of a passage, and it is in English for the test.";
+    let mut a = doc("a.txt", &[english, "zz"]);
+    a.passages[1].traits = Some(PassageTraits {
+        lang: None,
+        sketch: vec![1, 0, 255],
+    });
+    s.replace_document(&a).unwrap();
+    let mut b = doc("b.txt", &["written by an older pareil"]);
+    b.passages[0].traits = None;
+    s.replace_document(&b).unwrap();
+
+    let rows = s.dedup_rows().unwrap();
+    let langs: Vec<_> = rows.iter().map(|r| r.lang.clone()).collect();
+    assert_eq!(langs, [Some(Some("en".to_string())), Some(None), None]);
+    let mut sketches = HashMap::new();
+    s.for_each_sketch(&mut |id, bytes| {
+        assert!(sketches.insert(id, bytes.to_vec()).is_none(), "once each");
+    })
+    .unwrap();
+    let expected = a.passages[0].traits.as_ref().unwrap();
+    assert_eq!(sketches.len(), 2, "the passage without traits has none");
+    assert_eq!(sketches[&rows[0].passage.id], expected.sketch);
+    assert_eq!(sketches[&rows[1].passage.id], [1, 0, 255]);
+    // Traits worked out later for the passage stored without them.
+    let old = rows[2].passage.id;
+    let missing = s.passages_without_traits(PassageId::MIN, 10).unwrap();
+    let norm = crate::corpus::normalize("written by an older pareil");
+    assert_eq!(missing, [(old, "written by an older pareil".into(), norm)]);
+    assert_eq!(s.passages_without_traits(old, 10).unwrap(), []);
+    let later = PassageTraits {
+        lang: Some("de".into()),
+        sketch: vec![7; 3],
+    };
+    s.set_traits(&[(old, later), (old + 1000, PassageTraits::default())])
+        .unwrap();
+    assert_eq!(s.passages_without_traits(PassageId::MIN, 10).unwrap(), []);
+    assert_eq!(s.dedup_rows().unwrap()[2].lang, Some(Some("de".into())));
+    let mut seen = None;
+    s.for_each_sketch(&mut |id, bytes| {
+        if id == old {
+            seen = Some(bytes.to_vec());
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, Some(vec![7; 3]));
+    // A removed document's sketches go with it.
+    s.remove_document("b.txt").unwrap();
+    s.remove_document("a.txt").unwrap();
+    let mut left = 0;
+    s.for_each_sketch(&mut |_, _| left += 1).unwrap();
+    assert_eq!(left, 0);
 }
 
 pub fn search_follows_writes(s: &mut dyn Store) {

@@ -32,7 +32,8 @@ pub use postgres::{is_postgres_url, PostgresStore};
 pub use sqlite::{SqliteStore, ANN_MIN_CHUNKS, APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
     ChunkId, DedupRow, DocumentId, DocumentRow, DuplicateMark, NewChunk, NewDocument, NewPassage,
-    PassageId, PassageRow, ReplaceOutcome, SearchIndexStats, Stats, StoreMeta, VectorSet,
+    PassageId, PassageRow, PassageTraits, ReplaceOutcome, SearchIndexStats, Stats, StoreMeta,
+    VectorSet,
 };
 
 use crate::error::Result;
@@ -188,6 +189,20 @@ pub trait Store: Send {
     /// Every passage's dedup record (stored normalised text, no passage
     /// text), in ingest order: by document `ingest_order`, then index.
     fn dedup_rows(&self) -> Result<Vec<DedupRow>>;
+    /// Calls `visit` with each passage's stored sketch
+    /// ([`PassageTraits::sketch`]; passages stored without one are skipped),
+    /// in no particular order, streaming: a million are 450 MB.
+    fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()>;
+    /// Up to `limit` passages stored without traits (by an older pareil),
+    /// with ids above `after`, lowest first: `(id, text, normalised text)`.
+    fn passages_without_traits(
+        &self,
+        after: PassageId,
+        limit: usize,
+    ) -> Result<Vec<(PassageId, String, String)>>;
+    /// Records traits worked out after the passages were stored (ids of
+    /// passages since removed are passed over).
+    fn set_traits(&mut self, traits: &[(PassageId, PassageTraits)]) -> Result<()>;
 
     /// Vectors already stored for any of `keys`; missing keys are absent.
     fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>>;

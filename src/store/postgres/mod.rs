@@ -29,7 +29,7 @@ use postgres::{Client, NoTls};
 use crate::error::{Error, Result};
 use crate::store::{
     DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
-    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    PassageId, PassageRow, PassageTraits, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 
 pub use schema::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
@@ -144,6 +144,8 @@ pub struct PostgresStore {
     url: String,
     meta: StoreMeta,
     read_only: bool,
+    /// Schema version 2 or later: passages carry `lang` and `sketch`.
+    has_traits: bool,
     /// `--exact`: rank every chunk (a sequential scan) instead of walking
     /// the HNSW index.
     exact_search: bool,
@@ -187,7 +189,10 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&CREATE_LOCK])?;
         match schema::classify(&mut tx)? {
             schema::DatabaseKind::Blank => schema::initialise(&mut tx, meta)?,
-            schema::DatabaseKind::Pareil { version } => schema::check_version(&location, version)?,
+            schema::DatabaseKind::Pareil { version } => {
+                schema::check_version(&location, version)?;
+                schema::migrate(&mut tx, version)?;
+            }
             schema::DatabaseKind::Foreign { tables } => {
                 return Err(schema::foreign_error(&location, &tables))
             }
@@ -200,6 +205,7 @@ impl PostgresStore {
             url: url.to_string(),
             meta: stored,
             read_only: false,
+            has_traits: true,
             exact_search: false,
         };
         store.check_meta(meta)?;
@@ -211,8 +217,8 @@ impl PostgresStore {
     pub fn open_existing(url: &str, read_only: bool) -> Result<PostgresStore> {
         let location = redact(url);
         let mut client = connect(url, &location)?;
-        match schema::classify(&mut client)? {
-            schema::DatabaseKind::Pareil { version } => schema::check_version(&location, version)?,
+        let version = match schema::classify(&mut client)? {
+            schema::DatabaseKind::Pareil { version } => version,
             schema::DatabaseKind::Blank => {
                 return Err(Error::NotFound(format!(
                     "no pareil store in {location}\n  fix: run `pareil ingest --db {location} \
@@ -222,9 +228,17 @@ impl PostgresStore {
             schema::DatabaseKind::Foreign { tables } => {
                 return Err(schema::foreign_error(&location, &tables))
             }
-        }
+        };
+        schema::check_version(&location, version)?;
         if read_only {
             client.batch_execute("SET default_transaction_read_only = on")?;
+        } else if version < schema::SCHEMA_VERSION {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&CREATE_LOCK])?;
+            if let schema::DatabaseKind::Pareil { version } = schema::classify(&mut tx)? {
+                schema::migrate(&mut tx, version)?;
+            }
+            tx.commit()?;
         }
         let meta = schema::read_meta(&mut client, &location)?;
         Ok(PostgresStore {
@@ -233,6 +247,8 @@ impl PostgresStore {
             url: url.to_string(),
             meta,
             read_only,
+            // Migrated above unless read-only.
+            has_traits: !read_only || version >= schema::TRAITS_VERSION,
             exact_search: false,
         })
     }
@@ -336,6 +352,19 @@ impl Store for PostgresStore {
     }
     fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
         self.read_dedup_rows()
+    }
+    fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
+        self.read_sketches(visit)
+    }
+    fn passages_without_traits(
+        &self,
+        after: PassageId,
+        limit: usize,
+    ) -> Result<Vec<(PassageId, String, String)>> {
+        self.read_passages_without_traits(after, limit)
+    }
+    fn set_traits(&mut self, traits: &[(PassageId, PassageTraits)]) -> Result<()> {
+        self.write_traits(traits)
     }
     fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
         self.read_cached_embeddings(keys)

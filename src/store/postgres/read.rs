@@ -105,8 +105,14 @@ impl PostgresStore {
     }
 
     pub(super) fn read_dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        // A store still at schema 1 (opened read-only) has no traits.
+        let traits = if self.has_traits {
+            "p.sketch IS NOT NULL, p.lang"
+        } else {
+            "false, NULL::text"
+        };
         let sql = format!(
-            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order FROM passages p \
+            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
              JOIN documents d ON d.id = p.doc_id ORDER BY d.ingest_order, p.idx"
         );
         Ok(self
@@ -117,8 +123,53 @@ impl PostgresStore {
                 passage: passage_row(r),
                 norm: r.get(14),
                 order: r.get(15),
+                lang: r.get::<_, bool>(16).then(|| r.get(17)),
             })
             .collect())
+    }
+
+    pub(super) fn read_passages_without_traits(
+        &self,
+        after: PassageId,
+        limit: usize,
+    ) -> Result<Vec<(PassageId, String, String)>> {
+        if !self.has_traits {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .db()
+            .query(
+                "SELECT id, text, norm FROM passages WHERE id > $1 AND sketch IS NULL \
+                 ORDER BY id LIMIT $2",
+                &[&after, &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Every stored sketch, fetched through a portal a batch at a time so
+    /// that a million of them are never held at once.
+    pub(super) fn read_sketches(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
+        const BATCH: i32 = 10_000;
+        if !self.has_traits {
+            return Ok(());
+        }
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let portal = tx.bind(
+            "SELECT id, sketch FROM passages WHERE sketch IS NOT NULL",
+            &[],
+        )?;
+        loop {
+            let rows = tx.query_portal(&portal, BATCH)?;
+            for r in &rows {
+                visit(r.get(0), r.get(1));
+            }
+            if rows.len() < BATCH as usize {
+                return Ok(());
+            }
+        }
     }
 
     pub(super) fn read_cached_embeddings(

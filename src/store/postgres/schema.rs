@@ -17,8 +17,22 @@ use crate::store::types::StoreMeta;
 /// `pareil_meta.schema_version` written by this build; a database with a
 /// higher number was made by a newer pareil and is refused.
 ///
-/// History: 1 — first PostgreSQL schema.
-pub const SCHEMA_VERSION: i64 = 1;
+/// History: 1 — first PostgreSQL schema. 2 — `passages.lang` and
+/// `passages.sketch` (as SQLite's format 4: what ingest works out for
+/// `dups`, NULL for passages stored before).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The first version whose passages carry `lang` and `sketch`.
+pub const TRAITS_VERSION: i64 = 2;
+
+/// Migration steps: the SQL that takes a store from version `to - 1` to
+/// `to`. Steps only add, so a store at an older version still reads (the
+/// reads that need a newer column check the version).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE passages ADD COLUMN IF NOT EXISTS lang text;
+     ALTER TABLE passages ADD COLUMN IF NOT EXISTS sketch bytea;",
+)];
 
 /// The tables this store owns, in dependency order. A database holding a
 /// table of one of these names without `pareil_meta` is some other program's.
@@ -158,7 +172,9 @@ pub fn initialise(db: &mut impl GenericClient, meta: &StoreMeta) -> Result<()> {
     db.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
     db.batch_execute(&ddl(meta.dim))?;
     let dim = meta.dim.to_string();
-    let version = SCHEMA_VERSION.to_string();
+    // A new store is version 1 plus every migration: one path to each
+    // version, so a migrated store and a new one cannot differ.
+    let version = "1".to_string();
     let store_id = crate::store::sha256_hex(
         format!("{:?}{:?}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
     );
@@ -184,6 +200,20 @@ pub fn initialise(db: &mut impl GenericClient, meta: &StoreMeta) -> Result<()> {
          VALUES ('created_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))",
         &[],
     )?;
+    migrate(db, 1)
+}
+
+/// Applies the migration steps after `from` and records the new version.
+/// Runs inside the caller's transaction (holding the creation lock), so a
+/// crash leaves the old version.
+pub fn migrate(db: &mut impl GenericClient, from: i64) -> Result<()> {
+    for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > from) {
+        db.batch_execute(sql)?;
+        db.execute(
+            "UPDATE pareil_meta SET value = $1 WHERE key = 'schema_version'",
+            &[&to.to_string()],
+        )?;
+    }
     Ok(())
 }
 

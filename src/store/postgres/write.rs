@@ -11,7 +11,7 @@ use super::PostgresStore;
 use crate::error::{Error, Result};
 use crate::store::sha256_hex;
 use crate::store::types::{
-    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, ReplaceOutcome,
+    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, PassageTraits, ReplaceOutcome,
 };
 
 /// SQL for "now" in the format of `documents.ingested_at`.
@@ -117,6 +117,24 @@ impl PostgresStore {
         )?;
         tx.commit()?;
         Ok(n as usize)
+    }
+
+    /// Records traits worked out later, in one statement per batch.
+    pub(super) fn write_traits(&mut self, traits: &[(PassageId, PassageTraits)]) -> Result<()> {
+        self.writable()?;
+        let ids: Vec<PassageId> = traits.iter().map(|(id, _)| *id).collect();
+        let langs: Vec<Option<&str>> = traits.iter().map(|(_, t)| t.lang.as_deref()).collect();
+        let sketches: Vec<&[u8]> = traits.iter().map(|(_, t)| &t.sketch[..]).collect();
+        let mut db = self.db();
+        let mut tx = begin(&mut db)?;
+        tx.execute(
+            "UPDATE passages p SET lang = t.lang, sketch = t.sketch \
+             FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS t(id, lang, sketch) \
+             WHERE p.id = t.id",
+            &[&ids, &langs, &sketches],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     pub(super) fn write_duplicates(&mut self, marks: &[DuplicateMark]) -> Result<()> {
@@ -268,9 +286,10 @@ fn insert_passages(
     };
     let rows = tx.query(
         "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
-         text, norm, norm_hash) \
+         text, norm, norm_hash, lang, sketch) \
          SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], \
-         $6::bigint[], $7::text[], $8::text[], $9::text[]) RETURNING id, idx",
+         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[]) \
+         RETURNING id, idx",
         &[
             &doc_id,
             &(0..ps.len() as i32).collect::<Vec<i32>>(),
@@ -282,6 +301,12 @@ fn insert_passages(
             &ps.iter().map(|p| p.norm.as_str()).collect::<Vec<_>>(),
             &ps.iter()
                 .map(|p| sha256_hex(p.norm.as_bytes()))
+                .collect::<Vec<_>>(),
+            &ps.iter()
+                .map(|p| p.traits.as_ref().and_then(|t| t.lang.as_deref()))
+                .collect::<Vec<_>>(),
+            &ps.iter()
+                .map(|p| p.traits.as_ref().map(|t| &t.sketch[..]))
                 .collect::<Vec<_>>(),
         ],
     )?;

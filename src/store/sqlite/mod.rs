@@ -32,7 +32,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::store::{
     DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
-    PassageId, PassageRow, ReplaceOutcome, Stats, Store, StoreMeta,
+    PassageId, PassageRow, PassageTraits, ReplaceOutcome, Stats, Store, StoreMeta,
 };
 pub use schema::{APPLICATION_ID, OLDEST_SUPPORTED_VERSION, SCHEMA_VERSION};
 use search::Searcher;
@@ -306,6 +306,19 @@ impl Store for SqliteStore {
     }
     fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
         SqliteStore::dedup_rows(self)
+    }
+    fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
+        SqliteStore::for_each_sketch(self, visit)
+    }
+    fn passages_without_traits(
+        &self,
+        after: PassageId,
+        limit: usize,
+    ) -> Result<Vec<(PassageId, String, String)>> {
+        SqliteStore::passages_without_traits(self, after, limit)
+    }
+    fn set_traits(&mut self, traits: &[(PassageId, PassageTraits)]) -> Result<()> {
+        SqliteStore::set_traits(self, traits)
     }
     fn cached_embeddings(&self, keys: &[String]) -> Result<HashMap<String, Vec<f32>>> {
         SqliteStore::cached_embeddings(self, keys)

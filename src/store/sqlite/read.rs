@@ -320,8 +320,14 @@ impl SqliteStore {
     /// Every passage with its stored normalised text, ordered by first sight
     /// (document ingest order, then passage index).
     pub fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        // A store still in an older format (opened read-only) has no traits.
+        let traits = if self.has_traits()? {
+            "p.sketch IS NOT NULL, p.lang"
+        } else {
+            "0, NULL"
+        };
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order FROM passages p \
+            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
              JOIN documents d ON d.id = p.doc_id ORDER BY d.ingest_order, p.idx"
         ))?;
         let rows = stmt
@@ -330,10 +336,59 @@ impl SqliteStore {
                     passage: passage_row(r)?,
                     norm: r.get(14)?,
                     order: r.get(15)?,
+                    lang: r.get::<_, bool>(16)?.then(|| r.get(17)).transpose()?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Calls `visit` with every passage's stored sketch (those stored since
+    /// format 4), in no particular order.
+    pub fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
+        if !self.has_traits()? {
+            return Ok(());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, sketch FROM passages WHERE sketch IS NOT NULL")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            if let rusqlite::types::ValueRef::Blob(sketch) = r.get_ref(1)? {
+                visit(r.get(0)?, sketch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Passages stored without traits, after `after` by id (none in a store
+    /// still in an older format, opened read-only: nothing could be set).
+    pub fn passages_without_traits(
+        &self,
+        after: PassageId,
+        limit: usize,
+    ) -> Result<Vec<(PassageId, String, String)>> {
+        if !self.has_traits()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, text, norm FROM passages WHERE id > ?1 AND sketch IS NULL \
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(rusqlite::params![after, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Whether passages carry `lang` and `sketch` (format 4 on).
+    fn has_traits(&self) -> Result<bool> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok(version >= super::schema::TRAITS_VERSION)
     }
 
     /// Counts, file size and the recorded model.

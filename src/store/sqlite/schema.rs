@@ -26,8 +26,12 @@ pub const APPLICATION_ID: i32 = 0x5041_524C;
 /// 3 — vectors written as f16 (half the size; older f32 rows stay readable:
 /// a blob's length says which) and `meta.store_id`, a random id that ties the
 /// approximate index file beside the store to this store and no copy of
-/// another.
-pub const SCHEMA_VERSION: i64 = 3;
+/// another. 4 — `passages.lang` and `passages.sketch`: the language guess
+/// and lexical sketch ingest works out for `dups` ([`PassageTraits`],
+/// NULL for passages stored before).
+///
+/// [`PassageTraits`]: crate::store::types::PassageTraits
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest format this build opens. Older stores are refused with a fix;
 /// stores from this version up to [`SCHEMA_VERSION`] are read as they are and
@@ -47,7 +51,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));",
     ),
+    (
+        4,
+        "ALTER TABLE passages ADD COLUMN lang TEXT;
+         ALTER TABLE passages ADD COLUMN sketch BLOB;",
+    ),
 ];
+
+/// The first version whose passages carry `lang` and `sketch`.
+pub const TRAITS_VERSION: i64 = 4;
 
 /// First 16 bytes of every SQLite 3 database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";

@@ -11,7 +11,7 @@ use super::SqliteStore;
 use crate::error::{Error, Result};
 use crate::store::sha256_hex;
 use crate::store::types::{
-    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, ReplaceOutcome,
+    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, PassageTraits, ReplaceOutcome,
 };
 
 // Offsets, counts and sizes are written `as i64`: the crate is built without
@@ -196,6 +196,20 @@ impl SqliteStore {
     }
 
     /// Writes many duplicate marks in one transaction; all or none.
+    /// Records traits worked out for passages stored without them.
+    pub fn set_traits(&mut self, traits: &[(PassageId, PassageTraits)]) -> Result<()> {
+        let tx = self.begin()?;
+        {
+            let mut update =
+                tx.prepare_cached("UPDATE passages SET lang = ?2, sketch = ?3 WHERE id = ?1")?;
+            for (id, t) in traits {
+                update.execute(params![id, t.lang, t.sketch])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn set_duplicates(&mut self, marks: &[DuplicateMark]) -> Result<()> {
         let tx = self.begin()?;
         {
@@ -347,7 +361,8 @@ fn insert_passages(
 ) -> Result<(Vec<PassageId>, usize)> {
     let mut insert_passage = tx.prepare_cached(
         "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
-         text, norm, norm_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         text, norm, norm_hash, lang, sketch) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let mut emb_ids = EmbeddingIds::new(tx)?;
     let mut passage_ids = Vec::with_capacity(doc.passages.len());
@@ -363,6 +378,8 @@ fn insert_passages(
             p.text,
             p.norm,
             sha256_hex(p.norm.as_bytes()),
+            p.traits.as_ref().and_then(|t| t.lang.as_deref()),
+            p.traits.as_ref().map(|t| &t.sketch[..]),
         ])?;
         let passage_id = tx.last_insert_rowid();
         passage_ids.push(passage_id);
