@@ -119,7 +119,7 @@ impl Engine {
         let detect = tracing::info_span!("detect", passages = items.len());
         if !opts.histograms {
             let fetch = || corpus.neighbours(self.store(), opts.thresholds.semantic_floor(), 0);
-            let sketches = corpus.stored_sketches(self.store())?;
+            let sketches = corpus.stored_sketches(self.store(), &opts.kinds)?;
             let pairs = detect.in_scope(|| {
                 dedup::find_pairs_fetching_neighbours(
                     &items,
@@ -272,8 +272,12 @@ impl Corpus {
     }
 
     /// The sketches stored at ingest for this corpus's passages, by item
-    /// (passages stored by an older pareil have none: dedup makes them).
-    pub fn stored_sketches(&self, store: &dyn Store) -> Result<Sketches> {
+    /// (passages stored by an older pareil have none: dedup makes them);
+    /// none read when no lexical stage that uses them runs.
+    pub fn stored_sketches(&self, store: &dyn Store, kinds: &[Kind]) -> Result<Sketches> {
+        if !kinds.contains(&Kind::Near) && !kinds.contains(&Kind::Contained) {
+            return Ok(Sketches::default());
+        }
         let _span = tracing::info_span!("read_sketches").entered();
         let item_of = self.item_of();
         let mut sketches = Sketches::new(self.len());

@@ -829,7 +829,7 @@ impl Engine {
         let (corpus, first_new) = Corpus::load(self.store())?.with_docs_last(&docs);
         let items = corpus.items();
         let fetch = || corpus.neighbours(self.store(), th.semantic_floor(), first_new);
-        let sketches = corpus.stored_sketches(self.store())?;
+        let sketches = corpus.stored_sketches(self.store(), kinds)?;
         let pairs = find_pairs_fetching_neighbours(&items, first_new, fetch, sketches, th, kinds)?;
         Ok(corpus.report(&items, &pairs, None, Vec::new())?.findings)
     }
@@ -837,8 +837,16 @@ impl Engine {
     /// Works out the traits `dups` reads ([`passage_traits`]) for passages
     /// an older pareil stored without them, a batch at a time; returns how
     /// many. Once per store: later ingests find none.
+    ///
+    /// Done once: a meta key records that every passage has them (every
+    /// write since stores them, and an older pareil refuses this format),
+    /// so later ingests do not scan the store for none.
     fn fill_traits(&mut self, progress: &mut dyn Progress) -> Result<usize> {
         const BATCH: usize = 20_000;
+        const COMPLETE: &str = "passage_traits_complete";
+        if self.store.meta_value(COMPLETE)?.is_some() {
+            return Ok(0);
+        }
         let mut after = PassageId::MIN;
         let mut filled = 0;
         loop {
@@ -860,6 +868,7 @@ impl Engine {
             filled += traits.len();
             after = last;
         }
+        self.store.set_meta_value(COMPLETE, "1")?;
         Ok(filled)
     }
 

@@ -126,6 +126,14 @@ fn version_3_store_without_traits_is_read_and_gets_them_from_the_next_ingest() {
     let mut sketches = 0;
     store.for_each_sketch(&mut |_, _| sketches += 1).unwrap();
     assert_eq!(sketches, 7);
+    assert_eq!(
+        store
+            .meta_value("passage_traits_complete")
+            .unwrap()
+            .as_deref(),
+        Some("1"),
+        "later ingests need not look for passages without them"
+    );
     drop(store);
 
     // Stored or worked out, the findings are the same.
