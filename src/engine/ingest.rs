@@ -15,14 +15,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::dups::{Corpus, DuplicateFinding};
 use super::{embedding_key, Engine};
 use crate::corpus;
 use crate::dedup::{find_pairs_fetching_neighbours, find_pairs_touching, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
-use rayon::prelude::*;
-
 use crate::store::{
     DedupRow, DuplicateMark, NewChunk, NewDocument, NewPassage, PassageId, PassageRow,
     PassageTraits, StoreMeta,
@@ -734,12 +734,7 @@ impl Engine {
             };
             corpus.push_document(
                 doc.rows(outcome.doc_id, &outcome.passage_ids)
-                    .map(|(row, p)| DedupRow {
-                        passage: row,
-                        norm: p.norm.clone(),
-                        order,
-                        lang: p.traits.as_ref().map(|t| t.lang.clone()),
-                    }),
+                    .map(|(row, p)| dedup_row(row, p, order)),
             );
         }
         for id in outcome.unlinked_duplicates {
@@ -836,11 +831,9 @@ impl Engine {
 
     /// Works out the traits `dups` reads ([`passage_traits`]) for passages
     /// an older pareil stored without them, a batch at a time; returns how
-    /// many. Once per store: later ingests find none.
-    ///
-    /// Done once: a meta key records that every passage has them (every
-    /// write since stores them, and an older pareil refuses this format),
-    /// so later ingests do not scan the store for none.
+    /// many. Once per store: a meta key records that every passage has them
+    /// (every write since stores them, and an older pareil refuses this
+    /// format), so later ingests do not scan the store for none.
     fn fill_traits(&mut self, progress: &mut dyn Progress) -> Result<usize> {
         const BATCH: usize = 20_000;
         const COMPLETE: &str = "passage_traits_complete";
@@ -955,18 +948,27 @@ fn with_candidate<T>(
     // them) but must not be compared: move them out for the check.
     let saved = old.map(|id| corpus.take_document(id));
     let first_new = corpus.len();
-    corpus.push_document(doc.rows(NEW_DOC, &[]).map(|(row, p)| DedupRow {
-        passage: row,
-        norm: p.norm.clone(),
-        order: i64::MAX,
-        lang: p.traits.as_ref().map(|t| t.lang.clone()),
-    }));
+    corpus.push_document(
+        doc.rows(NEW_DOC, &[])
+            .map(|(row, p)| dedup_row(row, p, i64::MAX)),
+    );
     let result = check(corpus, first_new);
     corpus.truncate(first_new);
     if let Some(rows) = saved {
         corpus.restore(rows);
     }
     result
+}
+
+/// A passage about to be written as the dedup record a stored one would
+/// give (`DedupRow`), in ingest order `order`.
+fn dedup_row(passage: PassageRow, p: &NewPassage, order: i64) -> DedupRow {
+    DedupRow {
+        passage,
+        norm: p.norm.clone(),
+        order,
+        lang: p.traits.as_ref().map(|t| t.lang.clone()),
+    }
 }
 
 /// What `dups` needs of a passage, worked out once at ingest and stored
