@@ -268,7 +268,10 @@ impl SqliteStore {
             .collect();
         let admitted = |q: &PassageId| among.is_none_or(|a| a.contains(q));
         let candidate_chunks = among.map(|a| places.chunk_set(a.iter()));
-        ann.set_expansion(Some(ann::EXPANSION_GRAPH));
+        ann.set_expansion(Some(match among {
+            Some(_) => ann::EXPANSION_WALK,
+            None => ann::EXPANSION_GRAPH,
+        }));
         let lists = passages
             .par_iter()
             .map(|&p| {
