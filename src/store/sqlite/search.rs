@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::ann::{self, AnnIndex, Builder};
-use super::places::ChunkPlaces;
+use super::places::{ChunkPlaces, ChunkSet};
 use super::SqliteStore;
 use crate::error::Result;
 use crate::store::exact::VectorIndex;
@@ -252,7 +252,6 @@ impl SqliteStore {
         among: Option<&HashSet<PassageId>>,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let covered = ann.header.covered;
-        let dim = self.meta.dim;
         // Query vectors the index does not hold (tail chunks) come from SQLite.
         let tail_ids: Vec<ChunkId> = passages
             .iter()
@@ -266,73 +265,24 @@ impl SqliteStore {
             .enumerate()
             .map(|(i, &c)| (c, tail_set.row(i)))
             .collect();
-        let admitted = |q: &PassageId| among.is_none_or(|a| a.contains(q));
-        let candidate_chunks = among.map(|a| places.chunk_set(a.iter()));
+        let walk = Walk {
+            ann,
+            tail,
+            places,
+            tail_vectors,
+            among,
+            candidate_chunks: among.map(|a| places.chunk_set(a.iter())),
+            k,
+            floor,
+            dim: self.meta.dim,
+        };
         ann.set_expansion(Some(match among {
             Some(_) => ann::EXPANSION_WALK,
             None => ann::EXPANSION_GRAPH,
         }));
         let lists = passages
             .par_iter()
-            .map(|&p| {
-                let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
-                let own = places.chunks_of(p);
-                for &c in own {
-                    let query = match tail_vectors.get(&c) {
-                        Some(v) => v.to_vec(),
-                        None => match ann.vector(c, dim) {
-                            Some(v) => v,
-                            None => continue,
-                        },
-                    };
-                    // Twice k chunks, plus the passage's own, so a windowed
-                    // neighbour's several chunks cannot crowd out others.
-                    let count = 2 * k + own.len();
-                    let found = if let Some(candidates) = &candidate_chunks {
-                        // Past its budget (WALK_BUDGET) the walk admits every
-                        // node; the results are filtered below all the same.
-                        let budget = std::cell::Cell::new(WALK_BUDGET * count);
-                        ann.search_where(&query, count, |c| {
-                            if budget.get() == 0 {
-                                return true;
-                            }
-                            budget.set(budget.get() - 1);
-                            candidates.contains(c) && !own.contains(&c)
-                        })?
-                    } else {
-                        ann.search(&query, count)?
-                    };
-                    for (other, score) in found {
-                        if score < floor {
-                            continue;
-                        }
-                        let Some((q, idx)) = places.place_of(other) else {
-                            continue; // removed since the index was written
-                        };
-                        if q != p && admitted(&q) {
-                            offer(&mut best, q, score, idx as usize);
-                        }
-                    }
-                    let not_me = Filter {
-                        exclude_passages: [p].into_iter().collect(),
-                        min_score: Some(floor),
-                        ..Filter::default()
-                    };
-                    // The tail is small: filtered after an exact search of all of it.
-                    let want = if among.is_some() { usize::MAX } else { k };
-                    let tail_found = tail.nearest(&query, want, &not_me)?;
-                    for n in tail_found
-                        .into_iter()
-                        .filter(|n| admitted(&n.passage))
-                        .take(k)
-                    {
-                        offer(&mut best, n.passage, n.score, n.chunk);
-                    }
-                }
-                let mut list: Vec<Neighbour> = best.into_values().collect();
-                keep_best(&mut list, k);
-                Ok(list)
-            })
+            .map(|&p| walk.neighbours_of(p))
             .collect();
         ann.set_expansion(None);
         lists
@@ -451,6 +401,125 @@ pub enum IndexUpkeep {
     Built,
     /// The chunks written since were added.
     Extended,
+}
+
+/// What each passage's search in [`SqliteStore::approx_neighbours`] reads.
+struct Walk<'a> {
+    ann: &'a AnnIndex,
+    tail: &'a VectorIndex,
+    places: &'a ChunkPlaces,
+    /// Query vectors of the chunks the index does not hold (read from SQLite).
+    tail_vectors: HashMap<ChunkId, &'a [f32]>,
+    among: Option<&'a HashSet<PassageId>>,
+    candidate_chunks: Option<ChunkSet>,
+    k: usize,
+    floor: f32,
+    dim: usize,
+}
+
+impl Walk<'_> {
+    fn admitted(&self, q: &PassageId) -> bool {
+        self.among.is_none_or(|a| a.contains(q))
+    }
+
+    /// Passage `p`'s list: for each of its chunks, the nearest chunks of
+    /// the index and of the tail, the best chunk pair per passage.
+    fn neighbours_of(&self, p: PassageId) -> Result<Vec<Neighbour>> {
+        let mut best: HashMap<PassageId, Neighbour> = HashMap::new();
+        let own = self.places.chunks_of(p);
+        for &c in own {
+            let query = match self.tail_vectors.get(&c) {
+                Some(v) => v.to_vec(),
+                None => match self.ann.vector(c, self.dim) {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            self.offer_index_matches(p, own, &query, &mut best)?;
+            self.offer_tail_matches(p, &query, &mut best)?;
+        }
+        let mut list: Vec<Neighbour> = best.into_values().collect();
+        keep_best(&mut list, self.k);
+        Ok(list)
+    }
+
+    fn offer_index_matches(
+        &self,
+        p: PassageId,
+        own: &[ChunkId],
+        query: &[f32],
+        best: &mut HashMap<PassageId, Neighbour>,
+    ) -> Result<()> {
+        // Twice k chunks, plus the passage's own, so a windowed neighbour's
+        // several chunks cannot crowd out others.
+        let count = 2 * self.k + own.len();
+        let found = search_index(self.ann, query, count, self.candidate_chunks.as_ref(), own)?;
+        for (other, score) in found {
+            if score < self.floor {
+                continue;
+            }
+            let Some((q, idx)) = self.places.place_of(other) else {
+                continue; // removed since the index was written
+            };
+            if q != p && self.admitted(&q) {
+                offer(best, q, score, idx as usize);
+            }
+        }
+        Ok(())
+    }
+
+    fn offer_tail_matches(
+        &self,
+        p: PassageId,
+        query: &[f32],
+        best: &mut HashMap<PassageId, Neighbour>,
+    ) -> Result<()> {
+        let not_me = Filter {
+            exclude_passages: [p].into_iter().collect(),
+            min_score: Some(self.floor),
+            ..Filter::default()
+        };
+        // The tail is small: filtered after an exact search of all of it.
+        let want = if self.among.is_some() {
+            usize::MAX
+        } else {
+            self.k
+        };
+        let found = self.tail.nearest(query, want, &not_me)?;
+        for n in found
+            .into_iter()
+            .filter(|n| self.admitted(&n.passage))
+            .take(self.k)
+        {
+            offer(best, n.passage, n.score, n.chunk);
+        }
+        Ok(())
+    }
+}
+
+/// The index's `count` nearest chunks to `query`; with `candidates`, a
+/// walk that keeps only theirs (never the asking passage's `own`) — until
+/// its budget ([`WALK_BUDGET`]) is spent, after which it admits every node
+/// so that it ends as a plain search would (the caller filters the results
+/// all the same).
+fn search_index(
+    ann: &AnnIndex,
+    query: &[f32],
+    count: usize,
+    candidates: Option<&ChunkSet>,
+    own: &[ChunkId],
+) -> Result<Vec<(ChunkId, f32)>> {
+    let Some(candidates) = candidates else {
+        return ann.search(query, count);
+    };
+    let budget = std::cell::Cell::new(WALK_BUDGET * count);
+    ann.search_where(query, count, |c| {
+        if budget.get() == 0 {
+            return true;
+        }
+        budget.set(budget.get() - 1);
+        candidates.contains(c) && !own.contains(&c)
+    })
 }
 
 fn offer(best: &mut HashMap<PassageId, Neighbour>, passage: PassageId, score: f32, chunk: usize) {
