@@ -308,6 +308,12 @@ fn open_engine(g: &GlobalArgs, writable: bool, with_model: bool) -> Result<Engin
     })
 }
 
+/// Whether a query text reads as `FILE:LINE` of an existing file: then the
+/// user most likely meant `--at`.
+fn names_a_stored_line(text: &str) -> bool {
+    parse_place(text).is_ok_and(|(path, _)| Path::new(&path).is_file())
+}
+
 pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
     let opts = SimilarOptions {
         k: a.k,
@@ -321,7 +327,15 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
     }
     let mut engine = open_engine(g, false, a.text.is_some())?;
     let query = match (&a.text, &a.at, a.id) {
-        (Some(t), _, _) => Query::Text(t.clone()),
+        (Some(t), _, _) => {
+            if !g.quiet && names_a_stored_line(t) {
+                eprintln!(
+                    "pareil: note: searching for the text {t:?}; for the stored passage at \
+                     that line, give --at {t}"
+                );
+            }
+            Query::Text(t.clone())
+        }
         (_, Some(at), _) => {
             let (path, line) = parse_place(at).map_err(|e| Error::Usage(format!("--at {e}")))?;
             Query::At { path, line }

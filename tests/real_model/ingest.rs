@@ -314,6 +314,15 @@ fn editing_one_paragraph_reembeds_only_that_paragraph() {
         v["query"]["text"].as_str().unwrap().contains("« chimère »"),
         "{v}"
     );
+    // Given as TEXT, a FILE:LINE is searched as text, and a note says how
+    // to ask for the stored passage instead.
+    let o = pareil(dir, &["similar", "-k", "1", &format!("{S002}:7")]);
+    assert_eq!(exit_code(&o), Some(0), "stderr:\n{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("--at {S002}:7")),
+        "{}",
+        stderr(&o)
+    );
 
     // A copy of a seed with one word changed: only that paragraph is new.
     let src = std::fs::read_to_string(dir.join(S003)).unwrap();
