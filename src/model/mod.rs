@@ -239,10 +239,13 @@ impl Embedder {
         role: Role,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Embedding>> {
-        let tokenized = texts
-            .iter()
-            .map(|t| self.tokenize(t, role))
-            .collect::<Result<Vec<_>>>()?;
+        let tokenized = {
+            let _span = tracing::info_span!("tokenize", texts = texts.len()).entered();
+            texts
+                .iter()
+                .map(|t| self.tokenize(t, role))
+                .collect::<Result<Vec<_>>>()?
+        };
         let vectors = self.embed_tokenized(&tokenized, progress)?;
         Ok(vectors
             .into_iter()
