@@ -196,6 +196,40 @@ impl Evidence {
     }
 }
 
+/// Words that negate, in the languages pareil guesses: one side having
+/// such a word the other lacks turns a statement into its opposite.
+const NEGATIONS: &[&str] = &[
+    "not", "no", "non", "without", "never", "nicht", "kein", "keine", "keinen", "ohne", "nie",
+    "pas", "ne", "sans", "jamais", "senza", "mai", "sin", "nunca",
+];
+/// Affixes that negate a word, inside German compounds too
+/// (`architekturunabhängig` / `architekturabhängig`).
+const NEGATING_AFFIXES: &[&str] = &["un", "in", "im", "il", "ir", "non-", "non", "dis"];
+
+/// Whether the words only one side of a template has make it say the
+/// opposite of the other ("architecture-independent" / "architecture-
+/// dependent", "supported" / "not supported"): the vectors barely see a
+/// negation (those two score 0.995), so a rewording must not have one.
+pub(super) fn opposed(a: &[String], b: &[String]) -> bool {
+    let negation = |w: &String| NEGATIONS.contains(&w.as_str());
+    // `x` is `y` with one negating affix inserted somewhere.
+    let affixed = |x: &str, y: &str| {
+        let (x, y) = (x.as_bytes(), y.as_bytes());
+        NEGATING_AFFIXES.iter().any(|affix| {
+            let n = affix.len();
+            x.len() == y.len() + n
+                && (0..=y.len()).any(|at| {
+                    &x[at..at + n] == affix.as_bytes()
+                        && x[..at] == y[..at]
+                        && x[at + n..] == y[at..]
+                })
+        })
+    };
+    a.iter().chain(b).any(negation)
+        || a.iter()
+            .any(|x| b.iter().any(|y| affixed(x, y) || affixed(y, x)))
+}
+
 /// Sorted elements of `a` not in `b`.
 fn diff(a: &HashSet<String>, b: &HashSet<String>) -> Vec<String> {
     let mut v: Vec<String> = a.difference(b).cloned().collect();

@@ -20,7 +20,7 @@
 //!   whose sides already have different partners in a third language is
 //!   refused (see [`third_language_check`]).
 
-use super::evidence::{Evidence, Veto};
+use super::evidence::{opposed, Evidence, Veto};
 use super::group::UnionFind;
 use super::{BestScores, Context, Item, Kind, Pair, SemanticNeighbour, SEMANTIC_NEIGHBOURS};
 use crate::error::{Error, Result};
@@ -43,7 +43,9 @@ const MIN_MARGIN: f32 = 1.0;
 /// meaning; from 0.975 to 0.98, 5 of 44 do ("binary protocol" / "compact
 /// protocol"); from 0.965 to 0.975, 20 of a sample of 45 ("fichiers
 /// communs" / "fichiers d'exécution") — the vectors weigh the words that
-/// differ, and a swapped verb or article weighs little.
+/// differ, and a swapped verb or article weighs little. A negation weighs
+/// little too ("architecture-independent" / "-dependent files", 0.995), so
+/// a pair whose differing words negate ([`opposed`]) stays two texts.
 const REWORDING_COSINE: f32 = 0.98;
 
 /// Rejects neighbour lists that do not fit `n` passages.
@@ -113,7 +115,7 @@ impl<'a> Judge<'a> {
                 let across = across(&self.items[i], &self.items[j]).is_some();
                 let v = match self.evidence(i).veto(self.evidence(j), across) {
                     None => Verdict::Agree,
-                    Some(Veto::Template(..)) => Verdict::Template,
+                    Some(Veto::Template(a, b)) if !opposed(&a, &b) => Verdict::Template,
                     Some(_) => Verdict::Veto,
                 };
                 self.verdicts.insert(key, v);

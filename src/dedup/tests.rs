@@ -509,6 +509,33 @@ fn a_template_reworded_is_one_text_a_template_refilled_is_two() {
             "Dieses Paket enthält die Dokumentation.",
         ),
     ];
+    // A negation is no rewording, however close the vectors (0.995).
+    let negated = [
+        (
+            "This package contains the architecture-independent files.",
+            "This package contains the architecture-dependent files.",
+        ),
+        (
+            "Ce paquet contient les fichiers indépendants de l'architecture.",
+            "Ce paquet contient les fichiers dépendants de l'architecture.",
+        ),
+        (
+            "Dieses Paket enthält architekturunabhängige Dateien.",
+            "Dieses Paket enthält architekturabhängige Dateien.",
+        ),
+        (
+            "This feature is supported.",
+            "This feature is not supported.",
+        ),
+    ];
+    for (text, negation) in negated {
+        let mut c = Corpus::default();
+        c.doc(1, &[text]).doc(2, &[negation]);
+        let items = c.items();
+        let nb = neighbour_lists(&[&[(1, 0.995)], &[(0, 0.995)]]);
+        let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &[Kind::Semantic]);
+        assert!(pairs.unwrap().is_empty(), "{text}");
+    }
     for (text, reworded, refilled) in cases {
         let mut c = Corpus::default();
         c.doc(1, &[text]).doc(2, &[reworded]).doc(3, &[refilled]);
