@@ -206,10 +206,24 @@ const NEGATIONS: &[&str] = &[
 /// (`architekturunabhängig` / `architekturabhängig`).
 const NEGATING_AFFIXES: &[&str] = &["un", "in", "im", "il", "ir", "non-", "non", "dis"];
 
+/// Pairs of morphemes that make a word its opposite in place (`input` /
+/// `output`, `upload` / `download`, `Eingabe` / `Ausgabe`).
+const OPPOSING_MORPHEMES: &[(&str, &str)] = &[
+    ("in", "out"),
+    ("up", "down"),
+    ("en", "de"),
+    ("im", "ex"),
+    ("min", "max"),
+    ("pre", "post"),
+    ("over", "under"),
+    ("ein", "aus"),
+];
+
 /// Whether the words only one side of a template has make it say the
 /// opposite of the other ("architecture-independent" / "architecture-
-/// dependent", "supported" / "not supported"): the vectors barely see a
-/// negation (those two score 0.995), so a rewording must not have one.
+/// dependent", "supported" / "not supported", "input" / "output plugins"):
+/// the vectors barely see it (those score 0.995, 0.982), so a rewording
+/// must not have one.
 pub(super) fn opposed(a: &[String], b: &[String]) -> bool {
     let negation = |w: &String| NEGATIONS.contains(&w.as_str());
     // `x` is `y` with one negating affix inserted somewhere.
@@ -225,9 +239,26 @@ pub(super) fn opposed(a: &[String], b: &[String]) -> bool {
                 })
         })
     };
+    // `x` and `y` are one word with opposing morphemes at the same place.
+    let swapped = |x: &str, y: &str| {
+        let (x, y) = (x.as_bytes(), y.as_bytes());
+        OPPOSING_MORPHEMES.iter().any(|&(p, q)| {
+            [(p, q), (q, p)].iter().any(|(p, q)| {
+                let (p, q) = (p.as_bytes(), q.as_bytes());
+                (0..=x.len().min(y.len())).any(|at| {
+                    x[at..].starts_with(p)
+                        && y[at..].starts_with(q)
+                        && x[..at] == y[..at]
+                        && x[at + p.len()..] == y[at + q.len()..]
+                })
+            })
+        })
+    };
     a.iter().chain(b).any(negation)
-        || a.iter()
-            .any(|x| b.iter().any(|y| affixed(x, y) || affixed(y, x)))
+        || a.iter().any(|x| {
+            b.iter()
+                .any(|y| affixed(x, y) || affixed(y, x) || swapped(x, y))
+        })
 }
 
 /// Sorted elements of `a` not in `b`.

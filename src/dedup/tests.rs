@@ -527,6 +527,14 @@ fn a_template_reworded_is_one_text_a_template_refilled_is_two() {
             "This feature is supported.",
             "This feature is not supported.",
         ),
+        (
+            "This package contains the input plugins.",
+            "This package contains the output plugins.",
+        ),
+        (
+            "Dieses Modul liest die Dateneingabe.",
+            "Dieses Modul liest die Datenausgabe.",
+        ),
     ];
     for (text, negation) in negated {
         let mut c = Corpus::default();
