@@ -23,7 +23,10 @@
 //! that shares at least half of the shorter side's words while each side has
 //! words the other lacks is one template filled differently ("contains the
 //! documentation" / "contains the development files") — not a duplicate,
-//! even when the cosine is 0.97.
+//! even when the cosine is 0.97. (The semantic stage lets a template pair
+//! through as a rewording from 0.98 on, "contains" / "provides the shared
+//! library", unless [`opposed`] finds a negation or an opposite among the
+//! words that differ.)
 
 use std::collections::HashSet;
 

@@ -10,7 +10,9 @@
 //! translation. So:
 //! - **same language** (or a language unknown): cosine ≥ `semantic` and no
 //!   veto from the text's evidence (names, numbers, template fillers; see
-//!   [`evidence`](super::evidence));
+//!   [`evidence`](super::evidence)) — except that one template filled twice
+//!   is a rewording from [`REWORDING_COSINE`] on, unless the words that
+//!   differ negate or oppose each other;
 //! - **across languages**: cosine ≥ `semantic_cross_lingual`, no veto, and
 //!   each side is the other's best such match in the other's language
 //!   (mutual nearest neighbours, as in bitext mining): a translation is its
