@@ -229,38 +229,29 @@ const OPPOSING_MORPHEMES: &[(&str, &str)] = &[
 /// must not have one.
 pub(super) fn opposed(a: &[String], b: &[String]) -> bool {
     let negation = |w: &String| NEGATIONS.contains(&w.as_str());
-    // `x` is `y` with one negating affix inserted somewhere.
-    let affixed = |x: &str, y: &str| {
-        let (x, y) = (x.as_bytes(), y.as_bytes());
-        NEGATING_AFFIXES.iter().any(|affix| {
-            let n = affix.len();
-            x.len() == y.len() + n
-                && (0..=y.len()).any(|at| {
-                    &x[at..at + n] == affix.as_bytes()
-                        && x[..at] == y[..at]
-                        && x[at + n..] == y[at..]
-                })
-        })
-    };
-    // `x` and `y` are one word with opposing morphemes at the same place.
-    let swapped = |x: &str, y: &str| {
-        let (x, y) = (x.as_bytes(), y.as_bytes());
-        OPPOSING_MORPHEMES.iter().any(|&(p, q)| {
-            [(p, q), (q, p)].iter().any(|(p, q)| {
-                let (p, q) = (p.as_bytes(), q.as_bytes());
-                (0..=x.len().min(y.len())).any(|at| {
-                    x[at..].starts_with(p)
-                        && y[at..].starts_with(q)
-                        && x[..at] == y[..at]
-                        && x[at + p.len()..] == y[at + q.len()..]
-                })
+    // A negating affix is an opposing morpheme whose other side is nothing.
+    let mut morphemes = NEGATING_AFFIXES
+        .iter()
+        .map(|&affix| (affix, ""))
+        .chain(OPPOSING_MORPHEMES.iter().copied());
+    a.iter().chain(b).any(negation)
+        || morphemes.any(|(p, q)| {
+            a.iter().any(|x| {
+                b.iter()
+                    .any(|y| one_morpheme_apart(x, y, p, q) || one_morpheme_apart(y, x, p, q))
             })
         })
-    };
-    a.iter().chain(b).any(negation)
-        || a.iter().any(|x| {
-            b.iter()
-                .any(|y| affixed(x, y) || affixed(y, x) || swapped(x, y))
+}
+
+/// Whether `x` and `y` are one word with `p` in `x` where `y` has `q`.
+fn one_morpheme_apart(x: &str, y: &str, p: &str, q: &str) -> bool {
+    let (x, y, p, q) = (x.as_bytes(), y.as_bytes(), p.as_bytes(), q.as_bytes());
+    x.len() + q.len() == y.len() + p.len()
+        && (0..=x.len().min(y.len())).any(|at| {
+            x[at..].starts_with(p)
+                && y[at..].starts_with(q)
+                && x[..at] == y[..at]
+                && x[at + p.len()..] == y[at + q.len()..]
         })
 }
 
