@@ -4,7 +4,7 @@ its corpus and the `pareil dups --json` report of that store, and prints
 recall of human translations (per kind of text and per language pair),
 precision of semantic findings, and joins of different packages' headings.
 
-Labels (all derived from the data set's own alignment, none hand-set):
+Labels (derived from the data set's own alignment, except the last kind, read by hand):
 - positives: each translated paragraph and its English original
   (translations.jsonl), and two translations of the same English text into
   two languages (FR-DE, IT-ES, ...);
@@ -12,12 +12,12 @@ Labels (all derived from the data set's own alignment, none hand-set):
   text (the original and its translations, or two translations of it), or
   when translators rendered the two English texts identically in some
   language (they judged them to say the same);
-- sure negatives: headings of two different packages (headings.jsonl).
+- sure negatives: headings of two different packages (headings.jsonl);
 - same-language pairs read by hand (scripts/data/same-language-labels.tsv):
   the distinct pairs of one language that the evidence reads as one
   template filled twice (`src/dedup/evidence.rs`), taken from the
   development store's neighbour lists — all 123 at cosine >= 0.975 and a
-  random sample of 45 of those from 0.965 to 0.975 — each labelled `same`
+  random 45 of the 160 from 0.965 to 0.975 — each labelled `same`
   when the two say the same thing in other words ("contains" / "provides
   the shared library") and `different` when the filler differs ("binary" /
   "compact protocol").

@@ -310,7 +310,7 @@ fn open_engine(g: &GlobalArgs, writable: bool, with_model: bool) -> Result<Engin
 
 /// Whether a query text reads as `FILE:LINE` of an existing file: then the
 /// user most likely meant `--at`.
-fn names_a_stored_line(text: &str) -> bool {
+fn reads_as_file_line(text: &str) -> bool {
     parse_place(text).is_ok_and(|(path, _)| Path::new(&path).is_file())
 }
 
@@ -328,7 +328,7 @@ pub fn similar(g: &GlobalArgs, a: SimilarArgs) -> Result<Outcome> {
     let mut engine = open_engine(g, false, a.text.is_some())?;
     let query = match (&a.text, &a.at, a.id) {
         (Some(t), _, _) => {
-            if !g.quiet && names_a_stored_line(t) {
+            if !g.quiet && reads_as_file_line(t) {
                 eprintln!(
                     "pareil: note: searching for the text {t:?}; for the stored passage at \
                      that line, give --at {t}"
