@@ -132,6 +132,7 @@ fn documents(n: usize) -> Vec<NewDocument> {
                         emb_key: key,
                     }],
                     text,
+                    duplicate_of: None,
                 });
             }
             doc

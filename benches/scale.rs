@@ -534,6 +534,7 @@ fn build_store(args: &Args, meta: &StoreMeta, n: usize) -> Built {
                     tokens: text.split_whitespace().count() * 2 + 4,
                     emb_key: key,
                 }],
+                duplicate_of: None,
             });
             byte += text.len() + 2;
         }

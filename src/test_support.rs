@@ -107,6 +107,7 @@ pub fn document(
                 tokens: t.split_whitespace().count(),
                 emb_key: key,
             }],
+            duplicate_of: None,
         });
         offset += t.len() + 2;
     }

@@ -24,7 +24,7 @@ use crate::dedup::{find_pairs_fetching_neighbours, find_pairs_touching, Kind, Pa
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
 use crate::store::{
-    DedupRow, DuplicateMark, NewChunk, NewDocument, NewPassage, PassageId, PassageRow,
+    DedupRow, MarkTarget, NewChunk, NewDocument, NewMark, NewPassage, PassageId, PassageRow,
     PassageTraits, StoreMeta,
 };
 
@@ -133,15 +133,9 @@ struct PreparedDocument {
 /// A passage of the document being ingested (by index), its canonical copy, kind and score.
 struct DuplicateOf {
     passage: usize,
-    canonical: Canonical,
+    canonical: MarkTarget,
     kind: Kind,
     score: f32,
-}
-
-/// The canonical side of a duplicate found before writing.
-enum Canonical {
-    Stored(PassageId),
-    SameDocument(usize),
 }
 
 /// Tokens of missing chunks to gather across documents before embedding
@@ -560,8 +554,8 @@ impl Engine {
         report: &mut IngestReport,
     ) -> Result<()> {
         let (mut findings, marks) = self.lexical_duplicates(&doc, state, &opts.thresholds)?;
-        doc.drop_chunks_of(&marks);
         report.passages_skipped_as_duplicates += marks.len();
+        doc.write_as_references(marks);
         let ids = self.write(doc, state, progress, report)?;
         // The findings were made before the write, with placeholder ids.
         for f in &mut findings {
@@ -572,19 +566,7 @@ impl Engine {
             }
         }
         report.duplicates.extend(findings);
-        let marks: Vec<DuplicateMark> = marks
-            .into_iter()
-            .map(|m| DuplicateMark {
-                passage_id: ids[m.passage],
-                canonical_id: match m.canonical {
-                    Canonical::Stored(id) => id,
-                    Canonical::SameDocument(i) => ids[i],
-                },
-                kind: m.kind.as_str().into(),
-                score: m.score as f64,
-            })
-            .collect();
-        self.store.set_duplicates(&marks)
+        Ok(())
     }
 
     /// `--on-duplicate fail`: a document holding a lexical duplicate is not
@@ -633,6 +615,7 @@ impl Engine {
                 norm,
                 text: p.text,
                 chunks,
+                duplicate_of: None,
             });
         }
         Ok(PreparedDocument {
@@ -644,6 +627,7 @@ impl Engine {
                 date: split.date,
                 passages,
                 embeddings: HashMap::new(),
+                exact_references: false,
             },
             chunk_texts,
             windowed,
@@ -721,6 +705,12 @@ impl Engine {
         report
             .written
             .push((doc.doc.path.clone(), outcome.passage_ids.clone()));
+        // Texts another writer stored meanwhile (see `exact_references`):
+        // the rows below would not show those marks, so the corpus reloads.
+        report.passages_skipped_as_duplicates += outcome.late_references.len();
+        if !outcome.late_references.is_empty() {
+            state.corpus = None;
+        }
         if let Some(corpus) = state.corpus.as_mut() {
             corpus.remove_document(outcome.doc_id);
             // A replaced document keeps its place in ingest order; a new
@@ -1053,9 +1043,20 @@ const NEW_DOC: i64 = -1;
 
 impl PreparedDocument {
     /// Removes the chunks of passages stored as references, and their texts.
-    fn drop_chunks_of(&mut self, marks: &[DuplicateOf]) {
+    /// `--on-duplicate skip`: each marked passage is written as a reference
+    /// to its canonical copy, without chunks (nothing of it is embedded),
+    /// and the store turns any other passage whose text it already holds
+    /// into one too ([`NewDocument::exact_references`]).
+    fn write_as_references(&mut self, marks: Vec<DuplicateOf>) {
+        self.doc.exact_references = true;
         for m in marks {
-            self.doc.passages[m.passage].chunks.clear();
+            let p = &mut self.doc.passages[m.passage];
+            p.chunks.clear();
+            p.duplicate_of = Some(NewMark {
+                canonical: m.canonical,
+                kind: m.kind.as_str().into(),
+                score: m.score as f64,
+            });
         }
         let used: HashSet<String> = self
             .doc
@@ -1086,9 +1087,12 @@ impl PreparedDocument {
                 byte_start: p.byte_start,
                 byte_end: p.byte_end,
                 text: p.text.clone(),
-                duplicate_of: None,
-                dup_kind: None,
-                dup_score: None,
+                duplicate_of: p.duplicate_of.as_ref().and_then(|m| match m.canonical {
+                    MarkTarget::Stored(id) => Some(id),
+                    MarkTarget::Earlier(i) => ids.get(i).copied(),
+                }),
+                dup_kind: p.duplicate_of.as_ref().map(|m| m.kind.clone()),
+                dup_score: p.duplicate_of.as_ref().map(|m| m.score),
                 norm_hash: crate::store::sha256_hex(p.norm.as_bytes()),
             };
             (row, p)
@@ -1117,9 +1121,9 @@ fn duplicate_marks(corpus: &Corpus, first_new: usize, pairs: &[Pair]) -> Vec<Dup
     for p in pairs {
         if p.duplicate >= first_new && marked.insert(p.duplicate) {
             let canonical = if p.canonical >= first_new {
-                Canonical::SameDocument(p.canonical - first_new)
+                MarkTarget::Earlier(p.canonical - first_new)
             } else {
-                Canonical::Stored(corpus.rows[p.canonical].id)
+                MarkTarget::Stored(corpus.rows[p.canonical].id)
             };
             marks.push(DuplicateOf {
                 passage: p.duplicate - first_new,

@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, Neighbour, NewChunk, NewDocument,
-    PassageId, PassageRow, PassageTraits, ReplaceOutcome, Stats, Store, StoreMeta,
+    DedupRow, DocumentId, DocumentRow, DuplicateMark, Filter, MarkTarget, Neighbour, NewChunk,
+    NewDocument, NewMark, PassageId, PassageRow, PassageTraits, ReplaceOutcome, Stats, Store,
+    StoreMeta,
 };
 use crate::test_support::{self, document, key_of, unit, vector_for};
 
@@ -37,7 +38,8 @@ macro_rules! store_conformance_tests {
             neighbours_are_other_passages_above_floor, filtered_neighbours_look_past_a_crowd,
             neighbours_among_a_few_candidates_are_the_nearest,
             passage_vector_is_the_mean_of_chunks,
-            duplicate_references_and_restoring_them, dedup_rows_in_ingest_order,
+            duplicate_references_and_restoring_them, marks_are_written_with_their_passages,
+            exact_references_keep_one_canonical_copy, dedup_rows_in_ingest_order,
             passage_traits_are_kept_for_dups, search_follows_writes, generation_counts_writes, stats_count);
     };
     (@tests $open:expr; $($name:ident),*) => {
@@ -594,6 +596,100 @@ pub fn duplicate_references_and_restoring_them(s: &mut dyn Store) {
     s.set_duplicates(&[mark]).unwrap();
     s.clear_duplicate(reference).unwrap();
     assert_eq!(s.passage(reference).unwrap().unwrap().dup_kind, None);
+}
+
+/// `doc` with passage `i` marked as a duplicate of `canonical`, written as
+/// a reference (no chunks).
+fn with_mark(mut doc: NewDocument, i: usize, canonical: MarkTarget, kind: &str) -> NewDocument {
+    doc.passages[i].chunks.clear();
+    doc.passages[i].duplicate_of = Some(NewMark {
+        canonical,
+        kind: kind.into(),
+        score: 0.9,
+    });
+    doc
+}
+
+/// The `(duplicate_of, dup_kind)` stored for passage `id`.
+fn mark_of(s: &dyn Store, id: PassageId) -> (Option<PassageId>, Option<String>) {
+    let p = s.passage(id).unwrap().unwrap();
+    (p.duplicate_of, p.dup_kind)
+}
+
+pub fn marks_are_written_with_their_passages(s: &mut dyn Store) {
+    let a = s.replace_document(&doc("a.txt", &["original"])).unwrap();
+    let b = doc("b.txt", &["original, copied", "mine", "mine"]);
+    let b = with_mark(b, 0, MarkTarget::Stored(a.passage_ids[0]), "near");
+    let b = with_mark(b, 2, MarkTarget::Earlier(1), "exact");
+    let written = s.replace_document(&b).unwrap();
+    let ids = &written.passage_ids;
+    assert_eq!(
+        mark_of(s, ids[0]),
+        (Some(a.passage_ids[0]), Some("near".into()))
+    );
+    assert_eq!(mark_of(s, ids[1]), (None, None));
+    assert_eq!(mark_of(s, ids[2]), (Some(ids[1]), Some("exact".into())));
+    assert_eq!(s.passage_vector(ids[2]).unwrap(), None, "a reference");
+    assert_eq!(written.late_references, [] as [PassageId; 0]);
+
+    // A mark pointing nowhere, or forward, writes nothing of the document.
+    let counts = |s: &dyn Store| {
+        let st = s.stats().unwrap();
+        (
+            st.documents,
+            st.passages,
+            st.chunks,
+            st.embeddings,
+            st.duplicates,
+        )
+    };
+    let before = counts(s);
+    let dangling = with_mark(doc("c.txt", &["x"]), 0, MarkTarget::Stored(-9), "near");
+    assert!(matches!(
+        s.replace_document(&dangling),
+        Err(Error::NotFound(_))
+    ));
+    let forward = with_mark(doc("c.txt", &["x", "y"]), 0, MarkTarget::Earlier(1), "near");
+    assert!(matches!(s.replace_document(&forward), Err(Error::Usage(_))));
+    assert_eq!(s.document_by_path("c.txt").unwrap(), None);
+    assert_eq!(counts(s), before);
+}
+
+pub fn exact_references_keep_one_canonical_copy(s: &mut dyn Store) {
+    let a = s
+        .replace_document(&doc("a.txt", &["shared text", "a's own"]))
+        .unwrap();
+    // Without the flag an exact copy is stored as its own passage (`report`).
+    let c = s.replace_document(&doc("c.txt", &["shared text"])).unwrap();
+    assert_eq!(mark_of(s, c.passage_ids[0]), (None, None));
+
+    // With it, each unmarked passage whose text is stored becomes an exact
+    // reference to the oldest canonical copy: another document's, or an
+    // earlier one of its own.
+    let mut b = doc("b.txt", &["shared text", "new", "new", "b's own"]);
+    b.exact_references = true;
+    let b = s.replace_document(&b).unwrap();
+    let ids = &b.passage_ids;
+    assert_eq!(b.late_references, [ids[0], ids[2]]);
+    assert_eq!(
+        mark_of(s, ids[0]),
+        (Some(a.passage_ids[0]), Some("exact".into()))
+    );
+    assert_eq!(mark_of(s, ids[2]), (Some(ids[1]), Some("exact".into())));
+    assert_eq!(mark_of(s, ids[3]), (None, None));
+    assert_eq!(s.passage_vector(ids[0]).unwrap(), None, "a reference");
+    assert!(s.passage_vector(ids[1]).unwrap().is_some());
+
+    // When the copy referred to goes, the next write refers to the oldest
+    // canonical copy left: `c.txt`'s (b's reference was unlinked, and is
+    // younger).
+    let removed = s.replace_document(&doc("a.txt", &["rewritten"])).unwrap();
+    assert_eq!(removed.unlinked_duplicates, [ids[0]]);
+    let mut d = doc("d.txt", &["shared text", "new"]);
+    d.exact_references = true;
+    let d = s.replace_document(&d).unwrap();
+    assert_eq!(mark_of(s, d.passage_ids[0]).0, Some(c.passage_ids[0]));
+    assert_eq!(mark_of(s, d.passage_ids[1]).0, Some(ids[1]));
 }
 
 pub fn dedup_rows_in_ingest_order(s: &mut dyn Store) {

@@ -31,9 +31,9 @@ use std::collections::{HashMap, HashSet};
 pub use postgres::{is_postgres_url, PostgresStore};
 pub use sqlite::{SqliteStore, ANN_MIN_CHUNKS, APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
-    ChunkId, DedupRow, DocumentId, DocumentRow, DuplicateMark, NewChunk, NewDocument, NewPassage,
-    PassageId, PassageRow, PassageTraits, ReplaceOutcome, SearchIndexStats, Stats, StoreMeta,
-    VectorSet,
+    ChunkId, DedupRow, DocumentId, DocumentRow, DuplicateMark, MarkTarget, NewChunk, NewDocument,
+    NewMark, NewPassage, PassageId, PassageRow, PassageTraits, ReplaceOutcome, SearchIndexStats,
+    Stats, StoreMeta, VectorSet,
 };
 
 use crate::error::Result;
@@ -173,7 +173,11 @@ pub trait Store: Send {
     fn document_by_path(&self, path: &str) -> Result<Option<DocumentRow>>;
     /// Writes `doc` in one transaction, replacing the document stored under
     /// the same path (its passages, chunks and the duplicate marks pointing
-    /// at them; see [`ReplaceOutcome::unlinked_duplicates`]).
+    /// at them; see [`ReplaceOutcome::unlinked_duplicates`]). Passages'
+    /// marks ([`NewPassage::duplicate_of`]) are written with them, and with
+    /// [`NewDocument::exact_references`] an unmarked passage whose text is
+    /// already stored becomes an exact reference
+    /// ([`ReplaceOutcome::late_references`]).
     fn replace_document(&mut self, doc: &NewDocument) -> Result<ReplaceOutcome>;
     /// Removes the document stored under exactly `path`; whether there was one.
     fn remove_document(&mut self, path: &str) -> Result<bool>;

@@ -84,6 +84,15 @@ pub struct NewDocument {
     /// already in the store are skipped; every chunk's key must be either here
     /// or already stored.
     pub embeddings: HashMap<String, Vec<f32>>,
+    /// `--on-duplicate skip`: a passage written without a mark whose
+    /// normalised text a stored passage already holds as its own canonical
+    /// copy becomes an `exact` reference to that copy (no chunks), decided
+    /// inside the write. The caller marks what it found before writing; this
+    /// is the store's own guarantee for what it could not see — another
+    /// writer storing the same text at the same moment — so one text never
+    /// ends with two canonical copies (PostgreSQL holds one row per text
+    /// under a unique key, `passage_texts`).
+    pub exact_references: bool,
 }
 
 /// One passage of a `NewDocument`.
@@ -106,6 +115,27 @@ pub struct NewPassage {
     pub chunks: Vec<NewChunk>,
     /// What `dups` will need of it, worked out now (`None`: left to `dups`).
     pub traits: Option<PassageTraits>,
+    /// Written as a duplicate of another passage (its `duplicate_of` mark),
+    /// in the same transaction as the passage itself.
+    pub duplicate_of: Option<NewMark>,
+}
+
+/// The duplicate mark of a passage being written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMark {
+    pub canonical: MarkTarget,
+    /// e.g. `exact`, `near`: the caller's vocabulary, as in [`DuplicateMark`].
+    pub kind: String,
+    pub score: f64,
+}
+
+/// Where a passage being written points as a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkTarget {
+    /// A passage already stored (of another document).
+    Stored(PassageId),
+    /// An earlier passage of the same document, by index.
+    Earlier(usize),
 }
 
 /// What ingest works out about a passage for `dups` and stores beside it
@@ -149,6 +179,10 @@ pub struct ReplaceOutcome {
     /// Passages of other documents that pointed at a removed passage through
     /// `duplicate_of` and were unmarked; the caller may re-check them.
     pub unlinked_duplicates: Vec<PassageId>,
+    /// With [`NewDocument::exact_references`]: passages of this document the
+    /// store wrote as exact references because their text was already
+    /// stored when the caller had not marked them (another writer's).
+    pub late_references: Vec<PassageId>,
 }
 
 /// A stored document.

@@ -19,8 +19,9 @@ use crate::store::types::StoreMeta;
 ///
 /// History: 1 — first PostgreSQL schema. 2 — `passages.lang` and
 /// `passages.sketch` (as SQLite's format 4: what ingest works out for
-/// `dups`, NULL for passages stored before).
-pub const SCHEMA_VERSION: i64 = 2;
+/// `dups`, NULL for passages stored before). 3 — `passage_texts`, one row
+/// per distinct normalised text under a unique key (see [`MIGRATIONS`]).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The first version whose passages carry `lang` and `sketch`.
 pub const TRAITS_VERSION: i64 = 2;
@@ -28,11 +29,35 @@ pub const TRAITS_VERSION: i64 = 2;
 /// Migration steps: the SQL that takes a store from version `to - 1` to
 /// `to`. Steps only add, so a store at an older version still reads (the
 /// reads that need a newer column check the version).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE passages ADD COLUMN IF NOT EXISTS lang text;
-     ALTER TABLE passages ADD COLUMN IF NOT EXISTS sketch bytea;",
-)];
+///
+/// Version 3's `passage_texts` is the exact-duplicate key: each distinct
+/// non-empty normalised text (its SHA-256, `passages.norm_hash`) names the
+/// passage holding it as a canonical copy (not itself a reference; the
+/// oldest when there are several). The primary key is what makes "one
+/// canonical copy per text" a fact of the database rather than of the
+/// writers' care: a second writer inserting the same text waits for the
+/// first and finds its row (`write.rs`, `exact_references`). In Citus it is
+/// distributed on `norm_hash`, so the key is checked on one shard.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        "ALTER TABLE passages ADD COLUMN IF NOT EXISTS lang text;
+         ALTER TABLE passages ADD COLUMN IF NOT EXISTS sketch bytea;",
+    ),
+    (
+        3,
+        "CREATE TABLE passage_texts (
+             norm_hash  text PRIMARY KEY,
+             passage_id bigint NOT NULL,
+             doc_id     bigint NOT NULL
+         );
+         CREATE INDEX passage_texts_by_doc ON passage_texts (doc_id);
+         INSERT INTO passage_texts (norm_hash, passage_id, doc_id)
+             SELECT DISTINCT ON (norm_hash) norm_hash, id, doc_id FROM passages
+             WHERE duplicate_of IS NULL AND btrim(norm) <> ''
+             ORDER BY norm_hash, id;",
+    ),
+];
 
 /// The tables this store owns, in dependency order. A database holding a
 /// table of one of these names without `pareil_meta` is some other program's.
@@ -42,6 +67,7 @@ pub const TABLES: &[&str] = &[
     "passages",
     "embeddings",
     "chunks",
+    "passage_texts",
 ];
 
 /// The DDL, with `{dim}` the vector dimension.

@@ -124,6 +124,7 @@ fn a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer() {
         .db()
         .batch_execute(
             "ALTER TABLE passages DROP COLUMN lang, DROP COLUMN sketch;
+             DROP TABLE passage_texts;
              UPDATE pareil_meta SET value = '1' WHERE key = 'schema_version'",
         )
         .unwrap();
@@ -145,6 +146,61 @@ fn a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer() {
     );
     assert_eq!(rw.passages_without_traits(0, 10).unwrap().len(), 2);
     assert_eq!(rw.dedup_rows().unwrap().len(), 2);
+    let recorded: i64 = rw
+        .db()
+        .query_one("SELECT count(*) FROM passage_texts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 2, "version 3 records the stored texts");
+}
+
+/// Two writers storing the same text at the same moment, each asking the
+/// store to refer to a stored copy (`exact_references`) and neither
+/// holding ingest's claim: one canonical copy and one exact reference,
+/// whichever commits first — the unique key of `passage_texts` decides.
+#[test]
+fn concurrent_writers_of_one_text_leave_one_canonical_copy() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let meta = test_support::meta(4);
+    PostgresStore::create_or_open(&db.url(), &meta).unwrap();
+    for round in 0..8 {
+        let text = format!("the same passage, round {round}");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let writers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let (url, meta, text, start) =
+                    (db.url(), meta.clone(), text.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut store = PostgresStore::create_or_open(&url, &meta).unwrap();
+                    let mut doc = test_support::document(
+                        &format!("{name}{round}.txt"),
+                        &[text.as_str()],
+                        &Default::default(),
+                        |t| test_support::vector_for(t, 4),
+                    );
+                    doc.exact_references = true;
+                    start.wait();
+                    store.replace_document(&doc).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let ro = PostgresStore::open_existing(&db.url(), true).unwrap();
+        let marks: Vec<Option<i64>> = outcomes
+            .iter()
+            .map(|o| ro.passage(o.passage_ids[0]).unwrap().unwrap().duplicate_of)
+            .collect();
+        let ids: Vec<i64> = outcomes.iter().map(|o| o.passage_ids[0]).collect();
+        assert!(
+            marks == [None, Some(ids[0])] || marks == [Some(ids[1]), None],
+            "round {round}: marks {marks:?} for passages {ids:?}"
+        );
+        let late: usize = outcomes.iter().map(|o| o.late_references.len()).sum();
+        assert_eq!(late, 1);
+    }
 }
 
 #[test]

@@ -11,7 +11,8 @@ use super::PostgresStore;
 use crate::error::{Error, Result};
 use crate::store::sha256_hex;
 use crate::store::types::{
-    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, PassageTraits, ReplaceOutcome,
+    DocumentId, DuplicateMark, MarkTarget, NewChunk, NewDocument, PassageId, PassageTraits,
+    ReplaceOutcome,
 };
 
 /// SQL for "now" in the format of `documents.ingested_at`.
@@ -37,6 +38,13 @@ impl PostgresStore {
         let (doc_id, unlinked_duplicates, replaced) = upsert_document(&mut tx, doc)?;
         let written = insert_embeddings(&mut tx, doc)?;
         let (passage_ids, reused) = insert_passages(&mut tx, &location, doc_id, doc, &written)?;
+        write_marks(&mut tx, doc, &passage_ids)?;
+        let already_stored = record_texts(&mut tx, &passage_ids)?;
+        let late_references = if doc.exact_references {
+            refer_to_stored_copies(&mut tx, doc_id, &already_stored)?
+        } else {
+            Vec::new()
+        };
         tx.commit()?;
         Ok(ReplaceOutcome {
             doc_id,
@@ -45,6 +53,7 @@ impl PostgresStore {
             embeddings_written: written.len(),
             embeddings_reused: reused,
             unlinked_duplicates,
+            late_references,
         })
     }
 
@@ -84,6 +93,7 @@ impl PostgresStore {
             });
         }
         unmark(&mut tx, passage)?;
+        record_texts(&mut tx, &[passage])?;
         tx.commit()?;
         Ok(())
     }
@@ -163,6 +173,19 @@ impl PostgresStore {
                 return Err(Error::NotFound(format!("passage {}", m.passage_id)));
             }
         }
+        // A passage now a reference is no text's canonical copy.
+        let marked: Vec<PassageId> = marks.iter().map(|m| m.passage_id).collect();
+        let hashes: Vec<String> = tx
+            .query(
+                "DELETE FROM passage_texts WHERE passage_id = ANY($1) \
+                 AND doc_id IN (SELECT doc_id FROM passages WHERE id = ANY($1)) \
+                 RETURNING norm_hash",
+                &[&marked],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        rerecord_texts(&mut tx, &hashes)?;
         tx.commit()?;
         Ok(())
     }
@@ -172,6 +195,7 @@ impl PostgresStore {
         let mut db = self.db();
         let mut tx = begin(&mut db)?;
         unmark(&mut tx, passage)?;
+        record_texts(&mut tx, &[passage])?;
         tx.commit()?;
         Ok(())
     }
@@ -194,6 +218,15 @@ fn delete_passages(tx: &mut Transaction<'_>, doc_id: DocumentId) -> Result<Vec<P
     unlinked.sort_unstable();
     tx.execute("DELETE FROM chunks WHERE doc_id = $1", &[&doc_id])?;
     tx.execute("DELETE FROM passages WHERE doc_id = $1", &[&doc_id])?;
+    let hashes: Vec<String> = tx
+        .query(
+            "DELETE FROM passage_texts WHERE doc_id = $1 RETURNING norm_hash",
+            &[&doc_id],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    rerecord_texts(tx, &hashes)?;
     Ok(unlinked)
 }
 
@@ -403,6 +436,141 @@ fn first_missing<'c>(
         .iter()
         .find(|(_, _, c)| !stored.contains(&c.emb_key))
         .unwrap_or(&chunks[0]))
+}
+
+/// Writes the marks the caller gave the new passages (`passage_ids`, in
+/// passage order), after checking that each points at a passage that exists.
+fn write_marks(
+    tx: &mut Transaction<'_>,
+    doc: &NewDocument,
+    passage_ids: &[PassageId],
+) -> Result<()> {
+    let mut marks: Vec<(PassageId, PassageId, &str, f64)> = Vec::new();
+    for (pi, p) in doc.passages.iter().enumerate() {
+        let Some(m) = &p.duplicate_of else { continue };
+        let canonical = match m.canonical {
+            MarkTarget::Earlier(i) if i < pi => passage_ids[i],
+            MarkTarget::Earlier(i) => {
+                return Err(Error::Usage(format!(
+                    "passage {pi} cannot be a duplicate of passage {i} of its document, which \
+                     is not before it"
+                )))
+            }
+            MarkTarget::Stored(id) => id,
+        };
+        marks.push((passage_ids[pi], canonical, &m.kind, m.score));
+    }
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let stored: Vec<PassageId> = doc
+        .passages
+        .iter()
+        .filter_map(|p| match p.duplicate_of.as_ref()?.canonical {
+            MarkTarget::Stored(id) => Some(id),
+            MarkTarget::Earlier(_) => None,
+        })
+        .collect();
+    let found: HashSet<PassageId> = tx
+        .query("SELECT id FROM passages WHERE id = ANY($1)", &[&stored])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(missing) = stored.iter().find(|id| !found.contains(id)) {
+        return Err(Error::NotFound(format!("passage {missing}")));
+    }
+    let column = |f: fn(&(PassageId, PassageId, &str, f64)) -> PassageId| -> Vec<PassageId> {
+        marks.iter().map(f).collect()
+    };
+    tx.execute(
+        "UPDATE passages p SET duplicate_of = t.canonical, dup_kind = t.kind, \
+         dup_score = t.score \
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[]) \
+         AS t(id, canonical, kind, score) WHERE p.id = t.id",
+        &[
+            &column(|m| m.0),
+            &column(|m| m.1),
+            &marks.iter().map(|m| m.2).collect::<Vec<_>>(),
+            &marks.iter().map(|m| m.3).collect::<Vec<_>>(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records in `passage_texts` each of `ids` that is a canonical copy of a
+/// non-empty text no row names yet, in passage order (the first of a
+/// document's twins wins); returns `(id, norm_hash)` of those whose text
+/// already had a row. The primary key decides: a concurrent writer of the
+/// same text waits for this transaction and then finds the row.
+fn record_texts(tx: &mut Transaction<'_>, ids: &[PassageId]) -> Result<Vec<(PassageId, String)>> {
+    let rows = tx.query(
+        "WITH candidates AS ( \
+             SELECT id, doc_id, idx, norm_hash FROM passages \
+             WHERE id = ANY($1) AND duplicate_of IS NULL AND btrim(norm) <> ''), \
+         recorded AS ( \
+             INSERT INTO passage_texts (norm_hash, passage_id, doc_id) \
+             SELECT norm_hash, id, doc_id FROM candidates ORDER BY doc_id, idx \
+             ON CONFLICT (norm_hash) DO NOTHING RETURNING passage_id) \
+         SELECT id, norm_hash FROM candidates \
+         WHERE id NOT IN (SELECT passage_id FROM recorded) ORDER BY doc_id, idx",
+        &[&ids],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Under `exact_references`: each passage of `doc_id` whose text already
+/// had a canonical copy becomes an exact reference to it and loses its
+/// chunks; returns those passages.
+fn refer_to_stored_copies(
+    tx: &mut Transaction<'_>,
+    doc_id: DocumentId,
+    already_stored: &[(PassageId, String)],
+) -> Result<Vec<PassageId>> {
+    if already_stored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hashes: Vec<&str> = already_stored.iter().map(|(_, h)| h.as_str()).collect();
+    let copy_of: HashMap<String, PassageId> = tx
+        .query(
+            "SELECT norm_hash, passage_id FROM passage_texts WHERE norm_hash = ANY($1)",
+            &[&hashes],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let (ids, canonicals): (Vec<PassageId>, Vec<PassageId>) = already_stored
+        .iter()
+        .filter_map(|(id, hash)| Some((*id, *copy_of.get(hash)?)))
+        .filter(|(id, canonical)| id != canonical)
+        .unzip();
+    tx.execute(
+        "UPDATE passages p SET duplicate_of = t.canonical, dup_kind = 'exact', dup_score = 1 \
+         FROM unnest($1::bigint[], $2::bigint[]) AS t(id, canonical) \
+         WHERE p.doc_id = $3 AND p.id = t.id",
+        &[&ids, &canonicals, &doc_id],
+    )?;
+    tx.execute(
+        "DELETE FROM chunks WHERE doc_id = $1 AND passage_id = ANY($2)",
+        &[&doc_id, &ids],
+    )?;
+    Ok(ids)
+}
+
+/// Texts whose recorded canonical copy is gone (deleted, or now a
+/// reference): each is given its oldest remaining canonical copy, if any.
+fn rerecord_texts(tx: &mut Transaction<'_>, hashes: &[String]) -> Result<()> {
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO passage_texts (norm_hash, passage_id, doc_id) \
+         SELECT DISTINCT ON (norm_hash) norm_hash, id, doc_id FROM passages \
+         WHERE norm_hash = ANY($1) AND duplicate_of IS NULL AND btrim(norm) <> '' \
+         ORDER BY norm_hash, id \
+         ON CONFLICT (norm_hash) DO NOTHING",
+        &[&hashes],
+    )?;
+    Ok(())
 }
 
 /// Clears one passage's duplicate mark; `NotFound` when there is no such passage.

@@ -11,7 +11,8 @@ use super::SqliteStore;
 use crate::error::{Error, Result};
 use crate::store::sha256_hex;
 use crate::store::types::{
-    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, PassageTraits, ReplaceOutcome,
+    DocumentId, DuplicateMark, MarkTarget, NewChunk, NewDocument, NewMark, PassageId,
+    PassageTraits, ReplaceOutcome,
 };
 
 // Offsets, counts and sizes are written `as i64`: the crate is built without
@@ -60,7 +61,8 @@ impl SqliteStore {
         let tx = self.begin()?;
         let (doc_id, unlinked_duplicates, replaced) = upsert_document(&tx, doc)?;
         let written = insert_embeddings(&tx, doc)?;
-        let (passage_ids, reused) = insert_passages(&tx, &path, doc_id, doc, &written)?;
+        let (passage_ids, reused, late_references) =
+            insert_passages(&tx, &path, doc_id, doc, &written)?;
         tx.commit()?;
         self.searcher_rewritten(doc_id, true)?;
         Ok(ReplaceOutcome {
@@ -70,6 +72,7 @@ impl SqliteStore {
             embeddings_written: written.len(),
             embeddings_reused: reused,
             unlinked_duplicates,
+            late_references,
         })
     }
 
@@ -358,16 +361,27 @@ fn insert_passages(
     doc_id: DocumentId,
     doc: &NewDocument,
     written: &HashSet<&str>,
-) -> Result<(Vec<PassageId>, usize)> {
+) -> Result<(Vec<PassageId>, usize, Vec<PassageId>)> {
     let mut insert_passage = tx.prepare_cached(
         "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
-         text, norm, norm_hash, lang, sketch) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         text, norm, norm_hash, lang, sketch, duplicate_of, dup_kind, dup_score) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut emb_ids = EmbeddingIds::new(tx)?;
     let mut passage_ids = Vec::with_capacity(doc.passages.len());
+    let mut late_references = Vec::new();
     let mut reused = 0usize;
     for (pi, p) in doc.passages.iter().enumerate() {
+        let norm_hash = sha256_hex(p.norm.as_bytes());
+        let (mark, late) = match &p.duplicate_of {
+            Some(m) => (Some(resolve_mark(tx, m, pi, &passage_ids)?), false),
+            None if doc.exact_references => {
+                let stored = stored_canonical(tx, &p.norm, &norm_hash)?;
+                let late = stored.is_some();
+                (stored.map(|id| (id, "exact", 1.0)), late)
+            }
+            None => (None, false),
+        };
         insert_passage.execute(params![
             doc_id,
             pi as i64,
@@ -377,12 +391,20 @@ fn insert_passages(
             p.byte_end as i64,
             p.text,
             p.norm,
-            sha256_hex(p.norm.as_bytes()),
+            norm_hash,
             p.traits.as_ref().and_then(|t| t.lang.as_deref()),
             p.traits.as_ref().map(|t| &t.sketch[..]),
+            mark.map(|(id, _, _)| id),
+            mark.map(|(_, kind, _)| kind),
+            mark.map(|(_, _, score)| score),
         ])?;
         let passage_id = tx.last_insert_rowid();
         passage_ids.push(passage_id);
+        if late {
+            // A reference keeps no chunks of its own.
+            late_references.push(passage_id);
+            continue;
+        }
         for (ci, c) in p.chunks.iter().enumerate() {
             let emb_id = emb_ids.get(&c.emb_key)?.ok_or_else(|| Error::Store {
                 path: path.to_path_buf(),
@@ -396,7 +418,57 @@ fn insert_passages(
             insert_chunk(tx, passage_id, ci, c, emb_id)?;
         }
     }
-    Ok((passage_ids, reused))
+    Ok((passage_ids, reused, late_references))
+}
+
+/// The `(canonical id, kind, score)` a passage being written at index `pi`
+/// points at: a stored passage that exists, or an earlier one of its document.
+fn resolve_mark<'m>(
+    tx: &Transaction<'_>,
+    mark: &'m NewMark,
+    pi: usize,
+    earlier: &[PassageId],
+) -> Result<(PassageId, &'m str, f64)> {
+    let id = match mark.canonical {
+        MarkTarget::Earlier(i) if i < pi => earlier[i],
+        MarkTarget::Earlier(i) => {
+            return Err(Error::Usage(format!(
+                "passage {pi} cannot be a duplicate of passage {i} of its document, which is \
+                 not before it"
+            )))
+        }
+        MarkTarget::Stored(id) => {
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM passages WHERE id = ?1")?
+                .exists([id])?;
+            if !exists {
+                return Err(Error::NotFound(format!("passage {id}")));
+            }
+            id
+        }
+    };
+    Ok((id, &mark.kind, mark.score))
+}
+
+/// The stored passage holding `norm` as its own canonical copy (not itself
+/// a reference), the oldest if several: what an unmarked passage with that
+/// text becomes an exact reference to under `exact_references`. Empty
+/// texts are nobody's copy.
+fn stored_canonical(
+    tx: &Transaction<'_>,
+    norm: &str,
+    norm_hash: &str,
+) -> Result<Option<PassageId>> {
+    if norm.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(tx
+        .prepare_cached(
+            "SELECT id FROM passages WHERE norm_hash = ?1 AND duplicate_of IS NULL \
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row([norm_hash], |r| r.get(0))
+        .optional()?)
 }
 
 fn insert_chunk(
