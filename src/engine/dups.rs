@@ -317,7 +317,15 @@ impl Corpus {
 
     /// Drops the passages of document `doc` (replaced by a new version).
     pub fn remove_document(&mut self, doc: i64) {
-        let keep: Vec<bool> = self.rows.iter().map(|r| r.doc_id != doc).collect();
+        self.remove_documents(&HashSet::from([doc]));
+    }
+
+    fn remove_documents(&mut self, docs: &HashSet<i64>) {
+        let keep: Vec<bool> = self
+            .rows
+            .iter()
+            .map(|r| !docs.contains(&r.doc_id))
+            .collect();
         if keep.iter().all(|&k| k) {
             return;
         }
@@ -325,6 +333,49 @@ impl Corpus {
         self.norms.retain_mask(&keep);
         self.orders.retain_mask(&keep);
         self.langs.retain_mask(&keep);
+    }
+
+    /// Catches up with what other processes wrote since this corpus was
+    /// read: documents whose passages changed ([`Store::last_passage_ids`])
+    /// are read again and removed ones dropped, the rest kept — a
+    /// document's worth of reading instead of the whole store. Returns how
+    /// many documents changed.
+    pub fn refresh(&mut self, store: &dyn Store) -> Result<usize> {
+        let _span = tracing::info_span!("refresh_passages").entered();
+        let stored = store.last_passage_ids()?;
+        let mut held: HashMap<i64, i64> = HashMap::new();
+        for r in &self.rows {
+            let last = held.entry(r.doc_id).or_insert(r.id);
+            *last = (*last).max(r.id);
+        }
+        let differs = |a: &HashMap<i64, i64>, b: &HashMap<i64, i64>| -> Vec<i64> {
+            a.iter()
+                .filter(|(doc, last)| b.get(doc) != Some(last))
+                .map(|(doc, _)| *doc)
+                .collect()
+        };
+        let changed: HashSet<i64> = differs(&held, &stored)
+            .into_iter()
+            .chain(differs(&stored, &held))
+            .collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        self.remove_documents(&changed);
+        let still_stored: Vec<i64> = changed
+            .iter()
+            .copied()
+            .filter(|doc| stored.contains_key(doc))
+            .collect();
+        let rows = store.dedup_rows_of(&still_stored)?;
+        let langs: Vec<Option<&'static str>> = rows.par_iter().map(language_of).collect();
+        let first = self.len();
+        for (row, lang) in rows.into_iter().zip(langs) {
+            self.push_guessed(row, lang);
+        }
+        self.inherit_document_languages(first);
+        tracing::info!(documents = changed.len(), "passages re-read");
+        Ok(changed.len())
     }
 
     /// Moves the passages of document `doc` out (see [`restore`](Self::restore)).
@@ -576,5 +627,63 @@ impl<T> Retain for Vec<T> {
     fn retain_mask(&mut self, keep: &[bool]) {
         let mut i = 0;
         self.retain(|_| (keep[i], i += 1).0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewDocument, SqliteStore};
+    use crate::test_support::{document, meta, vector_for};
+
+    fn doc(path: &str, texts: &[&str]) -> NewDocument {
+        document(path, texts, &HashSet::new(), |t| vector_for(t, 4))
+    }
+
+    /// What the duplicate decisions read of a corpus, in ingest order.
+    type Content = (u64, usize, i64, String, Option<&'static str>);
+    fn contents(c: &Corpus) -> Vec<Content> {
+        let mut v: Vec<Content> = (0..c.len())
+            .map(|i| {
+                let r = &c.rows[i];
+                (c.orders[i], r.idx, r.id, c.norms[i].clone(), c.langs[i])
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_refreshed_corpus_holds_what_a_fresh_load_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let mut writer = SqliteStore::create_or_open(&path, &meta(4)).unwrap();
+        let german = "Ein längerer Satz auf Deutsch, der über das Wetter von morgen spricht.";
+        writer
+            .replace_document(&doc("a.txt", &[german, "Kurz."]))
+            .unwrap();
+        writer
+            .replace_document(&doc("b.txt", &["b one", "b two"]))
+            .unwrap();
+        writer.replace_document(&doc("c.txt", &["c one"])).unwrap();
+        let reader = SqliteStore::open_existing(&path, true).unwrap();
+        let mut corpus = Corpus::load(&reader).unwrap();
+        assert_eq!(corpus.refresh(&reader).unwrap(), 0, "nothing changed");
+
+        // Another process rewrites one document, removes one, adds one.
+        writer
+            .replace_document(&doc("b.txt", &["b one, edited", "b two"]))
+            .unwrap();
+        writer.remove_document("c.txt").unwrap();
+        let rain = "Noch ein Satz auf Deutsch, der von dem Regen der letzten Woche erzählt.";
+        writer
+            .replace_document(&doc("d.txt", &[rain, "Ja."]))
+            .unwrap();
+        assert_eq!(corpus.refresh(&reader).unwrap(), 3);
+        let fresh = Corpus::load(&reader).unwrap();
+        assert_eq!(contents(&corpus), contents(&fresh));
+        assert!(contents(&corpus)
+            .iter()
+            .any(|c| c.3 == "ja." && c.4 == Some("de")));
     }
 }

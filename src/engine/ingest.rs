@@ -520,24 +520,33 @@ impl Engine {
     /// process sharing the store does the same ([`DEDUP_CLAIM`]), on a
     /// corpus that holds what they wrote: two workers storing the same
     /// passage at the same moment give one canonical copy and one reference,
-    /// never two canonicals. The corpus is reloaded when the store's write
-    /// generation moved since this run last wrote (another process wrote).
+    /// never two canonicals. When the store's write generation moved since
+    /// this run last wrote (another process wrote), the corpus catches up
+    /// with the documents that changed ([`Corpus::refresh`]).
     fn decide_alone(
         &mut self,
         state: &mut RunState,
         step: impl FnOnce(&mut Self, &mut RunState) -> Result<()>,
     ) -> Result<()> {
         self.store.claim(DEDUP_CLAIM, true)?;
-        let decided = self.store.meta_value("generation").and_then(|generation| {
-            if generation != state.corpus_generation {
-                state.corpus = None;
-            }
+        let decided = self.catch_up(state).and_then(|()| {
             step(self, state)?;
             state.corpus_generation = self.store.meta_value("generation")?;
             Ok(())
         });
         let released = self.store.release(DEDUP_CLAIM);
         decided.and(released)
+    }
+
+    /// Brings the run's corpus up to date with writes of other processes.
+    fn catch_up(&self, state: &mut RunState) -> Result<()> {
+        if self.store.meta_value("generation")? == state.corpus_generation {
+            return Ok(());
+        }
+        match state.corpus.as_mut() {
+            Some(corpus) => corpus.refresh(self.store()).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// `--on-duplicate skip`: duplicate passages are stored as references to
@@ -705,12 +714,8 @@ impl Engine {
         report
             .written
             .push((doc.doc.path.clone(), outcome.passage_ids.clone()));
-        // Texts another writer stored meanwhile (see `exact_references`):
-        // the rows below would not show those marks, so the corpus reloads.
+        // Texts another writer stored meanwhile (see `exact_references`).
         report.passages_skipped_as_duplicates += outcome.late_references.len();
-        if !outcome.late_references.is_empty() {
-            state.corpus = None;
-        }
         if let Some(corpus) = state.corpus.as_mut() {
             corpus.remove_document(outcome.doc_id);
             // A replaced document keeps its place in ingest order; a new

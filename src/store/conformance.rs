@@ -40,6 +40,7 @@ macro_rules! store_conformance_tests {
             passage_vector_is_the_mean_of_chunks,
             duplicate_references_and_restoring_them, marks_are_written_with_their_passages,
             exact_references_keep_one_canonical_copy, dedup_rows_in_ingest_order,
+            dedup_rows_of_documents_and_their_last_passages,
             passage_traits_are_kept_for_dups, search_follows_writes, generation_counts_writes, stats_count);
     };
     (@tests $open:expr; $($name:ident),*) => {
@@ -111,6 +112,12 @@ impl Store for Maintained {
     }
     fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
         self.0.dedup_rows()
+    }
+    fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
+        self.0.dedup_rows_of(docs)
+    }
+    fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
+        self.0.last_passage_ids()
     }
     fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
         self.0.for_each_sketch(visit)
@@ -690,6 +697,39 @@ pub fn exact_references_keep_one_canonical_copy(s: &mut dyn Store) {
     let d = s.replace_document(&d).unwrap();
     assert_eq!(mark_of(s, d.passage_ids[0]).0, Some(c.passage_ids[0]));
     assert_eq!(mark_of(s, d.passage_ids[1]).0, Some(ids[1]));
+}
+
+pub fn dedup_rows_of_documents_and_their_last_passages(s: &mut dyn Store) {
+    let a = s
+        .replace_document(&doc("a.txt", &["a one", "a two"]))
+        .unwrap();
+    let b = s.replace_document(&doc("b.txt", &["b one"])).unwrap();
+    s.replace_document(&doc("empty.txt", &[])).unwrap();
+    let last = s.last_passage_ids().unwrap();
+    assert_eq!(
+        last,
+        [(a.doc_id, a.passage_ids[1]), (b.doc_id, b.passage_ids[0])].into(),
+        "a document without passages has none"
+    );
+    let of_a: Vec<PassageId> = s
+        .dedup_rows_of(&[a.doc_id])
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect();
+    assert_eq!(of_a, a.passage_ids);
+    let all = s.dedup_rows().unwrap();
+    assert_eq!(s.dedup_rows_of(&[b.doc_id, a.doc_id]).unwrap(), all);
+    assert_eq!(s.dedup_rows_of(&[]).unwrap(), []);
+
+    // A rewrite with the same texts still moves the value; a removal drops it.
+    let a2 = s
+        .replace_document(&doc("a.txt", &["a one", "a two"]))
+        .unwrap();
+    s.remove_document("b.txt").unwrap();
+    let last = s.last_passage_ids().unwrap();
+    assert_eq!(last, [(a.doc_id, a2.passage_ids[1])].into());
+    assert!(a2.passage_ids[1] > b.passage_ids[0]);
 }
 
 pub fn dedup_rows_in_ingest_order(s: &mut dyn Store) {

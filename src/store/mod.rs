@@ -193,6 +193,14 @@ pub trait Store: Send {
     /// Every passage's dedup record (stored normalised text, no passage
     /// text), in ingest order: by document `ingest_order`, then index.
     fn dedup_rows(&self) -> Result<Vec<DedupRow>>;
+    /// The dedup records of the passages of `docs` only, in the same order.
+    fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>>;
+    /// Each document's highest passage id (documents without passages are
+    /// absent). Ids are never reused and a rewrite gives every passage a
+    /// new one, so a changed or missing value means the document was
+    /// rewritten or removed: how a process holding the passages in memory
+    /// catches up with other writers without reading them all again.
+    fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>>;
     /// Calls `visit` with each passage's stored sketch
     /// ([`PassageTraits::sketch`]; passages stored without one are skipped),
     /// in no particular order, streaming: a million are 450 MB.

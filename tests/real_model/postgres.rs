@@ -227,6 +227,21 @@ fn workers_skipping_duplicates_at_once_leave_one_canonical_copy() {
         unmarked <= canonical,
         "{unmarked} unmarked for {canonical} texts"
     );
+    // The exact-duplicate key names one canonical copy of each text.
+    let astray: i64 = c
+        .query_one(
+            "SELECT count(*) FROM passage_texts t LEFT JOIN passages p \
+             ON p.id = t.passage_id AND p.norm_hash = t.norm_hash AND p.duplicate_of IS NULL \
+             WHERE p.id IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let recorded: i64 = c
+        .query_one("SELECT count(*) FROM passage_texts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!((astray, recorded), (0, unmarked));
 }
 
 #[test]

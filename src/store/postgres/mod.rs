@@ -351,7 +351,13 @@ impl Store for PostgresStore {
             .next())
     }
     fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
-        self.read_dedup_rows()
+        self.read_dedup_rows(None)
+    }
+    fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
+        self.read_dedup_rows(Some(docs))
+    }
+    fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
+        self.read_last_passage_ids()
     }
     fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
         self.read_sketches(visit)

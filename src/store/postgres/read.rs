@@ -10,7 +10,7 @@ use postgres::Row;
 use super::PostgresStore;
 use crate::error::Result;
 use crate::store::types::{
-    DedupRow, DocumentRow, PassageId, PassageRow, SearchIndexStats, Stats, VectorSet,
+    DedupRow, DocumentId, DocumentRow, PassageId, PassageRow, SearchIndexStats, Stats, VectorSet,
 };
 
 const DOCUMENT_COLUMNS: &str = "d.id, d.path, d.content_hash, d.size, d.mtime, d.date, \
@@ -104,20 +104,28 @@ impl PostgresStore {
             .collect())
     }
 
-    pub(super) fn read_dedup_rows(&self) -> Result<Vec<DedupRow>> {
+    /// Every passage's dedup record, or those of `docs` only, in ingest order.
+    pub(super) fn read_dedup_rows(&self, docs: Option<&[DocumentId]>) -> Result<Vec<DedupRow>> {
         // A store still at schema 1 (opened read-only) has no traits.
         let traits = if self.has_traits {
             "p.sketch IS NOT NULL, p.lang"
         } else {
             "false, NULL::text"
         };
+        let filter = if docs.is_some() {
+            "WHERE p.doc_id = ANY($1)"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
-             JOIN documents d ON d.id = p.doc_id ORDER BY d.ingest_order, p.idx"
+             JOIN documents d ON d.id = p.doc_id {filter} ORDER BY d.ingest_order, p.idx"
         );
-        Ok(self
-            .db()
-            .query(&sql, &[])?
+        let rows = match docs {
+            Some(docs) => self.db().query(&sql, &[&docs])?,
+            None => self.db().query(&sql, &[])?,
+        };
+        Ok(rows
             .iter()
             .map(|r| DedupRow {
                 passage: passage_row(r),
@@ -125,6 +133,16 @@ impl PostgresStore {
                 order: r.get(15),
                 lang: r.get::<_, bool>(16).then(|| r.get(17)),
             })
+            .collect())
+    }
+
+    /// Each document's highest passage id (see [`Store::last_passage_ids`]).
+    pub(super) fn read_last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
+        Ok(self
+            .db()
+            .query("SELECT doc_id, max(id) FROM passages GROUP BY doc_id", &[])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
             .collect())
     }
 

@@ -307,6 +307,12 @@ impl Store for SqliteStore {
     fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
         SqliteStore::dedup_rows(self)
     }
+    fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
+        SqliteStore::dedup_rows_of(self, docs)
+    }
+    fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
+        SqliteStore::last_passage_ids(self)
+    }
     fn for_each_sketch(&self, visit: &mut dyn FnMut(PassageId, &[u8])) -> Result<()> {
         SqliteStore::for_each_sketch(self, visit)
     }

@@ -320,6 +320,18 @@ impl SqliteStore {
     /// Every passage with its stored normalised text, ordered by first sight
     /// (document ingest order, then passage index).
     pub fn dedup_rows(&self) -> Result<Vec<DedupRow>> {
+        self.read_dedup_rows("", [])
+    }
+
+    /// The dedup records of the passages of `docs`, in ingest order.
+    pub fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
+        self.read_dedup_rows(
+            "WHERE p.doc_id IN (SELECT value FROM json_each(?1))",
+            [json_ids(docs)],
+        )
+    }
+
+    fn read_dedup_rows(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<DedupRow>> {
         // A store still in an older format (opened read-only) has no traits.
         let traits = if self.has_traits()? {
             "p.sketch IS NOT NULL, p.lang"
@@ -328,10 +340,10 @@ impl SqliteStore {
         };
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
-             JOIN documents d ON d.id = p.doc_id ORDER BY d.ingest_order, p.idx"
+             JOIN documents d ON d.id = p.doc_id {filter} ORDER BY d.ingest_order, p.idx"
         ))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(args, |r| {
                 Ok(DedupRow {
                     passage: passage_row(r)?,
                     norm: r.get(14)?,
@@ -340,6 +352,17 @@ impl SqliteStore {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Each document's highest passage id (see [`Store::last_passage_ids`]).
+    pub fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT doc_id, max(id) FROM passages GROUP BY doc_id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<HashMap<_, _>>>()?;
         Ok(rows)
     }
 
