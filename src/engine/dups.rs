@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Engine;
+use crate::dedup::lookup::LexicalLookup;
 use crate::dedup::{
     self, find_pairs_touching, group, merge_blocks, Histogram, Item, Kind, SemanticNeighbour,
     Sketches, Thresholds, SEMANTIC_NEIGHBOURS,
@@ -190,6 +191,10 @@ pub(crate) struct Corpus {
     norms: Vec<String>,
     orders: Vec<u64>,
     langs: Vec<Option<&'static str>>,
+    /// The passages by lexical key, once [`lexical_neighbourhood`]
+    /// (Self::lexical_neighbourhood) made it; kept up to date as passages
+    /// are added (a removed passage's keys stay, and meet nothing).
+    lookup: Option<LexicalLookup>,
 }
 
 impl Corpus {
@@ -258,6 +263,7 @@ impl Corpus {
             norms: Vec::new(),
             orders: Vec::new(),
             langs: Vec::new(),
+            lookup: None,
         }
     }
 
@@ -299,8 +305,36 @@ impl Corpus {
             .collect()
     }
 
+    /// The passages a text among `norms` could be a lexical duplicate of
+    /// under `th` ([`LexicalLookup`]: those sharing a key with one, and
+    /// their exact twins), as a corpus of their own in this one's order.
+    /// The first call indexes the corpus, which then keeps the index up to
+    /// date as passages are added.
+    pub fn lexical_neighbourhood(&mut self, norms: &[&str], th: &Thresholds) -> Corpus {
+        if self.lookup.as_ref().is_none_or(|l| l.thresholds() != th) {
+            let passages: Vec<(i64, &str)> = self
+                .rows
+                .iter()
+                .zip(&self.norms)
+                .map(|(r, n)| (r.id, n.as_str()))
+                .collect();
+            self.lookup = Some(LexicalLookup::build(&passages, th));
+        }
+        let lookup = self.lookup.as_ref().expect("built above");
+        let mut met = lookup.sharing_keys(norms);
+        let twins: Vec<&str> = (0..self.len())
+            .filter(|&i| met.contains(&self.rows[i].id))
+            .map(|i| self.norms[i].as_str())
+            .collect();
+        lookup.add_exact_twins(&twins, &mut met);
+        self.copy_where(|i| met.contains(&self.rows[i].id))
+    }
+
     /// Adds a passage at the end with its language already guessed.
     fn push_guessed(&mut self, row: DedupRow, lang: Option<&'static str>) {
+        if let Some(lookup) = self.lookup.as_mut() {
+            lookup.insert(row.passage.id, &row.norm);
+        }
         self.langs.push(lang);
         self.rows.push(row.passage);
         self.norms.push(row.norm);
@@ -380,16 +414,21 @@ impl Corpus {
 
     /// Moves the passages of document `doc` out (see [`restore`](Self::restore)).
     pub fn take_document(&mut self, doc: i64) -> Corpus {
-        let keep: Vec<bool> = self.rows.iter().map(|r| r.doc_id != doc).collect();
-        let mut taken = Corpus::empty();
-        for i in (0..self.len()).filter(|&i| !keep[i]) {
-            taken.rows.push(self.rows[i].clone());
-            taken.norms.push(self.norms[i].clone());
-            taken.orders.push(self.orders[i]);
-            taken.langs.push(self.langs[i]);
-        }
+        let taken = self.copy_where(|i| self.rows[i].doc_id == doc);
         self.remove_document(doc);
         taken
+    }
+
+    /// A corpus of copies of the passages `i` for which `keep(i)`, in order.
+    fn copy_where(&self, keep: impl Fn(usize) -> bool) -> Corpus {
+        let mut copy = Corpus::empty();
+        for i in (0..self.len()).filter(|&i| keep(i)) {
+            copy.rows.push(self.rows[i].clone());
+            copy.norms.push(self.norms[i].clone());
+            copy.orders.push(self.orders[i]);
+            copy.langs.push(self.langs[i]);
+        }
+        copy
     }
 
     /// Appends passages moved out by [`take_document`](Self::take_document).
@@ -651,6 +690,145 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    fn row(id: i64, doc: i64, idx: usize, text: &str) -> DedupRow {
+        DedupRow {
+            passage: PassageRow {
+                id,
+                doc_id: doc,
+                path: format!("doc{doc}.txt"),
+                date: None,
+                idx,
+                line_start: 2 * idx + 1,
+                line_end: 2 * idx + 1,
+                byte_start: 0,
+                byte_end: text.len(),
+                text: text.to_string(),
+                duplicate_of: None,
+                dup_kind: None,
+                dup_score: None,
+                norm_hash: String::new(),
+            },
+            norm: crate::corpus::normalize(text),
+            order: doc,
+            lang: Some(Some("en".into())),
+        }
+    }
+
+    /// The lexical pairs touching `new` (a document appended to `corpus`),
+    /// as `(canonical id, duplicate id, kind)`.
+    fn lexical_pairs(corpus: &Corpus, new: &[DedupRow]) -> Vec<(i64, i64, Kind)> {
+        let mut c = corpus.copy_where(|_| true);
+        let first_new = c.len();
+        c.push_document(new.iter().cloned());
+        let items = c.items();
+        let pairs = find_pairs_touching(
+            &items,
+            first_new,
+            None,
+            &Thresholds::default(),
+            &Kind::LEXICAL,
+        )
+        .unwrap();
+        let mut out: Vec<_> = pairs
+            .iter()
+            .map(|p| (items[p.canonical].id, items[p.duplicate].id, p.kind))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Judging a new document against its lexical neighbourhood gives the
+    /// pairs judging it against the whole corpus gives: exact copies of a
+    /// text stored twice (the older copy is canonical), near copies,
+    /// quotes inside stored passages and stored passages inside new ones.
+    #[test]
+    fn a_documents_lexical_neighbourhood_finds_what_the_whole_corpus_does() {
+        let mut rng = crate::test_support::Rng::new(20261205);
+        let vocabulary: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
+        let mut words = |n: usize| -> String {
+            (0..n)
+                .map(|_| vocabulary[(rng.next_u64() % 400) as usize].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut stored = Vec::new();
+        for doc in 1..=60i64 {
+            for idx in 0..5 {
+                let n = [4, 12, 30, 60, 90][idx];
+                stored.push(row(doc * 10 + idx as i64, doc, idx, &words(n)));
+            }
+        }
+        // Boilerplate every document shares, and a text stored twice.
+        for doc in 1..=60i64 {
+            stored.push(row(
+                doc * 10 + 5,
+                doc,
+                5,
+                "All rights reserved by the authors.",
+            ));
+        }
+        stored[7 * 5 + 2] = row(
+            stored[7 * 5 + 2].passage.id,
+            8,
+            2,
+            &stored[3 * 5 + 2].passage.text.clone(),
+        );
+        let mut corpus = Corpus::empty();
+        corpus.push_document(stored.iter().cloned());
+        let text = |i: usize| stored[i].passage.text.clone();
+        let near_copy = {
+            let mut w: Vec<String> = text(4 * 5 + 4).split(' ').map(String::from).collect();
+            w[10] = "changed".into();
+            w[50] = "edited".into();
+            w.join(" ")
+        };
+        let quote: String = text(9 * 5 + 3)
+            .split(' ')
+            .skip(20)
+            .take(25)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let container = format!("{} {} {}", words(30), text(11 * 5 + 1), words(40));
+        let new: Vec<DedupRow> = [
+            text(3 * 5 + 2),
+            near_copy,
+            quote,
+            container,
+            words(50),
+            "All rights reserved by the authors.".to_string(),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| row(-1 - i as i64, 999, i, t))
+        .collect();
+        let whole = lexical_pairs(&corpus, &new);
+        let norms: Vec<&str> = new.iter().map(|r| r.norm.as_str()).collect();
+        let near = corpus.lexical_neighbourhood(&norms, &Thresholds::default());
+        assert!(
+            near.len() < corpus.len() / 3,
+            "{} of {}",
+            near.len(),
+            corpus.len()
+        );
+        assert_eq!(lexical_pairs(&near, &new), whole);
+        let kinds: HashSet<Kind> = whole.iter().map(|p| p.2).collect();
+        assert_eq!(
+            kinds,
+            HashSet::from([Kind::Exact, Kind::Near, Kind::Contained])
+        );
+        // The text stored twice: its older copy is canonical.
+        assert!(whole.contains(&(stored[3 * 5 + 2].passage.id, -1, Kind::Exact)));
+
+        // Passages added later are found too.
+        corpus.push_document([row(5000, 500, 0, &words(40))]);
+        let again = row(-1, 999, 0, &corpus.rows.last().unwrap().text.clone());
+        let near = corpus.lexical_neighbourhood(&[again.norm.as_str()], &Thresholds::default());
+        assert_eq!(
+            lexical_pairs(&near, std::slice::from_ref(&again)),
+            [(5000, -1, Kind::Exact)]
+        );
     }
 
     #[test]

@@ -791,7 +791,11 @@ impl Engine {
         let _span = tracing::info_span!("lexical_check", path = %doc.doc.path).entered();
         let old = doc.stored.map(|(id, _)| id);
         let corpus = self.corpus(state)?;
-        with_candidate(corpus, doc, old, |corpus, first_new| {
+        // Only the stored passages that share a lexical key with this
+        // document's can pair with them: the stages run on those.
+        let norms: Vec<&str> = doc.doc.passages.iter().map(|p| p.norm.as_str()).collect();
+        let mut near = corpus.lexical_neighbourhood(&norms, th);
+        with_candidate(&mut near, doc, old, |corpus, first_new| {
             let items = corpus.items();
             let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
             let marks = duplicate_marks(corpus, first_new, &pairs);
