@@ -23,8 +23,9 @@ use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 
+use super::minhash;
 use super::shingle::{self, mix64};
-use super::sketch::NearSketch;
+use super::sketch::{decode, NearSketch};
 use super::Thresholds;
 
 /// Kind tags mixed into a key, so an exact key never meets a band key.
@@ -32,28 +33,41 @@ const EXACT: u64 = 0x45;
 const BAND: u64 = 0x42 << 8;
 const WORD: u64 = 0x57 << 16;
 
-/// The lexical keys of a normalised text under `th` (sorted, distinct;
-/// none for an empty text, which is nobody's duplicate).
-fn keys_of(norm: &str, th: &Thresholds) -> Vec<u64> {
+/// A key as filed: 32 bits of its hash. Two keys that share them only add
+/// a passage to verify (at a million passages, a few per document).
+type Key = u32;
+
+fn key(hash: u64, tag: u64) -> Key {
+    (mix64(hash ^ tag) >> 32) as Key
+}
+
+fn band_keys(keys: &[u64; minhash::BANDS]) -> impl Iterator<Item = Key> + '_ {
+    (0u64..).zip(keys).map(|(band, &k)| key(k, BAND ^ band))
+}
+
+/// The key of a text's exact twins; none for an empty text, which is
+/// nobody's duplicate.
+fn exact_key(norm: &str) -> Option<Key> {
     let trimmed = norm.trim();
-    if trimmed.is_empty() {
+    (!trimmed.is_empty()).then(|| key(shingle::hash_bytes(trimmed.as_bytes()), EXACT))
+}
+
+/// The lexical keys of a normalised text under `th` (its band keys only
+/// when `with_bands`: the caller may have them stored).
+fn keys_of(norm: &str, th: &Thresholds, with_bands: bool) -> Vec<Key> {
+    let Some(exact) = exact_key(norm) else {
         return Vec::new();
-    }
-    let mut keys: Vec<u64> = exact_key(trimmed).into_iter().collect();
+    };
+    let mut keys = vec![exact];
     let words = shingle::fold(norm);
-    if words.nwords >= th.min_words_near.max(1) {
-        let sketch = NearSketch::of(&words);
-        keys.extend(
-            (0u64..)
-                .zip(sketch.keys)
-                .map(|(band, key)| mix64(key ^ BAND ^ band)),
-        );
+    if with_bands && words.nwords >= th.min_words_near.max(1) {
+        keys.extend(band_keys(&NearSketch::of(&words).keys));
     }
     if words.nwords >= th.min_words_contained.max(1) {
         keys.extend(
             shingle::word_shingles(&words)
                 .into_iter()
-                .map(|s| mix64(s ^ WORD)),
+                .map(|s| key(s, WORD)),
         );
     }
     keys.sort_unstable();
@@ -61,47 +75,74 @@ fn keys_of(norm: &str, th: &Thresholds) -> Vec<u64> {
     keys
 }
 
-/// The key of a text's exact twins (one of [`keys_of`]'s).
-fn exact_key(norm: &str) -> Option<u64> {
-    let trimmed = norm.trim();
-    (!trimmed.is_empty()).then(|| mix64(shingle::hash_bytes(trimmed.as_bytes()) ^ EXACT))
+/// A key's entry in the sorted array.
+fn entry(k: Key, slot: usize) -> u64 {
+    (k as u64) << 32 | slot as u64
 }
 
-/// Passages by lexical key. The bulk is one sorted array (16 bytes per
-/// key occurrence: about 100 keys for a 60-word passage), built once;
-/// passages added later go to a small hash map. Passages are never taken
-/// out: the caller drops ids it no longer holds.
+/// Passages by lexical key. The bulk is one sorted array of `key << 32 |
+/// slot` (8 bytes per key occurrence: about 100 keys for a 60-word
+/// passage), built once; passages added later go to a small hash map,
+/// merged into the array as it grows. Passages are never taken out: the
+/// caller drops ids it no longer holds.
 pub(crate) struct LexicalLookup {
     th: Thresholds,
-    sorted: Vec<(u64, u32)>,
-    recent: HashMap<u64, Vec<u32>>,
+    sorted: Vec<u64>,
+    recent: HashMap<Key, Vec<u32>>,
     /// Key occurrences in `recent`: past a quarter of `sorted` (or a
-    /// million) they are merged into it, so a long run's additions stay
-    /// in the compact form.
+    /// million) they are merged into it.
     recent_len: usize,
     /// Slot → passage id.
     ids: Vec<i64>,
 }
 
 impl LexicalLookup {
-    /// Indexes `passages` (`(id, normalised text)`) under `th`'s keys, in parallel.
-    pub fn build(passages: &[(i64, &str)], th: &Thresholds) -> Self {
+    /// Indexes `passages` (`(id, normalised text)`) under `th`'s keys, in
+    /// parallel. `stored_sketches` hands over the sketches stored at
+    /// ingest (`(id, bytes)`, [`super::sketch`]), whose band keys are taken
+    /// as they are: the MinHash is most of the work of keying a passage.
+    pub fn build(
+        passages: &[(i64, &str)],
+        th: &Thresholds,
+        stored_sketches: impl FnOnce(&mut dyn FnMut(i64, &[u8])) -> crate::error::Result<()>,
+    ) -> crate::error::Result<Self> {
         let _span = tracing::info_span!("lexical_lookup", passages = passages.len()).entered();
-        let mut sorted: Vec<(u64, u32)> = passages
+        let slot_of: HashMap<i64, usize> =
+            (0..passages.len()).map(|s| (passages[s].0, s)).collect();
+        // Stored band keys go straight in; the passages given them are
+        // keyed below without their own.
+        let mut sorted: Vec<u64> = Vec::new();
+        let mut banded = vec![false; passages.len()];
+        stored_sketches(&mut |id, bytes| {
+            let (Some(&slot), Some(stored)) = (slot_of.get(&id), decode(bytes)) else {
+                return;
+            };
+            banded[slot] = true;
+            if stored.nwords >= th.min_words_near.max(1) && exact_key(passages[slot].1).is_some() {
+                sorted.extend(band_keys(&stored.near.keys).map(|k| entry(k, slot)));
+            }
+        })?;
+        drop(slot_of);
+        let rest: Vec<u64> = passages
             .par_iter()
+            .zip(banded)
             .enumerate()
-            .flat_map_iter(|(slot, (_, norm))| {
-                keys_of(norm, th).into_iter().map(move |k| (k, slot as u32))
+            .flat_map_iter(|(slot, ((_, norm), banded))| {
+                keys_of(norm, th, !banded)
+                    .into_iter()
+                    .map(move |k| entry(k, slot))
             })
             .collect();
+        sorted.extend(rest);
         sorted.par_sort_unstable();
-        LexicalLookup {
+        sorted.shrink_to_fit();
+        Ok(LexicalLookup {
             th: th.clone(),
             sorted,
             recent: HashMap::new(),
             recent_len: 0,
             ids: passages.iter().map(|(id, _)| *id).collect(),
-        }
+        })
     }
 
     /// The thresholds whose stages the keys serve.
@@ -113,7 +154,7 @@ impl LexicalLookup {
     pub fn insert(&mut self, id: i64, norm: &str) {
         let slot = self.ids.len() as u32;
         self.ids.push(id);
-        let keys = keys_of(norm, &self.th);
+        let keys = keys_of(norm, &self.th, true);
         self.recent_len += keys.len();
         for k in keys {
             self.recent.entry(k).or_default().push(slot);
@@ -122,7 +163,7 @@ impl LexicalLookup {
             self.sorted.extend(
                 self.recent
                     .drain()
-                    .flat_map(|(k, slots)| slots.into_iter().map(move |s| (k, s))),
+                    .flat_map(|(k, slots)| slots.into_iter().map(move |s| entry(k, s as usize))),
             );
             self.sorted.par_sort_unstable();
             self.recent_len = 0;
@@ -133,23 +174,25 @@ impl LexicalLookup {
     pub fn sharing_keys(&self, norms: &[&str]) -> HashSet<i64> {
         let mut met = HashSet::new();
         for norm in norms {
-            self.meet(&keys_of(norm, &self.th), &mut met);
+            self.meet(&keys_of(norm, &self.th, true), &mut met);
         }
         met
     }
 
     /// Adds to `met` the exact twins of the texts `norms`.
     pub fn add_exact_twins(&self, norms: &[&str], met: &mut HashSet<i64>) {
-        let keys: Vec<u64> = norms.iter().filter_map(|n| exact_key(n)).collect();
+        let keys: Vec<Key> = norms.iter().filter_map(|n| exact_key(n)).collect();
         self.meet(&keys, met);
     }
 
     /// Adds to `out` every passage filed under one of `keys`.
-    fn meet(&self, keys: &[u64], out: &mut HashSet<i64>) {
+    fn meet(&self, keys: &[Key], out: &mut HashSet<i64>) {
         for &k in keys {
-            let from = self.sorted.partition_point(|&(key, _)| key < k);
-            let run = self.sorted[from..].iter().take_while(|&&(key, _)| key == k);
-            out.extend(run.map(|&(_, slot)| self.ids[slot as usize]));
+            let from = self.sorted.partition_point(|&e| e < entry(k, 0));
+            let run = self.sorted[from..]
+                .iter()
+                .take_while(|&&e| e >> 32 == k as u64);
+            out.extend(run.map(|&e| self.ids[(e & 0xffff_ffff) as usize]));
             if let Some(slots) = self.recent.get(&k) {
                 out.extend(slots.iter().map(|&slot| self.ids[slot as usize]));
             }

@@ -308,9 +308,15 @@ impl Corpus {
     /// The passages a text among `norms` could be a lexical duplicate of
     /// under `th` ([`LexicalLookup`]: those sharing a key with one, and
     /// their exact twins), as a corpus of their own in this one's order.
-    /// The first call indexes the corpus, which then keeps the index up to
-    /// date as passages are added.
-    pub fn lexical_neighbourhood(&mut self, norms: &[&str], th: &Thresholds) -> Corpus {
+    /// The first call indexes the corpus (with the band keys of the
+    /// sketches `store` holds), which then keeps the index up to date as
+    /// passages are added.
+    pub fn lexical_neighbourhood(
+        &mut self,
+        store: &dyn Store,
+        norms: &[&str],
+        th: &Thresholds,
+    ) -> Result<Corpus> {
         if self.lookup.as_ref().is_none_or(|l| l.thresholds() != th) {
             let passages: Vec<(i64, &str)> = self
                 .rows
@@ -318,7 +324,8 @@ impl Corpus {
                 .zip(&self.norms)
                 .map(|(r, n)| (r.id, n.as_str()))
                 .collect();
-            self.lookup = Some(LexicalLookup::build(&passages, th));
+            let stored = |visit: &mut dyn FnMut(i64, &[u8])| store.for_each_sketch(visit);
+            self.lookup = Some(LexicalLookup::build(&passages, th, stored)?);
         }
         let lookup = self.lookup.as_ref().expect("built above");
         let mut met = lookup.sharing_keys(norms);
@@ -327,7 +334,7 @@ impl Corpus {
             .map(|i| self.norms[i].as_str())
             .collect();
         lookup.add_exact_twins(&twins, &mut met);
-        self.copy_where(|i| met.contains(&self.rows[i].id))
+        Ok(self.copy_where(|i| met.contains(&self.rows[i].id)))
     }
 
     /// Adds a passage at the end with its language already guessed.
@@ -632,8 +639,16 @@ impl Corpus {
     /// documents, in their order), and the index of the first moved item.
     pub fn with_docs_last(self, docs: &HashSet<i64>) -> (Corpus, usize) {
         let mut parts: Vec<(DedupRow, Option<&'static str>)> = Vec::with_capacity(self.len());
-        let rows = self.rows.into_iter().zip(self.norms).zip(self.orders);
-        for (((passage, norm), order), lang) in rows.zip(self.langs) {
+        let Corpus {
+            rows,
+            norms,
+            orders,
+            langs,
+            lookup,
+        } = self;
+        drop(lookup);
+        let rows = rows.into_iter().zip(norms).zip(orders);
+        for (((passage, norm), order), lang) in rows.zip(langs) {
             let row = DedupRow {
                 passage,
                 norm,
@@ -743,61 +758,57 @@ mod tests {
     /// pairs judging it against the whole corpus gives: exact copies of a
     /// text stored twice (the older copy is canonical), near copies,
     /// quotes inside stored passages and stored passages inside new ones.
+    /// The store holds sketches for half the documents (the others as an
+    /// older pareil left them), so stored and computed band keys both serve.
     #[test]
     fn a_documents_lexical_neighbourhood_finds_what_the_whole_corpus_does() {
         let mut rng = crate::test_support::Rng::new(20261205);
-        let vocabulary: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
         let mut words = |n: usize| -> String {
             (0..n)
-                .map(|_| vocabulary[(rng.next_u64() % 400) as usize].as_str())
+                .map(|_| format!("w{}", rng.next_u64() % 400))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let mut stored = Vec::new();
-        for doc in 1..=60i64 {
-            for idx in 0..5 {
-                let n = [4, 12, 30, 60, 90][idx];
-                stored.push(row(doc * 10 + idx as i64, doc, idx, &words(n)));
+        let boilerplate = "All rights reserved by the authors.";
+        let texts: Vec<Vec<String>> = (0..60)
+            .map(|_| {
+                let mut t: Vec<String> = [4, 12, 30, 60, 90].map(&mut words).into();
+                t.push(boilerplate.into());
+                // Too short for word shingles: met by band keys alone.
+                t.push(format!("the {} of the {} said yes", words(1), words(1)));
+                t
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::create_or_open(dir.path().join("s.db"), &meta(4)).unwrap();
+        for (d, t) in texts.iter().enumerate() {
+            // Document 7 holds document 3's third text again.
+            let mut t: Vec<&str> = t.iter().map(String::as_str).collect();
+            if d == 7 {
+                t[2] = &texts[3][2];
             }
+            let mut new = doc(&format!("doc{d:02}.txt"), &t);
+            if d % 2 == 1 {
+                new.passages.iter_mut().for_each(|p| p.traits = None);
+            }
+            store.replace_document(&new).unwrap();
         }
-        // Boilerplate every document shares, and a text stored twice.
-        for doc in 1..=60i64 {
-            stored.push(row(
-                doc * 10 + 5,
-                doc,
-                5,
-                "All rights reserved by the authors.",
-            ));
-        }
-        stored[7 * 5 + 2] = row(
-            stored[7 * 5 + 2].passage.id,
-            8,
-            2,
-            &stored[3 * 5 + 2].passage.text.clone(),
-        );
-        let mut corpus = Corpus::empty();
-        corpus.push_document(stored.iter().cloned());
-        let text = |i: usize| stored[i].passage.text.clone();
+        let mut corpus = Corpus::load(&store).unwrap();
         let near_copy = {
-            let mut w: Vec<String> = text(4 * 5 + 4).split(' ').map(String::from).collect();
-            w[10] = "changed".into();
-            w[50] = "edited".into();
+            let mut w: Vec<&str> = texts[4][4].split(' ').collect();
+            (w[10], w[50]) = ("changed", "edited");
             w.join(" ")
         };
-        let quote: String = text(9 * 5 + 3)
-            .split(' ')
-            .skip(20)
-            .take(25)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let container = format!("{} {} {}", words(30), text(11 * 5 + 1), words(40));
+        let quote: Vec<&str> = texts[9][3].split(' ').skip(20).take(25).collect();
+        let container = format!("{} {} {}", words(30), texts[11][1], words(40));
         let new: Vec<DedupRow> = [
-            text(3 * 5 + 2),
+            texts[3][2].clone(),
             near_copy,
-            quote,
+            quote.join(" "),
             container,
             words(50),
-            "All rights reserved by the authors.".to_string(),
+            boilerplate.to_string(),
+            texts[6][6].replace(" said yes", " said yes!"),
         ]
         .iter()
         .enumerate()
@@ -805,7 +816,8 @@ mod tests {
         .collect();
         let whole = lexical_pairs(&corpus, &new);
         let norms: Vec<&str> = new.iter().map(|r| r.norm.as_str()).collect();
-        let near = corpus.lexical_neighbourhood(&norms, &Thresholds::default());
+        let th = Thresholds::default();
+        let near = corpus.lexical_neighbourhood(&store, &norms, &th).unwrap();
         assert!(
             near.len() < corpus.len() / 3,
             "{} of {}",
@@ -818,17 +830,26 @@ mod tests {
             kinds,
             HashSet::from([Kind::Exact, Kind::Near, Kind::Contained])
         );
-        // The text stored twice: its older copy is canonical.
-        assert!(whole.contains(&(stored[3 * 5 + 2].passage.id, -1, Kind::Exact)));
+        let short_near = whole.iter().filter(|p| p.1 == -7 && p.2 == Kind::Near);
+        assert_eq!(short_near.count(), 1, "{whole:?}");
+        // The text stored twice: the older copy is canonical.
+        let older = corpus
+            .rows
+            .iter()
+            .find(|r| r.doc_id == 4 && r.idx == 2)
+            .unwrap()
+            .id;
+        assert!(whole.contains(&(older, -1, Kind::Exact)), "{whole:?}");
 
         // Passages added later are found too.
-        corpus.push_document([row(5000, 500, 0, &words(40))]);
-        let again = row(-1, 999, 0, &corpus.rows.last().unwrap().text.clone());
-        let near = corpus.lexical_neighbourhood(&[again.norm.as_str()], &Thresholds::default());
-        assert_eq!(
-            lexical_pairs(&near, std::slice::from_ref(&again)),
-            [(5000, -1, Kind::Exact)]
-        );
+        let later = row(5000, 500, 0, &words(40));
+        corpus.push_document([later.clone()]);
+        let again = row(-1, 999, 0, &later.passage.text);
+        let near = corpus
+            .lexical_neighbourhood(&store, &[again.norm.as_str()], &th)
+            .unwrap();
+        let pairs = lexical_pairs(&near, std::slice::from_ref(&again));
+        assert_eq!(pairs, [(5000, -1, Kind::Exact)]);
     }
 
     #[test]

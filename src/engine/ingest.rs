@@ -268,7 +268,8 @@ impl Engine {
                 OnDuplicate::Report => &Kind::ALL,
                 OnDuplicate::Skip | OnDuplicate::Fail => &[Kind::Semantic],
             };
-            let found = self.duplicates_touching_run(&report, &opts.thresholds, kinds)?;
+            let corpus = state.corpus.take();
+            let found = self.duplicates_touching_run(&report, corpus, &opts.thresholds, kinds)?;
             report.duplicates.extend(found);
         }
         report.seconds = started.elapsed().as_secs_f64();
@@ -794,7 +795,7 @@ impl Engine {
         // Only the stored passages that share a lexical key with this
         // document's can pair with them: the stages run on those.
         let norms: Vec<&str> = doc.doc.passages.iter().map(|p| p.norm.as_str()).collect();
-        let mut near = corpus.lexical_neighbourhood(&norms, th);
+        let mut near = corpus.lexical_neighbourhood(self.store(), &norms, th)?;
         with_candidate(&mut near, doc, old, |corpus, first_new| {
             let items = corpus.items();
             let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
@@ -804,10 +805,12 @@ impl Engine {
         })
     }
 
-    /// All kinds of duplicates that involve a document written in this run.
+    /// All kinds of duplicates that involve a document written in this run,
+    /// in the run's `corpus` (brought up to date) when it has one.
     fn duplicates_touching_run(
         &self,
         report: &IngestReport,
+        corpus: Option<Corpus>,
         th: &Thresholds,
         kinds: &[Kind],
     ) -> Result<Vec<DuplicateFinding>> {
@@ -820,7 +823,14 @@ impl Engine {
             .filter(|d| written.contains(d.path.as_str()))
             .map(|d| d.id)
             .collect();
-        let (corpus, first_new) = Corpus::load(self.store())?.with_docs_last(&docs);
+        let corpus = match corpus {
+            Some(mut corpus) => {
+                corpus.refresh(self.store())?;
+                corpus
+            }
+            None => Corpus::load(self.store())?,
+        };
+        let (corpus, first_new) = corpus.with_docs_last(&docs);
         let items = corpus.items();
         let fetch = || corpus.neighbours(self.store(), th.semantic_floor(), first_new);
         let sketches = corpus.stored_sketches(self.store(), kinds)?;
