@@ -184,7 +184,7 @@ impl Engine {
 }
 
 /// The checked text as a passage that is not stored (after every stored one).
-fn checked_row(text: &str) -> DedupRow {
+pub(super) fn checked_row(text: &str) -> DedupRow {
     let norm = crate::corpus::normalize::normalize(text);
     DedupRow {
         passage: PassageRow {

@@ -707,28 +707,12 @@ mod tests {
         v
     }
 
+    /// Passage `idx` of document `doc` (ingested `doc`-th), not stored.
     fn row(id: i64, doc: i64, idx: usize, text: &str) -> DedupRow {
-        DedupRow {
-            passage: PassageRow {
-                id,
-                doc_id: doc,
-                path: format!("doc{doc}.txt"),
-                date: None,
-                idx,
-                line_start: 2 * idx + 1,
-                line_end: 2 * idx + 1,
-                byte_start: 0,
-                byte_end: text.len(),
-                text: text.to_string(),
-                duplicate_of: None,
-                dup_kind: None,
-                dup_score: None,
-                norm_hash: String::new(),
-            },
-            norm: crate::corpus::normalize(text),
-            order: doc,
-            lang: Some(Some("en".into())),
-        }
+        let mut row = crate::engine::check::checked_row(text);
+        (row.passage.id, row.passage.doc_id, row.passage.idx) = (id, doc, idx);
+        row.order = doc;
+        row
     }
 
     /// The lexical pairs touching `new` (a document appended to `corpus`),
