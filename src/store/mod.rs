@@ -80,6 +80,25 @@ pub(crate) fn check_dimensions(
     }
 }
 
+/// The id the mark of passage `pi` of a document being written points at,
+/// `earlier` holding the ids of the passages written before it: a stored
+/// passage's id as given (each store checks it exists), or an earlier
+/// passage's, which must be before `pi`.
+pub(crate) fn marked_canonical(
+    mark: &NewMark,
+    pi: usize,
+    earlier: &[PassageId],
+) -> Result<PassageId> {
+    match mark.canonical {
+        MarkTarget::Stored(id) => Ok(id),
+        MarkTarget::Earlier(i) if i < pi => Ok(earlier[i]),
+        MarkTarget::Earlier(i) => Err(crate::error::Error::Usage(format!(
+            "passage {pi} cannot be a duplicate of passage {i} of its document, which is not \
+             before it"
+        ))),
+    }
+}
+
 /// The model settings a store recorded, read key by key with `get` (which
 /// fails for a missing key); `damaged(reason)` makes the error for a value
 /// that does not parse.

@@ -448,16 +448,7 @@ fn write_marks(
     let mut marks: Vec<(PassageId, PassageId, &str, f64)> = Vec::new();
     for (pi, p) in doc.passages.iter().enumerate() {
         let Some(m) = &p.duplicate_of else { continue };
-        let canonical = match m.canonical {
-            MarkTarget::Earlier(i) if i < pi => passage_ids[i],
-            MarkTarget::Earlier(i) => {
-                return Err(Error::Usage(format!(
-                    "passage {pi} cannot be a duplicate of passage {i} of its document, which \
-                     is not before it"
-                )))
-            }
-            MarkTarget::Stored(id) => id,
-        };
+        let canonical = crate::store::marked_canonical(m, pi, passage_ids)?;
         marks.push((passage_ids[pi], canonical, &m.kind, m.score));
     }
     if marks.is_empty() {

@@ -429,24 +429,15 @@ fn resolve_mark<'m>(
     pi: usize,
     earlier: &[PassageId],
 ) -> Result<(PassageId, &'m str, f64)> {
-    let id = match mark.canonical {
-        MarkTarget::Earlier(i) if i < pi => earlier[i],
-        MarkTarget::Earlier(i) => {
-            return Err(Error::Usage(format!(
-                "passage {pi} cannot be a duplicate of passage {i} of its document, which is \
-                 not before it"
-            )))
+    let id = crate::store::marked_canonical(mark, pi, earlier)?;
+    if let MarkTarget::Stored(id) = mark.canonical {
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM passages WHERE id = ?1")?
+            .exists([id])?;
+        if !exists {
+            return Err(Error::NotFound(format!("passage {id}")));
         }
-        MarkTarget::Stored(id) => {
-            let exists = tx
-                .prepare_cached("SELECT 1 FROM passages WHERE id = ?1")?
-                .exists([id])?;
-            if !exists {
-                return Err(Error::NotFound(format!("passage {id}")));
-            }
-            id
-        }
-    };
+    }
     Ok((id, &mark.kind, mark.score))
 }
 
