@@ -195,6 +195,9 @@ pub(crate) struct Corpus {
     /// (Self::lexical_neighbourhood) made it; kept up to date as passages
     /// are added (a removed passage's keys stay, and meet nothing).
     lookup: Option<LexicalLookup>,
+    /// Each passage's index by id, kept beside `lookup` as passages are
+    /// added; dropped when passages move (rebuilt on the next use).
+    positions: Option<HashMap<i64, usize>>,
 }
 
 impl Corpus {
@@ -264,6 +267,7 @@ impl Corpus {
             orders: Vec::new(),
             langs: Vec::new(),
             lookup: None,
+            positions: None,
         }
     }
 
@@ -327,20 +331,34 @@ impl Corpus {
             let stored = |visit: &mut dyn FnMut(i64, &[u8])| store.for_each_sketch(visit);
             self.lookup = Some(LexicalLookup::build(&passages, th, stored)?);
         }
+        let rows = &self.rows;
+        let positions = self
+            .positions
+            .get_or_insert_with(|| rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect());
         let lookup = self.lookup.as_ref().expect("built above");
+        // Keys of passages removed since stay in the lookup: no position.
         let mut met = lookup.sharing_keys(norms);
-        let twins: Vec<&str> = (0..self.len())
-            .filter(|&i| met.contains(&self.rows[i].id))
-            .map(|i| self.norms[i].as_str())
+        let twins: Vec<&str> = met
+            .iter()
+            .filter_map(|id| positions.get(id))
+            .map(|&i| self.norms[i].as_str())
             .collect();
         lookup.add_exact_twins(&twins, &mut met);
-        Ok(self.copy_where(|i| met.contains(&self.rows[i].id)))
+        let mut at: Vec<usize> = met
+            .iter()
+            .filter_map(|id| positions.get(id).copied())
+            .collect();
+        at.sort_unstable();
+        Ok(self.copy_of(at))
     }
 
     /// Adds a passage at the end with its language already guessed.
     fn push_guessed(&mut self, row: DedupRow, lang: Option<&'static str>) {
         if let Some(lookup) = self.lookup.as_mut() {
             lookup.insert(row.passage.id, &row.norm);
+        }
+        if let Some(positions) = self.positions.as_mut() {
+            positions.insert(row.passage.id, self.rows.len());
         }
         self.langs.push(lang);
         self.rows.push(row.passage);
@@ -350,6 +368,7 @@ impl Corpus {
 
     /// Keeps the first `len` passages (drops a document that was checked but not kept).
     pub fn truncate(&mut self, len: usize) {
+        self.positions = None;
         self.rows.truncate(len);
         self.norms.truncate(len);
         self.orders.truncate(len);
@@ -358,18 +377,15 @@ impl Corpus {
 
     /// Drops the passages of document `doc` (replaced by a new version).
     pub fn remove_document(&mut self, doc: i64) {
-        self.remove_documents(&HashSet::from([doc]));
+        self.remove_documents_where(|d| d == doc);
     }
 
-    fn remove_documents(&mut self, docs: &HashSet<i64>) {
-        let keep: Vec<bool> = self
-            .rows
-            .iter()
-            .map(|r| !docs.contains(&r.doc_id))
-            .collect();
+    fn remove_documents_where(&mut self, gone: impl Fn(i64) -> bool) {
+        let keep: Vec<bool> = self.rows.iter().map(|r| !gone(r.doc_id)).collect();
         if keep.iter().all(|&k| k) {
             return;
         }
+        self.positions = None;
         self.rows.retain_mask(&keep);
         self.norms.retain_mask(&keep);
         self.orders.retain_mask(&keep);
@@ -402,7 +418,7 @@ impl Corpus {
         if changed.is_empty() {
             return Ok(0);
         }
-        self.remove_documents(&changed);
+        self.remove_documents_where(|doc| changed.contains(&doc));
         let still_stored: Vec<i64> = changed
             .iter()
             .copied()
@@ -421,15 +437,15 @@ impl Corpus {
 
     /// Moves the passages of document `doc` out (see [`restore`](Self::restore)).
     pub fn take_document(&mut self, doc: i64) -> Corpus {
-        let taken = self.copy_where(|i| self.rows[i].doc_id == doc);
+        let taken = self.copy_of((0..self.len()).filter(|&i| self.rows[i].doc_id == doc));
         self.remove_document(doc);
         taken
     }
 
-    /// A corpus of copies of the passages `i` for which `keep(i)`, in order.
-    fn copy_where(&self, keep: impl Fn(usize) -> bool) -> Corpus {
+    /// A corpus of copies of the passages at `indices`.
+    fn copy_of(&self, indices: impl IntoIterator<Item = usize>) -> Corpus {
         let mut copy = Corpus::empty();
-        for i in (0..self.len()).filter(|&i| keep(i)) {
+        for i in indices {
             copy.rows.push(self.rows[i].clone());
             copy.norms.push(self.norms[i].clone());
             copy.orders.push(self.orders[i]);
@@ -440,6 +456,7 @@ impl Corpus {
 
     /// Appends passages moved out by [`take_document`](Self::take_document).
     pub fn restore(&mut self, taken: Corpus) {
+        self.positions = None;
         self.rows.extend(taken.rows);
         self.norms.extend(taken.norms);
         self.orders.extend(taken.orders);
@@ -645,8 +662,9 @@ impl Corpus {
             orders,
             langs,
             lookup,
+            positions,
         } = self;
-        drop(lookup);
+        drop((lookup, positions));
         let rows = rows.into_iter().zip(norms).zip(orders);
         for (((passage, norm), order), lang) in rows.zip(langs) {
             let row = DedupRow {
@@ -718,7 +736,7 @@ mod tests {
     /// The lexical pairs touching `new` (a document appended to `corpus`),
     /// as `(canonical id, duplicate id, kind)`.
     fn lexical_pairs(corpus: &Corpus, new: &[DedupRow]) -> Vec<(i64, i64, Kind)> {
-        let mut c = corpus.copy_where(|_| true);
+        let mut c = corpus.copy_of(0..corpus.len());
         let first_new = c.len();
         c.push_document(new.iter().cloned());
         let items = c.items();
