@@ -75,6 +75,40 @@ fn keys_of(norm: &str, th: &Thresholds, with_bands: bool) -> Vec<Key> {
     keys
 }
 
+/// The keys a store indexes for a passage of normalised text `norm` whose
+/// stored sketch is `sketch` ([`super::sketch::encode`]): every key
+/// [`query_keys`] could ask for under any thresholds — the exact key, the
+/// band keys of any text with a word, every word 3-shingle — so a store
+/// that finds lexical neighbours itself (PostgreSQL) answers for whatever
+/// thresholds a run uses.
+pub fn stored_keys(norm: &str, sketch: &[u8]) -> Vec<u32> {
+    let Some(exact) = exact_key(norm) else {
+        return Vec::new();
+    };
+    let mut keys = vec![exact];
+    let words = shingle::fold(norm);
+    if words.nwords >= 1 {
+        match decode(sketch) {
+            Some(stored) => keys.extend(band_keys(&stored.near.keys)),
+            None => keys.extend(band_keys(&NearSketch::of(&words).keys)),
+        }
+    }
+    keys.extend(
+        shingle::word_shingles(&words)
+            .into_iter()
+            .map(|s| key(s, WORD)),
+    );
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The keys under which the passages a text of normalised text `norm` can
+/// pair with under `th` are filed (a subset of a store's [`stored_keys`]).
+pub fn query_keys(norm: &str, th: &Thresholds) -> Vec<u32> {
+    keys_of(norm, th, true)
+}
+
 /// A key's entry in the sorted array.
 fn entry(k: Key, slot: usize) -> u64 {
     (k as u64) << 32 | slot as u64

@@ -60,7 +60,7 @@ mod exact;
 pub mod group;
 pub mod histogram;
 mod lexical;
-pub(crate) mod lookup;
+pub mod lookup;
 pub mod minhash;
 mod near;
 mod semantic;

@@ -204,7 +204,11 @@ impl Corpus {
     /// Every stored passage, with the normalised text stored at ingest.
     pub fn load(store: &dyn Store) -> Result<Self> {
         let _span = tracing::info_span!("load_passages").entered();
-        let rows = store.dedup_rows()?;
+        Ok(Self::of_rows(store.dedup_rows()?))
+    }
+
+    /// These passages (in ingest order), as [`load`](Self::load) gives them.
+    pub fn of_rows(rows: Vec<DedupRow>) -> Self {
         // Guesses stored at ingest are read; the others (passages stored by
         // an older pareil) are most of the load's time: in parallel.
         let langs: Vec<Option<&'static str>> = {
@@ -216,7 +220,7 @@ impl Corpus {
             corpus.push_guessed(row, lang);
         }
         corpus.inherit_document_languages(0);
-        Ok(corpus)
+        corpus
     }
 
     /// Passages too short for a language guess, from item `from` on, take

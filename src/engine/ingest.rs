@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::dups::{Corpus, DuplicateFinding};
 use super::{embedding_key, Engine};
 use crate::corpus;
+use crate::dedup::lookup::query_keys;
 use crate::dedup::{find_pairs_fetching_neighbours, find_pairs_touching, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
 use crate::model::{Embedder, Role};
@@ -791,11 +792,19 @@ impl Engine {
     ) -> Result<(Vec<DuplicateFinding>, Vec<DuplicateOf>)> {
         let _span = tracing::info_span!("lexical_check", path = %doc.doc.path).entered();
         let old = doc.stored.map(|(id, _)| id);
-        let corpus = self.corpus(state)?;
         // Only the stored passages that share a lexical key with this
-        // document's can pair with them: the stages run on those.
+        // document's can pair with them: the stages run on those, found by
+        // the store when it indexes the keys, else in the run's corpus.
         let norms: Vec<&str> = doc.doc.passages.iter().map(|p| p.norm.as_str()).collect();
-        let mut near = corpus.lexical_neighbourhood(self.store(), &norms, th)?;
+        let mut keys: Vec<u32> = norms.iter().flat_map(|n| query_keys(n, th)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut near = match self.store.lexical_neighbours(&keys)? {
+            Some(rows) => Corpus::of_rows(rows),
+            None => self
+                .corpus(state)?
+                .lexical_neighbourhood(self.store(), &norms, th)?,
+        };
         with_candidate(&mut near, doc, old, |corpus, first_new| {
             let items = corpus.items();
             let pairs = find_pairs_touching(&items, first_new, None, th, &Kind::LEXICAL)?;
@@ -983,9 +992,11 @@ fn dedup_row(passage: PassageRow, p: &NewPassage, order: i64) -> DedupRow {
 /// What `dups` needs of a passage, worked out once at ingest and stored
 /// beside it: its language guess and lexical sketch.
 pub fn passage_traits(text: &str, norm: &str) -> PassageTraits {
+    let sketch = crate::dedup::sketch::encode(norm);
     PassageTraits {
         lang: corpus::guess_language(text).map(str::to_string),
-        sketch: crate::dedup::sketch::encode(norm),
+        keys: crate::dedup::lookup::stored_keys(norm, &sketch),
+        sketch,
     }
 }
 

@@ -40,7 +40,7 @@ macro_rules! store_conformance_tests {
             passage_vector_is_the_mean_of_chunks,
             duplicate_references_and_restoring_them, marks_are_written_with_their_passages,
             exact_references_keep_one_canonical_copy, dedup_rows_in_ingest_order,
-            dedup_rows_of_documents_and_their_last_passages,
+            dedup_rows_of_documents_and_their_last_passages, lexical_neighbours_share_a_key_or_a_text,
             passage_traits_are_kept_for_dups, search_follows_writes, generation_counts_writes, stats_count);
     };
     (@tests $open:expr; $($name:ident),*) => {
@@ -115,6 +115,9 @@ impl Store for Maintained {
     }
     fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
         self.0.dedup_rows_of(docs)
+    }
+    fn lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+        self.0.lexical_neighbours(keys)
     }
     fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
         self.0.last_passage_ids()
@@ -732,6 +735,31 @@ pub fn dedup_rows_of_documents_and_their_last_passages(s: &mut dyn Store) {
     assert!(a2.passage_ids[1] > b.passage_ids[0]);
 }
 
+pub fn lexical_neighbours_share_a_key_or_a_text(s: &mut dyn Store) {
+    let original = "the committee met on tuesday and voted for the new budget of the city";
+    let a = s
+        .replace_document(&doc(
+            "a.txt",
+            &[original, "an unrelated line about gardens"],
+        ))
+        .unwrap();
+    let b = s.replace_document(&doc("b.txt", &[original])).unwrap();
+    let copy = "the committee met on tuesday and voted against the new budget of the city";
+    let th = crate::dedup::Thresholds::default();
+    let keys = crate::dedup::lookup::query_keys(&crate::corpus::normalize(copy), &th);
+    let Some(rows) = s.lexical_neighbours(&keys).unwrap() else {
+        return; // a store that leaves this to the caller
+    };
+    let ids: Vec<PassageId> = rows.iter().map(|r| r.passage.id).collect();
+    assert_eq!(ids, [a.passage_ids[0], b.passage_ids[0]], "in ingest order");
+    assert_eq!(s.lexical_neighbours(&[]).unwrap(), Some(vec![]));
+    // A passage stored without keys: the store can no longer answer.
+    let mut older = doc("c.txt", &["written by an older pareil"]);
+    older.passages[0].traits = None;
+    s.replace_document(&older).unwrap();
+    assert_eq!(s.lexical_neighbours(&keys).unwrap(), None);
+}
+
 pub fn dedup_rows_in_ingest_order(s: &mut dyn Store) {
     s.replace_document(&doc("a.txt", &["Même  «texte»", "a only"]))
         .unwrap();
@@ -759,6 +787,7 @@ pub fn passage_traits_are_kept_for_dups(s: &mut dyn Store) {
     a.passages[1].traits = Some(PassageTraits {
         lang: None,
         sketch: vec![1, 0, 255],
+        keys: vec![],
     });
     s.replace_document(&a).unwrap();
     let mut b = doc("b.txt", &["written by an older pareil"]);
@@ -786,6 +815,7 @@ pub fn passage_traits_are_kept_for_dups(s: &mut dyn Store) {
     let later = PassageTraits {
         lang: Some("de".into()),
         sketch: vec![7; 3],
+        keys: vec![7],
     };
     s.set_traits(&[(old, later), (old + 1000, PassageTraits::default())])
         .unwrap();

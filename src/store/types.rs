@@ -148,6 +148,11 @@ pub struct PassageTraits {
     /// The lexical sketch of the normalised text (`dedup::sketch::encode`;
     /// its bytes are dedup's business).
     pub sketch: Vec<u8>,
+    /// The text's lexical keys (`dedup::lookup::stored_keys`), for a store
+    /// that finds a text's lexical neighbours itself
+    /// ([`Store::lexical_neighbours`](crate::store::Store::lexical_neighbours):
+    /// PostgreSQL indexes them); a store that does not, ignores them.
+    pub keys: Vec<u32>,
 }
 
 /// One model input (a window of a passage).

@@ -110,6 +110,52 @@ fn every_command_answers_as_on_sqlite() {
         .as_str()
         .unwrap()
         .starts_with("postgres://"));
+
+    // Dedup on ingestion decides alike, though PostgreSQL's candidates are
+    // found by the server (the passages' lexical keys) and SQLite's in the
+    // run's memory: copies of the seeds, verbatim or each paragraph cut
+    // short by its last word (into stores that both hold four seeds).
+    let o = pareil(
+        dir,
+        &[
+            "--db",
+            "pareil.db",
+            "remove",
+            "seeds/000_edaf19d688b91e06.txt",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::create_dir_all(dir.join("copies")).unwrap();
+    for (i, entry) in std::fs::read_dir(dir.join("seeds")).unwrap().enumerate() {
+        let entry = entry.unwrap();
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let text = if i % 2 == 0 {
+            text
+        } else {
+            let cut = |p: &str| p.rsplit_once(' ').map_or(p, |(head, _)| head).to_string();
+            text.split("\n\n").map(cut).collect::<Vec<_>>().join("\n\n")
+        };
+        let name = format!("copy-{}", entry.file_name().to_string_lossy());
+        std::fs::write(dir.join("copies").join(name), text).unwrap();
+    }
+    let skip = ["ingest", "copies", "--on-duplicate", "skip", "--json"];
+    let (lite, pg) = both(dir, &url, &skip);
+    let skipped = &pg["passages_skipped_as_duplicates"];
+    assert_eq!(&lite["passages_skipped_as_duplicates"], skipped);
+    assert!(skipped.as_u64().unwrap() > 50, "{pg}");
+    let kinds = |v: &Value| -> std::collections::BTreeSet<String> {
+        v["duplicates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        kinds(&pg).contains("near") && kinds(&pg).contains("exact"),
+        "{pg}"
+    );
+    assert_eq!(lite["duplicates"], pg["duplicates"]);
 }
 
 #[test]

@@ -146,6 +146,8 @@ pub struct PostgresStore {
     read_only: bool,
     /// Schema version 2 or later: passages carry `lang` and `sketch`.
     has_traits: bool,
+    /// Schema version 4 or later: passages carry their lexical keys.
+    has_keys: bool,
     /// `--exact`: rank every chunk (a sequential scan) instead of walking
     /// the HNSW index.
     exact_search: bool,
@@ -206,6 +208,7 @@ impl PostgresStore {
             meta: stored,
             read_only: false,
             has_traits: true,
+            has_keys: true,
             exact_search: false,
         };
         store.check_meta(meta)?;
@@ -249,6 +252,7 @@ impl PostgresStore {
             read_only,
             // Migrated above unless read-only.
             has_traits: !read_only || version >= schema::TRAITS_VERSION,
+            has_keys: !read_only || version >= schema::KEYS_VERSION,
             exact_search: false,
         })
     }
@@ -355,6 +359,9 @@ impl Store for PostgresStore {
     }
     fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
         self.read_dedup_rows(Some(docs))
+    }
+    fn lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+        self.read_lexical_neighbours(keys)
     }
     fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
         self.read_last_passage_ids()

@@ -106,26 +106,55 @@ impl PostgresStore {
 
     /// Every passage's dedup record, or those of `docs` only, in ingest order.
     pub(super) fn read_dedup_rows(&self, docs: Option<&[DocumentId]>) -> Result<Vec<DedupRow>> {
+        match docs {
+            Some(docs) => self.read_dedup_rows_where("WHERE p.doc_id = ANY($1)", &[&docs]),
+            None => self.read_dedup_rows_where("", &[]),
+        }
+    }
+
+    /// The passages filed under one of `keys` and their exact twins (see
+    /// [`Store::lexical_neighbours`]); `None` while a passage lacks keys.
+    pub(super) fn read_lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+        if !self.has_keys {
+            return Ok(None);
+        }
+        let unkeyed: bool = self
+            .db()
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM passages WHERE lex_keys IS NULL)",
+                &[],
+            )?
+            .get(0);
+        if unkeyed {
+            return Ok(None);
+        }
+        // Stored as int4: the same 32 bits.
+        let keys: Vec<i32> = keys.iter().map(|&k| k as i32).collect();
+        self.read_dedup_rows_where(
+            "WHERE p.norm_hash IN (SELECT norm_hash FROM passages WHERE lex_keys && $1::int4[])",
+            &[&keys],
+        )
+        .map(Some)
+    }
+
+    fn read_dedup_rows_where(
+        &self,
+        filter: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<DedupRow>> {
         // A store still at schema 1 (opened read-only) has no traits.
         let traits = if self.has_traits {
             "p.sketch IS NOT NULL, p.lang"
         } else {
             "false, NULL::text"
         };
-        let filter = if docs.is_some() {
-            "WHERE p.doc_id = ANY($1)"
-        } else {
-            ""
-        };
         let sql = format!(
             "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
              JOIN documents d ON d.id = p.doc_id {filter} ORDER BY d.ingest_order, p.idx"
         );
-        let rows = match docs {
-            Some(docs) => self.db().query(&sql, &[&docs])?,
-            None => self.db().query(&sql, &[])?,
-        };
-        Ok(rows
+        Ok(self
+            .db()
+            .query(&sql, params)?
             .iter()
             .map(|r| DedupRow {
                 passage: passage_row(r),
@@ -154,11 +183,18 @@ impl PostgresStore {
         if !self.has_traits {
             return Ok(Vec::new());
         }
+        let missing = if self.has_keys {
+            "sketch IS NULL OR lex_keys IS NULL"
+        } else {
+            "sketch IS NULL"
+        };
         Ok(self
             .db()
             .query(
-                "SELECT id, text, norm FROM passages WHERE id > $1 AND sketch IS NULL \
-                 ORDER BY id LIMIT $2",
+                &format!(
+                    "SELECT id, text, norm FROM passages WHERE id > $1 AND ({missing}) \
+                     ORDER BY id LIMIT $2"
+                ),
                 &[&after, &(limit as i64)],
             )?
             .iter()

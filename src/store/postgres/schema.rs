@@ -21,14 +21,24 @@ use crate::store::types::StoreMeta;
 /// `passages.sketch` (as SQLite's format 4: what ingest works out for
 /// `dups`, NULL for passages stored before). 3 — `passage_texts`, one row
 /// per distinct normalised text under a unique key (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4 — `passages.lex_keys`, each passage's lexical keys under a GIN index.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The first version whose passages carry `lang` and `sketch`.
 pub const TRAITS_VERSION: i64 = 2;
 
+/// The first version whose passages carry `lex_keys`.
+pub const KEYS_VERSION: i64 = 4;
+
 /// Migration steps: the SQL that takes a store from version `to - 1` to
 /// `to`. Steps only add, so a store at an older version still reads (the
 /// reads that need a newer column check the version).
+///
+/// Version 4's `lex_keys` are MinHash band keys and word-shingle keys
+/// (`dedup::lookup::stored_keys`, about 100 a passage) under a GIN index:
+/// the near- and contained-duplicate candidates of a new document are the
+/// passages sharing one (`&&`), found by the server, so an ingest worker
+/// deciding `skip`/`fail` never loads the corpus.
 ///
 /// Version 3's `passage_texts` is the exact-duplicate key: each distinct
 /// non-empty normalised text (its SHA-256, `passages.norm_hash`) names the
@@ -56,6 +66,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
              SELECT DISTINCT ON (norm_hash) norm_hash, id, doc_id FROM passages
              WHERE duplicate_of IS NULL AND btrim(norm) <> ''
              ORDER BY norm_hash, id;",
+    ),
+    (
+        4,
+        // Passages stored before get their keys at the next ingest, which
+        // looks for passages lacking traits again (ingest's once-per-store
+        // mark, `passage_traits_complete`, is cleared for it).
+        "ALTER TABLE passages ADD COLUMN IF NOT EXISTS lex_keys int4[];
+         CREATE INDEX passages_lex_keys ON passages USING gin (lex_keys);
+         CREATE INDEX passages_without_keys ON passages (id) WHERE lex_keys IS NULL;
+         DELETE FROM pareil_meta WHERE key = 'passage_traits_complete';",
     ),
 ];
 

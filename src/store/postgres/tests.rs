@@ -104,7 +104,7 @@ fn open_existing_needs_a_store_and_read_only_refuses_writes() {
 }
 
 /// A store of schema version 1 (made here by taking a new store back: the
-/// columns version 2 added dropped, the version set to 1) is read as it is
+/// columns and table later versions added dropped, the version set to 1) is read as it is
 /// by a reader and migrated by a writer, which keeps every passage.
 #[test]
 fn a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer() {
@@ -123,7 +123,7 @@ fn a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer() {
     store
         .db()
         .batch_execute(
-            "ALTER TABLE passages DROP COLUMN lang, DROP COLUMN sketch;
+            "ALTER TABLE passages DROP COLUMN lang, DROP COLUMN sketch, DROP COLUMN lex_keys;
              DROP TABLE passage_texts;
              UPDATE pareil_meta SET value = '1' WHERE key = 'schema_version'",
         )
@@ -152,6 +152,11 @@ fn a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer() {
         .unwrap()
         .get(0);
     assert_eq!(recorded, 2, "version 3 records the stored texts");
+    assert_eq!(
+        rw.lexical_neighbours(&[1]).unwrap(),
+        None,
+        "keys come at the next ingest"
+    );
 }
 
 /// Two writers storing the same text at the same moment, each asking the

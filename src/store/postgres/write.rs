@@ -135,13 +135,14 @@ impl PostgresStore {
         let ids: Vec<PassageId> = traits.iter().map(|(id, _)| *id).collect();
         let langs: Vec<Option<&str>> = traits.iter().map(|(_, t)| t.lang.as_deref()).collect();
         let sketches: Vec<&[u8]> = traits.iter().map(|(_, t)| &t.sketch[..]).collect();
+        let keys: Vec<String> = traits.iter().map(|(_, t)| key_array(&t.keys)).collect();
         let mut db = self.db();
         let mut tx = begin(&mut db)?;
         tx.execute(
-            "UPDATE passages p SET lang = t.lang, sketch = t.sketch \
-             FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS t(id, lang, sketch) \
-             WHERE p.id = t.id",
-            &[&ids, &langs, &sketches],
+            "UPDATE passages p SET lang = t.lang, sketch = t.sketch, lex_keys = t.keys::int4[] \
+             FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[]) \
+             AS t(id, lang, sketch, keys) WHERE p.id = t.id",
+            &[&ids, &langs, &sketches, &keys],
         )?;
         tx.commit()?;
         Ok(())
@@ -319,9 +320,13 @@ fn insert_passages(
     };
     let rows = tx.query(
         "INSERT INTO passages (doc_id, idx, line_start, line_end, byte_start, byte_end, \
-         text, norm, norm_hash, lang, sketch) \
-         SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], \
-         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[]) \
+         text, norm, norm_hash, lang, sketch, lex_keys) \
+         SELECT $1, t.idx, t.line_start, t.line_end, t.byte_start, t.byte_end, t.text, \
+         t.norm, t.norm_hash, t.lang, t.sketch, t.keys::int4[] \
+         FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+         $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[]) \
+         AS t(idx, line_start, line_end, byte_start, byte_end, text, norm, norm_hash, lang, \
+         sketch, keys) \
          RETURNING id, idx",
         &[
             &doc_id,
@@ -340,6 +345,9 @@ fn insert_passages(
                 .collect::<Vec<_>>(),
             &ps.iter()
                 .map(|p| p.traits.as_ref().map(|t| &t.sketch[..]))
+                .collect::<Vec<_>>(),
+            &ps.iter()
+                .map(|p| p.traits.as_ref().map(|t| key_array(&t.keys)))
                 .collect::<Vec<_>>(),
         ],
     )?;
@@ -436,6 +444,21 @@ fn first_missing<'c>(
         .iter()
         .find(|(_, _, c)| !stored.contains(&c.emb_key))
         .unwrap_or(&chunks[0]))
+}
+
+/// Lexical keys as an `int4[]` literal (the same 32 bits, signed): one text
+/// per passage, since `unnest` would flatten an array of arrays.
+fn key_array(keys: &[u32]) -> String {
+    let mut out = String::with_capacity(keys.len() * 11 + 2);
+    out.push('{');
+    for (i, &k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&(k as i32).to_string());
+    }
+    out.push('}');
+    out
 }
 
 /// Writes the marks the caller gave the new passages (`passage_ids`, in

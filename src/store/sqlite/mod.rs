@@ -310,6 +310,11 @@ impl Store for SqliteStore {
     fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
         SqliteStore::dedup_rows_of(self, docs)
     }
+    /// Not indexed here: a file's reader holds the corpus anyway (and a
+    /// key table would take ~100 rows a passage).
+    fn lexical_neighbours(&self, _keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+        Ok(None)
+    }
     fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
         SqliteStore::last_passage_ids(self)
     }
