@@ -796,9 +796,7 @@ impl Engine {
         // document's can pair with them: the stages run on those, found by
         // the store when it indexes the keys, else in the run's corpus.
         let norms: Vec<&str> = doc.doc.passages.iter().map(|p| p.norm.as_str()).collect();
-        let mut keys: Vec<u32> = norms.iter().flat_map(|n| query_keys(n, th)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys: Vec<Vec<u32>> = norms.iter().map(|n| query_keys(n, th)).collect();
         let mut near = match self.store.lexical_neighbours(&keys)? {
             Some(rows) => Corpus::of_rows(rows),
             None => self

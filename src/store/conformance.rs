@@ -116,7 +116,7 @@ impl Store for Maintained {
     fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
         self.0.dedup_rows_of(docs)
     }
-    fn lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+    fn lexical_neighbours(&self, keys: &[Vec<u32>]) -> Result<Option<Vec<DedupRow>>> {
         self.0.lexical_neighbours(keys)
     }
     fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
@@ -746,7 +746,10 @@ pub fn lexical_neighbours_share_a_key_or_a_text(s: &mut dyn Store) {
     let b = s.replace_document(&doc("b.txt", &[original])).unwrap();
     let copy = "the committee met on tuesday and voted against the new budget of the city";
     let th = crate::dedup::Thresholds::default();
-    let keys = crate::dedup::lookup::query_keys(&crate::corpus::normalize(copy), &th);
+    let keys = [crate::dedup::lookup::query_keys(
+        &crate::corpus::normalize(copy),
+        &th,
+    )];
     let Some(rows) = s.lexical_neighbours(&keys).unwrap() else {
         return; // a store that leaves this to the caller
     };

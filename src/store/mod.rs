@@ -214,13 +214,14 @@ pub trait Store: Send {
     fn dedup_rows(&self) -> Result<Vec<DedupRow>>;
     /// The dedup records of the passages of `docs` only, in the same order.
     fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>>;
-    /// The dedup records of the passages filed under one of `keys`
-    /// ([`PassageTraits::keys`]) and of every passage with the same
-    /// normalised text as one of those, in ingest order — from a store
+    /// The dedup records of the passages filed under a key of one of the
+    /// key sets `keys` (one per text: [`PassageTraits::keys`]) and of every
+    /// passage with the same normalised text as one of those, in ingest
+    /// order — from a store
     /// that indexes the keys of every passage it holds (PostgreSQL, where
     /// workers then never hold the corpus); `None` from one that does not,
     /// or while some passage lacks them (the caller finds them in memory).
-    fn lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>>;
+    fn lexical_neighbours(&self, keys: &[Vec<u32>]) -> Result<Option<Vec<DedupRow>>>;
     /// Each document's highest passage id (documents without passages are
     /// absent). Ids are never reused and a rewrite gives every passage a
     /// new one, so a changed or missing value means the document was

@@ -360,7 +360,7 @@ impl Store for PostgresStore {
     fn dedup_rows_of(&self, docs: &[DocumentId]) -> Result<Vec<DedupRow>> {
         self.read_dedup_rows(Some(docs))
     }
-    fn lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+    fn lexical_neighbours(&self, keys: &[Vec<u32>]) -> Result<Option<Vec<DedupRow>>> {
         self.read_lexical_neighbours(keys)
     }
     fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {

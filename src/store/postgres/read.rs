@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use pgvector::HalfVector;
 use postgres::types::ToSql;
-use postgres::Row;
+use postgres::{GenericClient, Row};
 
+use super::write::key_array;
 use super::PostgresStore;
 use crate::error::Result;
 use crate::store::types::{
@@ -106,20 +107,30 @@ impl PostgresStore {
 
     /// Every passage's dedup record, or those of `docs` only, in ingest order.
     pub(super) fn read_dedup_rows(&self, docs: Option<&[DocumentId]>) -> Result<Vec<DedupRow>> {
+        let mut db = self.db();
         match docs {
-            Some(docs) => self.read_dedup_rows_where("WHERE p.doc_id = ANY($1)", &[&docs]),
-            None => self.read_dedup_rows_where("", &[]),
+            Some(docs) => read_dedup_rows_where(
+                &mut **db,
+                self.has_traits,
+                "WHERE p.doc_id = ANY($1)",
+                &[&docs],
+            ),
+            None => read_dedup_rows_where(&mut **db, self.has_traits, "", &[]),
         }
     }
 
     /// The passages filed under one of `keys` and their exact twins (see
     /// [`Store::lexical_neighbours`]); `None` while a passage lacks keys.
-    pub(super) fn read_lexical_neighbours(&self, keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+    pub(super) fn read_lexical_neighbours(
+        &self,
+        keys: &[Vec<u32>],
+    ) -> Result<Option<Vec<DedupRow>>> {
         if !self.has_keys {
             return Ok(None);
         }
-        let unkeyed: bool = self
-            .db()
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let unkeyed: bool = tx
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM passages WHERE lex_keys IS NULL)",
                 &[],
@@ -128,41 +139,22 @@ impl PostgresStore {
         if unkeyed {
             return Ok(None);
         }
-        // Stored as int4: the same 32 bits.
-        let keys: Vec<i32> = keys.iter().map(|&k| k as i32).collect();
-        self.read_dedup_rows_where(
-            "WHERE p.norm_hash IN (SELECT norm_hash FROM passages WHERE lex_keys && $1::int4[])",
-            &[&keys],
-        )
-        .map(Some)
-    }
-
-    fn read_dedup_rows_where(
-        &self,
-        filter: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<DedupRow>> {
-        // A store still at schema 1 (opened read-only) has no traits.
-        let traits = if self.has_traits {
-            "p.sketch IS NOT NULL, p.lang"
-        } else {
-            "false, NULL::text"
-        };
-        let sql = format!(
-            "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
-             JOIN documents d ON d.id = p.doc_id {filter} ORDER BY d.ingest_order, p.idx"
-        );
-        Ok(self
-            .db()
-            .query(&sql, params)?
-            .iter()
-            .map(|r| DedupRow {
-                passage: passage_row(r),
-                norm: r.get(14),
-                order: r.get(15),
-                lang: r.get::<_, bool>(16).then(|| r.get(17)),
-            })
-            .collect())
+        // One GIN probe per text, so each candidate is rechecked against
+        // one text's ~100 keys (`&&` compares every pair); the index always,
+        // whatever the planner guesses of a freshly written table (a scan
+        // rechecks every row), and no JIT for a query of milliseconds.
+        tx.batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")?;
+        let sets: Vec<String> = keys.iter().map(|k| key_array(k)).collect();
+        let rows = read_dedup_rows_where(
+            &mut tx,
+            self.has_traits,
+            "WHERE p.norm_hash IN (SELECT m.norm_hash FROM unnest($1::text[]) AS q(keys) \
+             CROSS JOIN LATERAL (SELECT norm_hash FROM passages \
+             WHERE lex_keys && q.keys::int4[]) m)",
+            &[&sets],
+        )?;
+        tx.commit()?;
+        Ok(Some(rows))
     }
 
     /// Each document's highest passage id (see [`Store::last_passage_ids`]).
@@ -344,4 +336,33 @@ pub(super) fn passages_with_vectors(db: &mut postgres::Client) -> Result<usize> 
         .query_one("SELECT count(DISTINCT passage_id) FROM chunks", &[])?
         .get(0);
     Ok(n as usize)
+}
+
+/// Dedup records of the passages `filter` admits, in ingest order.
+fn read_dedup_rows_where(
+    db: &mut impl GenericClient,
+    has_traits: bool,
+    filter: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<DedupRow>> {
+    // A store still at schema 1 (opened read-only) has no traits.
+    let traits = if has_traits {
+        "p.sketch IS NOT NULL, p.lang"
+    } else {
+        "false, NULL::text"
+    };
+    let sql = format!(
+        "SELECT {PASSAGE_COLUMNS}, p.norm, d.ingest_order, {traits} FROM passages p \
+         JOIN documents d ON d.id = p.doc_id {filter} ORDER BY d.ingest_order, p.idx"
+    );
+    Ok(db
+        .query(&sql, params)?
+        .iter()
+        .map(|r| DedupRow {
+            passage: passage_row(r),
+            norm: r.get(14),
+            order: r.get(15),
+            lang: r.get::<_, bool>(16).then(|| r.get(17)),
+        })
+        .collect())
 }

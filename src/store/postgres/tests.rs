@@ -153,7 +153,7 @@ fn a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer() {
         .get(0);
     assert_eq!(recorded, 2, "version 3 records the stored texts");
     assert_eq!(
-        rw.lexical_neighbours(&[1]).unwrap(),
+        rw.lexical_neighbours(&[vec![1]]).unwrap(),
         None,
         "keys come at the next ingest"
     );

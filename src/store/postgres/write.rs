@@ -448,7 +448,7 @@ fn first_missing<'c>(
 
 /// Lexical keys as an `int4[]` literal (the same 32 bits, signed): one text
 /// per passage, since `unnest` would flatten an array of arrays.
-fn key_array(keys: &[u32]) -> String {
+pub(super) fn key_array(keys: &[u32]) -> String {
     let mut out = String::with_capacity(keys.len() * 11 + 2);
     out.push('{');
     for (i, &k) in keys.iter().enumerate() {

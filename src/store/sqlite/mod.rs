@@ -312,7 +312,7 @@ impl Store for SqliteStore {
     }
     /// Not indexed here: a file's reader holds the corpus anyway (and a
     /// key table would take ~100 rows a passage).
-    fn lexical_neighbours(&self, _keys: &[u32]) -> Result<Option<Vec<DedupRow>>> {
+    fn lexical_neighbours(&self, _keys: &[Vec<u32>]) -> Result<Option<Vec<DedupRow>>> {
         Ok(None)
     }
     fn last_passage_ids(&self) -> Result<HashMap<DocumentId, PassageId>> {
