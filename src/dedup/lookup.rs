@@ -52,18 +52,34 @@ fn exact_key(norm: &str) -> Option<Key> {
     (!trimmed.is_empty()).then(|| key(shingle::hash_bytes(trimmed.as_bytes()), EXACT))
 }
 
-/// The lexical keys of a normalised text under `th` (its band keys only
-/// when `with_bands`: the caller may have them stored).
-fn keys_of(norm: &str, th: &Thresholds, with_bands: bool) -> Vec<Key> {
+/// Where a text's band keys come from.
+#[derive(Clone, Copy)]
+enum Bands<'a> {
+    /// Worked out from the text.
+    Compute,
+    /// Read from its stored sketch (worked out when the bytes do not decode).
+    Stored(&'a [u8]),
+    /// Not wanted: the caller files them itself.
+    Leave,
+}
+
+/// The lexical keys of a normalised text: band keys for a text of at least
+/// `min_near` words, word 3-shingles for one of at least `min_contained`.
+fn keys_of(norm: &str, min_near: usize, min_contained: usize, bands: Bands) -> Vec<Key> {
     let Some(exact) = exact_key(norm) else {
         return Vec::new();
     };
     let mut keys = vec![exact];
     let words = shingle::fold(norm);
-    if with_bands && words.nwords >= th.min_words_near.max(1) {
-        keys.extend(band_keys(&NearSketch::of(&words).keys));
+    if words.nwords >= min_near.max(1) && !matches!(bands, Bands::Leave) {
+        let stored = match bands {
+            Bands::Stored(bytes) => decode(bytes),
+            _ => None,
+        };
+        let near = stored.map_or_else(|| NearSketch::of(&words), |s| s.near);
+        keys.extend(band_keys(&near.keys));
     }
-    if words.nwords >= th.min_words_contained.max(1) {
+    if words.nwords >= min_contained.max(1) {
         keys.extend(
             shingle::word_shingles(&words)
                 .into_iter()
@@ -82,31 +98,18 @@ fn keys_of(norm: &str, th: &Thresholds, with_bands: bool) -> Vec<Key> {
 /// that finds lexical neighbours itself (PostgreSQL) answers for whatever
 /// thresholds a run uses.
 pub fn stored_keys(norm: &str, sketch: &[u8]) -> Vec<u32> {
-    let Some(exact) = exact_key(norm) else {
-        return Vec::new();
-    };
-    let mut keys = vec![exact];
-    let words = shingle::fold(norm);
-    if words.nwords >= 1 {
-        match decode(sketch) {
-            Some(stored) => keys.extend(band_keys(&stored.near.keys)),
-            None => keys.extend(band_keys(&NearSketch::of(&words).keys)),
-        }
-    }
-    keys.extend(
-        shingle::word_shingles(&words)
-            .into_iter()
-            .map(|s| key(s, WORD)),
-    );
-    keys.sort_unstable();
-    keys.dedup();
-    keys
+    keys_of(norm, 1, 1, Bands::Stored(sketch))
 }
 
 /// The keys under which the passages a text of normalised text `norm` can
 /// pair with under `th` are filed (a subset of a store's [`stored_keys`]).
 pub fn query_keys(norm: &str, th: &Thresholds) -> Vec<u32> {
-    keys_of(norm, th, true)
+    keys_of(
+        norm,
+        th.min_words_near,
+        th.min_words_contained,
+        Bands::Compute,
+    )
 }
 
 /// A key's entry in the sorted array.
@@ -162,7 +165,8 @@ impl LexicalLookup {
             .zip(banded)
             .enumerate()
             .flat_map_iter(|(slot, ((_, norm), banded))| {
-                keys_of(norm, th, !banded)
+                let bands = if banded { Bands::Leave } else { Bands::Compute };
+                keys_of(norm, th.min_words_near, th.min_words_contained, bands)
                     .into_iter()
                     .map(move |k| entry(k, slot))
             })
@@ -188,7 +192,7 @@ impl LexicalLookup {
     pub fn insert(&mut self, id: i64, norm: &str) {
         let slot = self.ids.len() as u32;
         self.ids.push(id);
-        let keys = keys_of(norm, &self.th, true);
+        let keys = query_keys(norm, &self.th);
         self.recent_len += keys.len();
         for k in keys {
             self.recent.entry(k).or_default().push(slot);
@@ -208,7 +212,7 @@ impl LexicalLookup {
     pub fn sharing_keys(&self, norms: &[&str]) -> HashSet<i64> {
         let mut met = HashSet::new();
         for norm in norms {
-            self.meet(&keys_of(norm, &self.th, true), &mut met);
+            self.meet(&query_keys(norm, &self.th), &mut met);
         }
         met
     }
