@@ -217,10 +217,10 @@ pub trait Store: Send {
     /// The dedup records of the passages filed under a key of one of the
     /// key sets `keys` (one per text: [`PassageTraits::keys`]) and of every
     /// passage with the same normalised text as one of those, in ingest
-    /// order — from a store
-    /// that indexes the keys of every passage it holds (PostgreSQL, where
-    /// workers then never hold the corpus); `None` from one that does not,
-    /// or while some passage lacks them (the caller finds them in memory).
+    /// order — from a store that indexes the keys of every passage it holds
+    /// (PostgreSQL, where workers then never hold the corpus); `None` from
+    /// one that does not, or while some passage lacks them (the caller
+    /// finds them in memory).
     fn lexical_neighbours(&self, keys: &[Vec<u32>]) -> Result<Option<Vec<DedupRow>>>;
     /// Each document's highest passage id (documents without passages are
     /// absent). Ids are never reused and a rewrite gives every passage a
