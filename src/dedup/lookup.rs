@@ -208,11 +208,12 @@ impl LexicalLookup {
         }
     }
 
-    /// Every passage sharing a key with one of `norms`.
-    pub fn sharing_keys(&self, norms: &[&str]) -> HashSet<i64> {
+    /// Every passage filed under a key of one of the key sets `keys`
+    /// ([`query_keys`] under this lookup's thresholds).
+    pub fn sharing_keys(&self, keys: &[Vec<Key>]) -> HashSet<i64> {
         let mut met = HashSet::new();
-        for norm in norms {
-            self.meet(&query_keys(norm, &self.th), &mut met);
+        for set in keys {
+            self.meet(set, &mut met);
         }
         met
     }

@@ -209,18 +209,23 @@ impl Corpus {
 
     /// These passages (in ingest order), as [`load`](Self::load) gives them.
     pub fn of_rows(rows: Vec<DedupRow>) -> Self {
-        // Guesses stored at ingest are read; the others (passages stored by
-        // an older pareil) are most of the load's time: in parallel.
-        let langs: Vec<Option<&'static str>> = {
-            let _span = tracing::info_span!("guess_languages").entered();
-            rows.par_iter().map(language_of).collect()
-        };
+        let _span = tracing::info_span!("guess_languages").entered();
         let mut corpus = Corpus::empty();
-        for (row, lang) in rows.into_iter().zip(langs) {
-            corpus.push_guessed(row, lang);
-        }
-        corpus.inherit_document_languages(0);
+        corpus.push_rows(rows);
         corpus
+    }
+
+    /// Adds passages (whole documents, in ingest order) at the end, as
+    /// [`load`](Self::load) gives them: languages stored at ingest are
+    /// read, the others (passages stored by an older pareil, most of a
+    /// load's time) guessed in parallel; short ones take their document's.
+    pub fn push_rows(&mut self, rows: Vec<DedupRow>) {
+        let langs: Vec<Option<&'static str>> = rows.par_iter().map(language_of).collect();
+        let first = self.len();
+        for (row, lang) in rows.into_iter().zip(langs) {
+            self.push_guessed(row, lang);
+        }
+        self.inherit_document_languages(first);
     }
 
     /// Passages too short for a language guess, from item `from` on, take
@@ -252,16 +257,6 @@ impl Corpus {
                 self.langs[i] = self.langs[i].or(lang);
             }
         }
-    }
-
-    /// Adds the passages of one document at the end, short ones in the
-    /// document's language (as [`load`](Self::load) gives them).
-    pub fn push_document(&mut self, rows: impl IntoIterator<Item = DedupRow>) {
-        let first = self.len();
-        for row in rows {
-            self.push(row);
-        }
-        self.inherit_document_languages(first);
     }
 
     pub fn empty() -> Self {
@@ -313,16 +308,17 @@ impl Corpus {
             .collect()
     }
 
-    /// The passages a text among `norms` could be a lexical duplicate of
-    /// under `th` ([`LexicalLookup`]: those sharing a key with one, and
-    /// their exact twins), as a corpus of their own in this one's order.
+    /// The passages a text could be a lexical duplicate of under `th`,
+    /// given the texts' `keys` (`dedup::lookup::query_keys` under `th`):
+    /// those sharing a key with one ([`LexicalLookup`]) and their exact
+    /// twins, as a corpus of their own in this one's order.
     /// The first call indexes the corpus (with the band keys of the
     /// sketches `store` holds), which then keeps the index up to date as
     /// passages are added.
     pub fn lexical_neighbourhood(
         &mut self,
         store: &dyn Store,
-        norms: &[&str],
+        keys: &[Vec<u32>],
         th: &Thresholds,
     ) -> Result<Corpus> {
         if self.lookup.as_ref().is_none_or(|l| l.thresholds() != th) {
@@ -341,7 +337,7 @@ impl Corpus {
             .get_or_insert_with(|| rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect());
         let lookup = self.lookup.as_ref().expect("built above");
         // Keys of passages removed since stay in the lookup: no position.
-        let mut met = lookup.sharing_keys(norms);
+        let mut met = lookup.sharing_keys(keys);
         let twins: Vec<&str> = met
             .iter()
             .filter_map(|id| positions.get(id))
@@ -428,13 +424,7 @@ impl Corpus {
             .copied()
             .filter(|doc| stored.contains_key(doc))
             .collect();
-        let rows = store.dedup_rows_of(&still_stored)?;
-        let langs: Vec<Option<&'static str>> = rows.par_iter().map(language_of).collect();
-        let first = self.len();
-        for (row, lang) in rows.into_iter().zip(langs) {
-            self.push_guessed(row, lang);
-        }
-        self.inherit_document_languages(first);
+        self.push_rows(store.dedup_rows_of(&still_stored)?);
         tracing::info!(documents = changed.len(), "passages re-read");
         Ok(changed.len())
     }
@@ -709,6 +699,7 @@ impl<T> Retain for Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::lookup::query_keys;
     use crate::store::{NewDocument, SqliteStore};
     use crate::test_support::{document, meta, vector_for};
 
@@ -742,7 +733,7 @@ mod tests {
     fn lexical_pairs(corpus: &Corpus, new: &[DedupRow]) -> Vec<(i64, i64, Kind)> {
         let mut c = corpus.copy_of(0..corpus.len());
         let first_new = c.len();
-        c.push_document(new.iter().cloned());
+        c.push_rows(new.to_vec());
         let items = c.items();
         let pairs = find_pairs_touching(
             &items,
@@ -821,9 +812,9 @@ mod tests {
         .map(|(i, t)| row(-1 - i as i64, 999, i, t))
         .collect();
         let whole = lexical_pairs(&corpus, &new);
-        let norms: Vec<&str> = new.iter().map(|r| r.norm.as_str()).collect();
         let th = Thresholds::default();
-        let near = corpus.lexical_neighbourhood(&store, &norms, &th).unwrap();
+        let keys: Vec<Vec<u32>> = new.iter().map(|r| query_keys(&r.norm, &th)).collect();
+        let near = corpus.lexical_neighbourhood(&store, &keys, &th).unwrap();
         assert!(
             near.len() < corpus.len() / 3,
             "{} of {}",
@@ -849,10 +840,10 @@ mod tests {
 
         // Passages added later are found too.
         let later = row(5000, 500, 0, &words(40));
-        corpus.push_document([later.clone()]);
+        corpus.push_rows(vec![later.clone()]);
         let again = row(-1, 999, 0, &later.passage.text);
         let near = corpus
-            .lexical_neighbourhood(&store, &[again.norm.as_str()], &th)
+            .lexical_neighbourhood(&store, &[query_keys(&again.norm, &th)], &th)
             .unwrap();
         let pairs = lexical_pairs(&near, std::slice::from_ref(&again));
         assert_eq!(pairs, [(5000, -1, Kind::Exact)]);

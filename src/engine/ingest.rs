@@ -729,9 +729,10 @@ impl Engine {
                     .document_by_path(&doc.doc.path)?
                     .map_or(i64::MAX, |d| d.ingest_order),
             };
-            corpus.push_document(
+            corpus.push_rows(
                 doc.rows(outcome.doc_id, &outcome.passage_ids)
-                    .map(|(row, p)| dedup_row(row, p, order)),
+                    .map(|(row, p)| dedup_row(row, p, order))
+                    .collect(),
             );
         }
         for id in outcome.unlinked_duplicates {
@@ -795,13 +796,17 @@ impl Engine {
         // Only the stored passages that share a lexical key with this
         // document's can pair with them: the stages run on those, found by
         // the store when it indexes the keys, else in the run's corpus.
-        let norms: Vec<&str> = doc.doc.passages.iter().map(|p| p.norm.as_str()).collect();
-        let keys: Vec<Vec<u32>> = norms.iter().map(|n| query_keys(n, th)).collect();
+        let keys: Vec<Vec<u32>> = doc
+            .doc
+            .passages
+            .iter()
+            .map(|p| query_keys(&p.norm, th))
+            .collect();
         let mut near = match self.store.lexical_neighbours(&keys)? {
             Some(rows) => Corpus::of_rows(rows),
             None => self
                 .corpus(state)?
-                .lexical_neighbourhood(self.store(), &norms, th)?,
+                .lexical_neighbourhood(self.store(), &keys, th)?,
         };
         with_candidate(&mut near, doc, old, |corpus, first_new| {
             let items = corpus.items();
@@ -964,9 +969,10 @@ fn with_candidate<T>(
     // them) but must not be compared: move them out for the check.
     let saved = old.map(|id| corpus.take_document(id));
     let first_new = corpus.len();
-    corpus.push_document(
+    corpus.push_rows(
         doc.rows(NEW_DOC, &[])
-            .map(|(row, p)| dedup_row(row, p, i64::MAX)),
+            .map(|(row, p)| dedup_row(row, p, i64::MAX))
+            .collect(),
     );
     let result = check(corpus, first_new);
     corpus.truncate(first_new);

@@ -11,8 +11,7 @@ use super::PostgresStore;
 use crate::error::{Error, Result};
 use crate::store::sha256_hex;
 use crate::store::types::{
-    DocumentId, DuplicateMark, MarkTarget, NewChunk, NewDocument, PassageId, PassageTraits,
-    ReplaceOutcome,
+    DocumentId, DuplicateMark, NewChunk, NewDocument, PassageId, PassageTraits, ReplaceOutcome,
 };
 
 /// SQL for "now" in the format of `documents.ingested_at`.
@@ -477,25 +476,20 @@ fn write_marks(
     if marks.is_empty() {
         return Ok(());
     }
-    let stored: Vec<PassageId> = doc
-        .passages
-        .iter()
-        .filter_map(|p| match p.duplicate_of.as_ref()?.canonical {
-            MarkTarget::Stored(id) => Some(id),
-            MarkTarget::Earlier(_) => None,
-        })
-        .collect();
-    let found: HashSet<PassageId> = tx
-        .query("SELECT id FROM passages WHERE id = ANY($1)", &[&stored])?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if let Some(missing) = stored.iter().find(|id| !found.contains(id)) {
-        return Err(Error::NotFound(format!("passage {missing}")));
-    }
+    // Every canonical must exist: a stored one may have gone (an earlier
+    // passage of this document was inserted just before).
     let column = |f: fn(&(PassageId, PassageId, &str, f64)) -> PassageId| -> Vec<PassageId> {
         marks.iter().map(f).collect()
     };
+    let canonicals = column(|m| m.1);
+    let found: HashSet<PassageId> = tx
+        .query("SELECT id FROM passages WHERE id = ANY($1)", &[&canonicals])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(missing) = canonicals.iter().find(|id| !found.contains(id)) {
+        return Err(Error::NotFound(format!("passage {missing}")));
+    }
     tx.execute(
         "UPDATE passages p SET duplicate_of = t.canonical, dup_kind = t.kind, \
          dup_score = t.score \
@@ -503,7 +497,7 @@ fn write_marks(
          AS t(id, canonical, kind, score) WHERE p.id = t.id",
         &[
             &column(|m| m.0),
-            &column(|m| m.1),
+            &canonicals,
             &marks.iter().map(|m| m.2).collect::<Vec<_>>(),
             &marks.iter().map(|m| m.3).collect::<Vec<_>>(),
         ],
