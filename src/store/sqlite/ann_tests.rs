@@ -150,6 +150,29 @@ fn restricted_neighbours_answer_like_exact_search_for_few_and_many_candidates() 
 }
 
 #[test]
+fn a_copy_in_memory_answers_like_the_mapped_file() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "s.db", 20, 5);
+    assert_eq!(s.maintain_index(&mut |_| {}).unwrap(), IndexUpkeep::Built);
+    let passages = all_passages(&s);
+    let before = s.search_neighbours(&passages, 8, 0.0, None).unwrap();
+    assert_eq!(before.len(), passages.len());
+    let Searcher::Approx { ann, .. } = s.searcher().unwrap() else {
+        panic!("the store should be indexed");
+    };
+    // The copy is of the file that was opened, whatever a writer has
+    // renamed over its name since.
+    let path = ann::path_for(&dir.path().join("s.db"));
+    std::fs::write(dir.path().join("other"), b"another index").unwrap();
+    std::fs::rename(dir.path().join("other"), &path).unwrap();
+    ann.view_copy().unwrap();
+    assert_eq!(
+        s.search_neighbours(&passages, 8, 0.0, None).unwrap(),
+        before
+    );
+}
+
+#[test]
 fn writes_after_the_index_are_searched_and_removals_dropped() {
     let dir = TempDir::new().unwrap();
     let mut s = store_with(&dir, "a.db", 10, 2);

@@ -276,6 +276,9 @@ impl SqliteStore {
             floor,
             dim: self.meta.dim,
         };
+        if passages.len() >= ann::RESIDENT_MIN_SEARCHES {
+            ann.make_resident()?;
+        }
         ann.set_expansion(Some(match among {
             Some(_) => ann::EXPANSION_WALK,
             None => ann::EXPANSION_GRAPH,
