@@ -46,11 +46,14 @@ const EXPANSION_ADD: usize = 128;
 /// results widens it to that count), by index size: the list a search needs
 /// to keep its recall grows with the graph. Measured recall@10 against exact
 /// search (BENCHMARKS.md): real debian-dev vectors (9k) 0.991 at 128, 0.997
-/// at 256; synthetic 100k 0.9998 at 96, 128 and 256; synthetic 1M 0.93 at
-/// 96, 0.979 at 256. So 128 up to [`SMALL_GRAPH`] vectors, where it saves
-/// about a millisecond a query, and 256 above. `PAREIL_ANN_EF` overrides
-/// both, for measuring recall against latency (`cargo bench --bench scale`).
-const EXPANSION_SEARCH: usize = 256;
+/// at 256; synthetic 100k 0.9998 at 96, 128 and 256; synthetic 1M (500
+/// stored passages as queries, Zen 5) 0.977 at 256 (2.0 ms median), 0.981
+/// at 384 (3.3 ms), 0.982 at 512 (4.6 ms), 0.983 at 768 (6.4 ms): the misses
+/// left are nodes the walk does not reach, not near-ties. So 128 up to
+/// [`SMALL_GRAPH`] vectors, where it saves about a millisecond a query, and
+/// 384 above. `PAREIL_ANN_EF` overrides both, for measuring recall against
+/// latency (`cargo bench --bench scale`).
+const EXPANSION_SEARCH: usize = 384;
 const EXPANSION_SEARCH_SMALL: usize = 128;
 const SMALL_GRAPH: usize = 250_000;
 /// When a bulk search reads the index into huge pages first

@@ -148,7 +148,7 @@ impl SqliteStore {
     ///
     /// The index holds the store's own f16 values, so its ranking is the
     /// exact ranking up to rounding: the search's candidate list (HNSW's
-    /// ef, 128 or 256 by index size) is what buys recall, and only the best `k`, every
+    /// ef, 128 or 384 by index size) is what buys recall, and only the best `k`, every
     /// candidate tied with the k-th (copies share a vector; exact search
     /// breaks their ties by id) and a little slack for removed chunks are
     /// read back from SQLite to be re-scored and checked alive.
