@@ -112,7 +112,7 @@ pub(super) struct AnnIndex {
     /// The index's bytes in anonymous memory, once [`Self::make_resident`]
     /// has moved the view there.
     resident: OnceLock<MmapMut>,
-    _map: Option<Mmap>,
+    map: Mmap,
     /// The file mapped (the same one even if a writer has renamed a new
     /// index over its name since) and its name, for messages.
     file: std::fs::File,
@@ -228,7 +228,7 @@ impl AnnIndex {
         Ok(Some(AnnIndex {
             index,
             resident: OnceLock::new(),
-            _map: Some(map),
+            map,
             file,
             path: path.to_path_buf(),
             header,
@@ -255,8 +255,11 @@ impl AnnIndex {
         self.view_copy()
     }
 
-    /// The copy behind [`Self::make_resident`], unconditionally.
+    /// The copy behind [`Self::make_resident`], whatever the sizes (once).
     pub(super) fn view_copy(&self) -> Result<()> {
+        if self.resident.get().is_some() {
+            return Ok(());
+        }
         let path = &self.path;
         let len = self.file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
         let len = len.saturating_sub(HEADER_BYTES);
@@ -269,10 +272,21 @@ impl AnnIndex {
             .map_err(|e| Error::io(path, e))?;
         // SAFETY: the view borrows `copy`, which is kept in `self.resident`
         // for as long as the index (dropped after it: field order) and
-        // never written again; viewing resets the index first.
-        unsafe { self.index.view_from_buffer(&copy[..len]) }
-            .map_err(|e| ann_error(path, "usearch", e))?;
-        let _ = self.resident.set(copy);
+        // never written again (set once: checked above, and `&self` is
+        // used from one thread at a time); viewing resets the index first.
+        let viewed = unsafe { self.index.view_from_buffer(&copy[..len]) };
+        match viewed {
+            Ok(()) => {
+                let _ = self.resident.set(copy);
+            }
+            Err(e) => {
+                // The copy is only faster: back to the file it was read from.
+                tracing::warn!(path = %path.display(), error = %e, "index copy not viewable; searching the mapped file");
+                // SAFETY: as in `open`, the map lives as long as the index.
+                unsafe { self.index.view_from_buffer(&self.map[HEADER_BYTES..]) }
+                    .map_err(|e| ann_error(path, "usearch", e))?;
+            }
+        }
         self.set_expansion(None);
         Ok(())
     }
