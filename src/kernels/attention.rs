@@ -74,54 +74,25 @@ impl CustomOp1 for PackedAttention<'_> {
             let (first, len) = (starts[s], self.lens[s]);
             // SAFETY: this task alone writes these rows' columns of this head;
             // the kernel was chosen by run-time detection.
-            unsafe { attend_with(self.kernel, qkv, h, d, first, len, head, out_ptr) };
+            // Two blocks a step where AVX-512's 32 registers hold their
+            // accumulators (AVX2's 16 would spill).
+            let wide = self.kernel == Kernel::Avx512Vnni;
+            unsafe { attend_with(self.kernel, qkv, h, d, first, len, head, out_ptr, wide) };
         });
         Ok((CpuStorage::F32(out), Shape::from((tokens, h))))
     }
 }
 
 dispatch!(
-    /// [`attend`] for `kernel`, one block of [`LANES`] per step.
+    /// [`attend`] for `kernel`.
     ///
     /// # Safety
     /// As [`attend`]; `kernel` is supported by this CPU.
-    unsafe fn attend_narrow => attend::<1>, (
+    unsafe fn attend_with => attend, (
         qkv: &[f32], h: usize, d: usize, first: usize, len: usize, head: usize, out: OutPtr,
+        wide: bool,
     )
 );
-
-dispatch!(
-    /// [`attend`] for `kernel`, two blocks per step (AVX-512's 32 registers
-    /// hold their accumulators; AVX2's 16 would spill).
-    ///
-    /// # Safety
-    /// As [`attend`]; `kernel` is supported by this CPU.
-    unsafe fn attend_wide => attend::<2>, (
-        qkv: &[f32], h: usize, d: usize, first: usize, len: usize, head: usize, out: OutPtr,
-    )
-);
-
-/// [`attend`] in the widest blocks `kernel` keeps in registers.
-///
-/// # Safety
-/// As [`attend`]; `kernel` is supported by this CPU.
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_with(
-    kernel: Kernel,
-    qkv: &[f32],
-    h: usize,
-    d: usize,
-    first: usize,
-    len: usize,
-    head: usize,
-    out: OutPtr,
-) {
-    if kernel == Kernel::Avx512Vnni {
-        attend_wide(kernel, qkv, h, d, first, len, head, out)
-    } else {
-        attend_narrow(kernel, qkv, h, d, first, len, head, out)
-    }
-}
 
 /// Query rows scored together (one key load feeds this many FMAs).
 const QROWS: usize = 4;
@@ -131,7 +102,7 @@ const QROWS: usize = 4;
 /// 3,841 → 4,607–4,861 at 1 thread), +9–13 % on the AVX2 path; the same
 /// vectors bit for bit (each lane still sums in the same order). 32 lanes
 /// and 6 query rows spilled registers (3× slower); two 16-lane blocks a
-/// step fit AVX-512's registers ([`attend_wide`]: +1–11 % more).
+/// step fit AVX-512's registers (`wide` in [`attend`]: +1–11 % more).
 const LANES: usize = 16;
 
 /// One head of one sequence; see [`PackedAttention`]. Keys and values are
@@ -141,8 +112,31 @@ const LANES: usize = 16;
 /// # Safety
 /// `out` holds `[tokens, h]` floats and no other task writes rows
 /// `first..first + len`, columns of `head`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn attend<const WIDE: usize>(
+unsafe fn attend(
+    qkv: &[f32],
+    h: usize,
+    d: usize,
+    first: usize,
+    len: usize,
+    head: usize,
+    out: OutPtr,
+    wide: bool,
+) {
+    if wide {
+        attend_in::<2>(qkv, h, d, first, len, head, out)
+    } else {
+        attend_in::<1>(qkv, h, d, first, len, head, out)
+    }
+}
+
+/// [`attend`] stepping by `WIDE` blocks of [`LANES`].
+///
+/// # Safety
+/// As [`attend`].
+#[inline(always)]
+unsafe fn attend_in<const WIDE: usize>(
     qkv: &[f32],
     h: usize,
     d: usize,
