@@ -50,6 +50,7 @@ fn golden_min_cosine(model: &Embedder, path: &str) -> f64 {
 }
 
 fn main() {
+    pareil::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = arg(&args, "--threads")
         .map(|t| t.parse().unwrap())

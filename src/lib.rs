@@ -33,6 +33,7 @@
 //! [`store`], [`model`], [`corpus`] → `kernels` (SIMD, private); [`provision`]
 //! installs models and is used by the CLI.
 
+pub mod allocator;
 pub mod corpus;
 pub mod dedup;
 pub mod engine;

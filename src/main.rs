@@ -20,6 +20,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    pareil::allocator::keep_freed_pages();
     init_tracing();
     let cli = Cli::parse();
     if let Some(n) = cli::worker_threads(&cli.global) {

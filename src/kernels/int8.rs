@@ -26,6 +26,8 @@
 //! once. It runs the same 7-bit activations, so its integer sums — and the
 //! vectors — are bit-identical to the AVX2 path's (tested).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
@@ -321,7 +323,8 @@ const MR: usize = 4;
 /// rows `rows` and the 16 columns of panel `panel`; rows are `n` long.
 ///
 /// # Safety
-/// `out` points to `m * n` floats, no other thread writes this tile, and
+/// `out` points to room for `m * n` floats (only written here), no other
+/// thread writes this tile, and
 /// `kernel` was chosen by run-time detection.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn product_tile(
@@ -411,7 +414,10 @@ unsafe fn tile(
                 }
                 _ => dequantize(acc_row, sums, scales, &x.params[row], panel_q, &mut y),
             }
-            let dst = std::slice::from_raw_parts_mut(out.add(row * n + col0), cols);
+            let dst = std::slice::from_raw_parts_mut(
+                out.add(row * n + col0).cast::<MaybeUninit<f32>>(),
+                cols,
+            );
             finish_panel(
                 dst,
                 &y[..cols],

@@ -6,6 +6,8 @@
 //! its matmul), so these loops are written to vectorise and are inlined into
 //! each kernel's version of the products.
 
+use std::mem::MaybeUninit;
+
 use super::NR;
 
 /// eˣ with relative error below 2e-7 (Cephes' expf polynomial), without
@@ -61,10 +63,11 @@ pub fn gelu(x: f32) -> f32 {
 }
 
 /// The end of a linear layer on one output row, in one pass:
-/// `dst = act(src + bias) + residual`.
+/// `dst = act(src + bias) + residual`. `dst` is only written, so it may be
+/// fresh memory (the int8 product's output is never zeroed first).
 #[inline(always)]
 pub fn finish_into(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     src: &[f32],
     bias: &[f32],
     residual: Option<&[f32]>,
@@ -76,22 +79,22 @@ pub fn finish_into(
     match (gelu_act, residual) {
         (false, None) => {
             for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
-                *d = s + b;
+                d.write(s + b);
             }
         }
         (true, None) => {
             for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
-                *d = gelu(s + b);
+                d.write(gelu(s + b));
             }
         }
         (false, Some(res)) => {
             for (((d, &s), &b), &r) in dst.iter_mut().zip(src).zip(bias).zip(&res[..n]) {
-                *d = s + b + r;
+                d.write(s + b + r);
             }
         }
         (true, Some(res)) => {
             for (((d, &s), &b), &r) in dst.iter_mut().zip(src).zip(bias).zip(&res[..n]) {
-                *d = gelu(s + b) + r;
+                d.write(gelu(s + b) + r);
             }
         }
     }
@@ -106,13 +109,13 @@ pub fn finish_into(
 /// are identical.
 #[inline(always)]
 pub fn finish_panel(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     src: &[f32],
     bias: &[f32],
     residual: Option<&[f32]>,
     gelu_act: bool,
 ) {
-    let Ok(out) = <&mut [f32; NR]>::try_from(&mut *dst) else {
+    let Ok(out) = <&mut [MaybeUninit<f32>; NR]>::try_from(&mut *dst) else {
         return finish_into(dst, src, bias, residual, gelu_act);
     };
     let fixed = |s: &[f32]| -> [f32; NR] { s[..NR].try_into().unwrap() };
@@ -138,7 +141,8 @@ mod tests {
         /// # Safety
         /// `kernel` is supported by this CPU.
         unsafe fn finish_into_with => finish_into, (
-            dst: &mut [f32], src: &[f32], bias: &[f32], residual: Option<&[f32]>, gelu_act: bool,
+            dst: &mut [MaybeUninit<f32>], src: &[f32], bias: &[f32], residual: Option<&[f32]>,
+            gelu_act: bool,
         )
     );
 
@@ -187,8 +191,13 @@ mod tests {
         let bias = vec![0f32; 4096];
         for kernel in kernels() {
             let src = x.to_vec1::<f32>().unwrap();
-            let mut got = vec![0f32; src.len()];
+            let mut got = vec![MaybeUninit::uninit(); src.len()];
             unsafe { finish_into_with(kernel, &mut got, &src, &bias, None, true) };
+            // SAFETY: `finish_into` wrote every value.
+            let got: Vec<f32> = got
+                .into_iter()
+                .map(|v| unsafe { v.assume_init() })
+                .collect();
             let worst = got
                 .iter()
                 .zip(&want)
