@@ -457,6 +457,54 @@ fn small_files_share_model_batches() {
     }
 }
 
+/// Batches in flight: the model embeds one batch on its thread while the
+/// next is gathered. A paragraph every file repeats is first needed in the
+/// first batch; files of later batches, gathered while it is still being
+/// embedded, must neither embed it again nor be written without it.
+#[test]
+fn a_paragraph_shared_across_batches_is_embedded_once() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path().join("long")).unwrap();
+    let files: u64 = 60;
+    for i in 0..files {
+        let words: Vec<String> = (0..150).map(|j| format!("mot{i}x{j}")).collect();
+        s.write(
+            &format!("long/f{i:02}.txt"),
+            &format!("{}\n\nle paragraphe commun à tous\n", words.join(" ")),
+        );
+    }
+    let out = pareil_command(s.path())
+        .env("PAREIL_MODEL", &s.model)
+        .env("PAREIL_LOG", "pareil=info")
+        .args(["ingest", "--json", "long"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["documents_written"], files);
+    assert_eq!(report["chunks_reused"], files - 1, "{report}");
+    let embeds = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("embed{") && l.contains("close"))
+        .count();
+    assert!(embeds >= 2, "one batch only: nothing was in flight");
+    let stats = &s.json(&["stats", "--json"])["stats"];
+    assert_eq!(stats["orphan_embeddings"], 0, "{stats}");
+    let chunks = stats["chunks"].as_u64().unwrap();
+    assert_eq!(stats["embeddings"], chunks - (files - 1), "{stats}");
+    // Every copy has its vector: each file's copy is found, identical.
+    let hits = s.json(&["similar", "--json", "-k", "1", "--id", "2"]);
+    assert!(hits.to_string().contains("le paragraphe commun"), "{hits}");
+    let found = s.json(&["dups", "--json"]);
+    let exact = found["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "exact")
+        .count();
+    assert_eq!(exact as u64, files - 1, "{found}");
+}
+
 #[test]
 fn batch_queries_answer_one_json_line_each() {
     use std::io::Write;

@@ -2,7 +2,9 @@
 //! embeddings (cached by model input) → one store transaction per document,
 //! with dedup on ingestion (report, skip, fail). Unchanged files are skipped
 //! by content hash, so a killed run resumes where it stopped without
-//! re-embedding what was committed.
+//! re-embedding what was committed. With `--on-duplicate report` the model
+//! runs on a thread of its own, a batch gathered across documents at a
+//! time, while this thread writes and splits around it.
 //!
 //! Dedup on ingestion keeps per-run state ([`RunState`]): the stored passages
 //! are read once per run (with the normalised text stored at ingest) and
@@ -10,20 +12,22 @@
 //! not reload the store. Skip and fail act on lexical duplicates only;
 //! semantic ones are found once after the run's writes and reported.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::background::BackgroundEncoder;
 use super::dups::{Corpus, DuplicateFinding};
 use super::{embedding_key, Engine};
 use crate::corpus;
 use crate::dedup::lookup::query_keys;
 use crate::dedup::{find_pairs_fetching_neighbours, find_pairs_touching, Kind, Pair, Thresholds};
 use crate::error::{Error, Result};
-use crate::model::{Embedder, Role};
+use crate::model::{Embedder, Embedding, Role};
 use crate::store::{
     DedupRow, MarkTarget, NewChunk, NewDocument, NewMark, NewPassage, PassageId, PassageRow,
     PassageTraits, StoreMeta,
@@ -146,10 +150,36 @@ const AHEAD_TOKENS: usize = 2 * crate::model::TOKEN_BUDGET;
 /// At most this many documents read ahead (bounds memory on tiny files).
 const AHEAD_DOCS: usize = 512;
 
-/// Chunks a document still needs embedded.
-struct Missing {
-    keys: Vec<String>,
-    tokens: usize,
+/// Documents on their way to the model together.
+#[derive(Default)]
+struct Batch {
+    docs: Vec<PreparedDocument>,
+    /// The chunks to embed, each once, with the document (index in `docs`)
+    /// that gets its vector.
+    order: Vec<(usize, String)>,
+}
+
+impl Batch {
+    fn keys(&self) -> HashSet<String> {
+        self.order.iter().map(|(_, k)| k.clone()).collect()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .map(|(d, k)| self.docs[*d].chunk_texts[k].clone())
+            .collect()
+    }
+}
+
+/// Hands `batch` to the model, announcing each document's share.
+fn submit(encoder: &BackgroundEncoder, batch: &Batch, progress: &mut dyn Progress) -> Result<()> {
+    let mut counts = vec![0; batch.docs.len()];
+    batch.order.iter().for_each(|(d, _)| counts[*d] += 1);
+    for (doc, n) in batch.docs.iter().zip(counts) {
+        progress.file_started(&doc.doc.path, n);
+    }
+    encoder.submit(batch.texts())
 }
 
 /// What one ingest run keeps between documents.
@@ -215,44 +245,21 @@ impl Engine {
         let sources = resolve_inputs(inputs, opts)?;
         progress.files(sources.len());
         let mut sources = sources.into_iter();
-        let mut ahead: VecDeque<PreparedDocument> = VecDeque::new();
-        loop {
-            let mut doc = match ahead.pop_front() {
-                Some(doc) => doc,
-                None => match self.next_prepared(
-                    &mut sources,
-                    true,
-                    opts,
-                    &mut state,
-                    progress,
-                    &mut report,
-                )? {
-                    Some(doc) => doc,
-                    None => break,
-                },
-            };
-            if opts.on_duplicate == OnDuplicate::Report && !doc.embedded {
-                self.embed_ahead(
-                    &mut doc,
-                    &mut ahead,
-                    &mut sources,
-                    opts,
-                    &mut state,
-                    progress,
-                    &mut report,
-                )?;
+        if opts.on_duplicate == OnDuplicate::Report {
+            self.ingest_pipelined(&mut sources, opts, &mut state, progress, &mut report)?;
+        } else {
+            // Skip and fail check each document against the ones before it
+            // first, so that duplicates cost no model time: one at a time.
+            while let Some(doc) =
+                self.next_prepared(&mut sources, true, opts, &mut state, progress, &mut report)?
+            {
+                match opts.on_duplicate {
+                    OnDuplicate::Skip => {
+                        self.write_skipping_duplicates(doc, opts, &mut state, progress, &mut report)
+                    }
+                    _ => self.write_unless_duplicates(doc, opts, &mut state, progress, &mut report),
+                }?;
             }
-            match opts.on_duplicate {
-                OnDuplicate::Report => self
-                    .write(doc, &mut state, progress, &mut report)
-                    .map(|_| ()),
-                OnDuplicate::Skip => {
-                    self.write_skipping_duplicates(doc, opts, &mut state, progress, &mut report)
-                }
-                OnDuplicate::Fail => {
-                    self.write_unless_duplicates(doc, opts, &mut state, progress, &mut report)
-                }
-            }?;
         }
         if opts.prune {
             report.removed = self.prune(&state.seen)?;
@@ -346,84 +353,114 @@ impl Engine {
         Ok(staged)
     }
 
-    /// Embeds, in one call, what `first` and the documents after it lack,
-    /// reading ahead until [`AHEAD_TOKENS`] tokens are waiting: a folder of
-    /// small files fills the model's batches instead of running one tiny
-    /// batch per file. `--on-duplicate report` only: skip and fail check each
-    /// document against the ones before it first, so that duplicates cost no
-    /// model time. Each missing vector goes to the first document that needs
-    /// it; later ones find it in the store's cache when they are written.
-    #[allow(clippy::too_many_arguments)]
-    fn embed_ahead(
+    /// `--on-duplicate report`: documents go to the model in batches
+    /// gathered across files (until [`AHEAD_TOKENS`] tokens are missing), so
+    /// a folder of small files fills the model's batches instead of running
+    /// one tiny batch per file. The model runs on a thread of its own
+    /// ([`BackgroundEncoder`]): while it embeds one batch, this thread
+    /// writes the batch before and reads and splits the batch after.
+    fn ingest_pipelined(
         &mut self,
-        first: &mut PreparedDocument,
-        ahead: &mut VecDeque<PreparedDocument>,
         sources: &mut impl Iterator<Item = (String, Source)>,
         opts: &IngestOptions,
         state: &mut RunState,
         progress: &mut dyn Progress,
         report: &mut IngestReport,
     ) -> Result<()> {
-        let mut wanted = self.missing_chunks(first)?;
-        if wanted.tokens >= AHEAD_TOKENS {
-            return Ok(()); // a batch of its own: `write` embeds it
-        }
-        let mut batch = Vec::new();
-        while wanted.tokens < AHEAD_TOKENS && ahead.len() < AHEAD_DOCS {
-            let Some(doc) = self.next_prepared(sources, false, opts, state, progress, report)?
+        let model = Arc::clone(self.shared_model()?);
+        let parent = tracing::Span::current();
+        std::thread::scope(|scope| {
+            let encoder = BackgroundEncoder::start(scope, model, Role::Passage, parent);
+            let mut in_flight: Option<Batch> = None;
+            loop {
+                let pending = in_flight.as_ref().map(Batch::keys).unwrap_or_default();
+                let holding = in_flight.is_some();
+                let next =
+                    self.gather_batch(sources, &pending, !holding, opts, state, progress, report)?;
+                if let Some(batch) = in_flight.take() {
+                    let vectors = encoder.receive(&mut |n| progress.embedded(n))?;
+                    if !next.docs.is_empty() {
+                        submit(&encoder, &next, progress)?;
+                    }
+                    self.write_batch(batch, vectors, state, progress, report)?;
+                } else if !next.docs.is_empty() {
+                    submit(&encoder, &next, progress)?;
+                }
+                if next.docs.is_empty() {
+                    if holding {
+                        // Now that nothing is held: documents another
+                        // process had claimed, waiting for their claims.
+                        continue;
+                    }
+                    return Ok(());
+                }
+                in_flight = Some(next);
+            }
+        })
+    }
+
+    /// Reads documents until their missing chunks reach [`AHEAD_TOKENS`]
+    /// tokens (or [`AHEAD_DOCS`] documents). Chunks the store's cache holds,
+    /// or that `pending` (the batch being embedded) will bring, are not
+    /// missing; each missing chunk goes to the first document that needs
+    /// it, and later ones find it stored when they are written. Waits for
+    /// another process's claims only when `may_wait` (this run holds none:
+    /// see [`next_prepared`](Self::next_prepared)).
+    #[allow(clippy::too_many_arguments)]
+    fn gather_batch(
+        &mut self,
+        sources: &mut impl Iterator<Item = (String, Source)>,
+        pending: &HashSet<String>,
+        may_wait: bool,
+        opts: &IngestOptions,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<Batch> {
+        let mut batch = Batch::default();
+        let mut wanted: HashSet<String> = HashSet::new();
+        let mut tokens = 0;
+        while tokens < AHEAD_TOKENS && batch.docs.len() < AHEAD_DOCS {
+            let wait = may_wait && batch.docs.is_empty();
+            let Some(doc) = self.next_prepared(sources, wait, opts, state, progress, report)?
             else {
                 break;
             };
-            let more = self.missing_chunks(&doc)?;
-            wanted.tokens += more.tokens;
-            batch.push(more.keys);
-            ahead.push_back(doc);
-        }
-        if ahead.is_empty() {
-            return Ok(());
-        }
-        // Keys in first-need order, each once, with the document that gets it.
-        let mut owner: HashMap<String, usize> = HashMap::new();
-        let mut order: Vec<(usize, String)> = Vec::new();
-        for (d, keys) in std::iter::once(wanted.keys).chain(batch).enumerate() {
-            for k in keys {
-                if !owner.contains_key(&k) {
-                    owner.insert(k.clone(), d);
-                    order.push((d, k));
+            let missing = self.missing_chunks(&doc)?;
+            for (key, n) in missing {
+                if !pending.contains(&key) && wanted.insert(key.clone()) {
+                    tokens += n;
+                    batch.order.push((batch.docs.len(), key));
                 }
             }
+            batch.docs.push(doc);
         }
-        let docs: Vec<&mut PreparedDocument> =
-            std::iter::once(first).chain(ahead.iter_mut()).collect();
-        let mut counts = vec![0; docs.len()];
-        order.iter().for_each(|(d, _)| counts[*d] += 1);
-        for (doc, &n) in docs.iter().zip(&counts) {
-            progress.file_started(&doc.doc.path, n);
-        }
-        let texts: Vec<&str> = order
-            .iter()
-            .map(|(d, k)| docs[*d].chunk_texts[k].as_str())
-            .collect();
-        let model = self.model.as_ref().expect("ingest loads the model first");
-        let vectors = {
-            let _span = tracing::info_span!("embed", chunks = texts.len(), documents = docs.len())
-                .entered();
-            model.embed_with_progress(&texts, Role::Passage, &mut |n| progress.embedded(n))?
-        };
+        Ok(batch)
+    }
+
+    /// Gives a batch's documents their vectors and writes them, in order.
+    fn write_batch(
+        &mut self,
+        mut batch: Batch,
+        vectors: Vec<Embedding>,
+        state: &mut RunState,
+        progress: &mut dyn Progress,
+        report: &mut IngestReport,
+    ) -> Result<()> {
         report.chunks_embedded += vectors.len();
-        let mut docs = docs;
-        for ((d, k), e) in order.into_iter().zip(vectors) {
-            docs[d].doc.embeddings.insert(k, e.vector);
+        for ((d, key), e) in batch.order.into_iter().zip(vectors) {
+            batch.docs[d].doc.embeddings.insert(key, e.vector);
         }
-        for doc in docs {
+        for mut doc in batch.docs {
             doc.embedded = true;
+            self.write(doc, state, progress, report)?;
         }
         Ok(())
     }
 
     /// The chunks of `doc` that neither the store's cache nor the document
-    /// holds, and their tokens.
-    fn missing_chunks(&self, doc: &PreparedDocument) -> Result<Missing> {
+    /// holds, with their tokens.
+    fn missing_chunks(&self, doc: &PreparedDocument) -> Result<Vec<(String, usize)>> {
         let keys: Vec<String> = doc
             .chunk_texts
             .keys()
@@ -438,15 +475,14 @@ impl Engine {
             .flat_map(|p| &p.chunks)
             .map(|c| (c.emb_key.as_str(), c.tokens))
             .collect();
-        let keys: Vec<String> = keys
+        Ok(keys
             .into_iter()
             .filter(|k| !cached.contains_key(k))
-            .collect();
-        let tokens = keys
-            .iter()
-            .map(|k| tokens_of.get(k.as_str()).copied().unwrap_or(0))
-            .sum();
-        Ok(Missing { keys, tokens })
+            .map(|k| {
+                let n = tokens_of.get(k.as_str()).copied().unwrap_or(0);
+                (k, n)
+            })
+            .collect())
     }
 
     /// Reads a source's text and splits it, unless it is stored unchanged or

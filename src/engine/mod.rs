@@ -9,6 +9,7 @@
 //!
 //! Dependencies run one way: engine → corpus, dedup, store, model.
 
+mod background;
 mod check;
 mod documents;
 mod dups;
