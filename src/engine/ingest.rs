@@ -253,12 +253,11 @@ impl Engine {
             while let Some(doc) =
                 self.next_prepared(&mut sources, true, opts, &mut state, progress, &mut report)?
             {
-                match opts.on_duplicate {
-                    OnDuplicate::Skip => {
-                        self.write_skipping_duplicates(doc, opts, &mut state, progress, &mut report)
-                    }
-                    _ => self.write_unless_duplicates(doc, opts, &mut state, progress, &mut report),
-                }?;
+                if opts.on_duplicate == OnDuplicate::Skip {
+                    self.write_skipping_duplicates(doc, opts, &mut state, progress, &mut report)?;
+                } else {
+                    self.write_unless_duplicates(doc, opts, &mut state, progress, &mut report)?;
+                }
             }
         }
         if opts.prune {

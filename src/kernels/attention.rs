@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::math::exp;
+use super::math::{exp, lane_sum};
 use super::{dispatch, Kernel};
 
 /// Multi-head self-attention over packed sequences, as one candle op.
@@ -283,23 +283,6 @@ fn context_block<const W: usize>(
         }
     }
     acc
-}
-
-/// Sum of a slice in eight independent lanes (vectorisable, unlike a
-/// single running float sum).
-#[inline(always)]
-fn lane_sum(s: &[f32]) -> f32 {
-    // Eight, not `LANES`: the order of this sum is part of the model's
-    // output, kept as it was when blocks were eight lanes wide.
-    const SUM_LANES: usize = 8;
-    let mut lanes = [0f32; SUM_LANES];
-    let mut chunks = s.chunks_exact(SUM_LANES);
-    for c in &mut chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += x;
-        }
-    }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 /// `attention(qkv)` for packed sequences (see [`PackedAttention`]).

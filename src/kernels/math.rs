@@ -62,6 +62,29 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// Sum of a slice in eight independent lanes (vectorisable, unlike a
+/// single running float sum).
+#[inline(always)]
+pub fn lane_sum(s: &[f32]) -> f32 {
+    lane_sum_by(s, |x| x)
+}
+
+/// `Σ f(x)` over a slice in eight independent lanes.
+#[inline(always)]
+pub fn lane_sum_by(s: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    // Eight, not the attention's block width: the order of this sum is part
+    // of the model's output, kept as it was when blocks were eight lanes.
+    const SUM_LANES: usize = 8;
+    let mut lanes = [0f32; SUM_LANES];
+    let mut chunks = s.chunks_exact(SUM_LANES);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&x| f(x)).sum::<f32>()
+}
+
 /// The end of a linear layer on one output row, in one pass:
 /// `dst = act(src + bias) + residual`. `dst` is only written, so it may be
 /// fresh memory (the int8 product's output is never zeroed first).

@@ -17,6 +17,7 @@ pub(crate) mod attention;
 pub(crate) mod gemm;
 pub(crate) mod int8;
 pub(crate) mod math;
+pub(crate) mod norm;
 
 pub use gemm::Precision;
 

@@ -13,6 +13,7 @@ use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{Activation, PackedLinear};
+use crate::kernels::{norm, Kernel};
 use crate::model::EncoderOptions;
 
 use super::pack_cache::PackCache;
@@ -125,9 +126,10 @@ impl<'a> Checkpoint<'a> {
     /// `{name}.weight` and `{name}.bias` as a layer norm over `dim` values.
     pub(super) fn layer_norm(&self, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
         Ok(LayerNorm {
-            weight: self.tensor(&format!("{name}.weight"), &[dim])?,
-            bias: self.tensor(&format!("{name}.bias"), &[dim])?,
+            weight: self.get(&format!("{name}.weight"), &[dim])?,
+            bias: self.get(&format!("{name}.bias"), &[dim])?,
             eps: eps as f32,
+            kernel: self.options.kernel,
         })
     }
 
@@ -295,15 +297,44 @@ impl CustomOp2 for LinearOp<'_> {
     }
 }
 
+/// A layer norm over the last dimension, by [`norm::layer_norm`].
 pub(super) struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
     eps: f32,
+    kernel: Kernel,
 }
 
 impl LayerNorm {
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+        x.apply_op1_no_bwd(self)
+    }
+}
+
+impl CustomOp1 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "pareil-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("layer norm: contiguous f32 input only");
+        };
+        if layout.dims().last() != Some(&self.weight.len()) {
+            candle_core::bail!(
+                "layer norm: input {:?} does not end in {}",
+                layout.dims(),
+                self.weight.len()
+            );
+        }
+        let x = &data[start..end];
+        let out = norm::layer_norm(self.kernel, x, &self.weight, &self.bias, self.eps);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
