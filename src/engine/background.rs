@@ -2,11 +2,12 @@
 //! while it embeds: ingest hands it one batch of texts, reads and splits the
 //! next documents and writes the previous batch's while the batch runs.
 //!
-//! Why: the model's products keep both cores busy only 92 % of the time
-//! (rayon's joins; 1.84 CPUs measured), and everything ingest does besides
-//! embedding — reading, splitting, tokenising, SQLite writes — used to run
-//! between batches while the model waited. On this thread those run in the
-//! model's gaps instead of after it.
+//! Why: everything ingest does besides embedding — reading, splitting,
+//! tokenising, store writes — used to run between batches while the model
+//! waited. Measured (BENCHMARKS.md, "The model on its own thread"): into
+//! PostgreSQL, whose writes wait on the server, 5–6 % faster; into SQLite
+//! level within noise (the model keeps both cores ~92 % busy, so what runs
+//! beside it mostly slows it by as much as it saves).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;

@@ -224,10 +224,11 @@ impl PackedLinear {
         }
         // Not zeroed: every value is written before it is read, and zeroing
         // a fresh 25 MB activation costs a pass over memory per product.
-        let mut out: Vec<f32> = Vec::with_capacity(m * self.n);
-        if m == 0 {
-            return out;
+        if m == 0 || self.k == 0 {
+            // No depth block runs (and so nothing is written) when k = 0.
+            return vec![0f32; m * self.n];
         }
+        let mut out: Vec<f32> = Vec::with_capacity(m * self.n);
         let panels_n = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
         let quantized = match &self.panels {
