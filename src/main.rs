@@ -25,8 +25,8 @@ fn main() {
     }
     init_tracing();
     let cli = Cli::parse();
-    // Bulk embedding only: elsewhere (`dups` at a million passages) the
-    // reset pages count in the peak RSS (3.3 → 4.7 GB measured).
+    // Bulk embedding only: elsewhere the reset pages only add to the peak
+    // RSS (see `allocator`).
     if matches!(cli.command, Command::Ingest(_) | Command::Embed(_)) {
         pareil::allocator::keep_freed_pages();
     }
