@@ -676,6 +676,10 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         let mut c = [[_mm256_setzero_si256(); 2]; ROWS];
         for g in 0..groups {
+            // The next panel, one cache line per step, as in `kernel_vnni`
+            // (Zen 3, 16-row products through twelve layers' distinct
+            // weights: 5.03 → 4.59 ms, level with cache-hot weights).
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(groups * 64 + g * 64));
             let b0 = _mm256_loadu_si256(w.add(g * 64) as *const __m256i);
             let b1 = _mm256_loadu_si256(w.add(g * 64 + 32) as *const __m256i);
             for i in 0..ROWS {
