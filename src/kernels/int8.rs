@@ -432,7 +432,8 @@ unsafe fn tile(
     }
 }
 
-/// One row of a tile back to real numbers: `y[c] = scales[c] · (step ·
+/// One row of a tile back to real numbers (each outlier added with one fused
+/// multiply-add, in order, on every kernel): `y[c] = scales[c] · (step ·
 /// (acc[c] − zero · sums[c]) + Σ_outliers v · w[c][p])`, the weights at
 /// depth `p` read from the panel (`w[c][p]` is byte `p % 4` of column `c`'s
 /// word in group `p / 4`).
@@ -452,7 +453,7 @@ fn dequantize(
         if v != 0.0 {
             let group = &panel_q[(p as usize / 4) * NR * 4..];
             for (c, y) in y.iter_mut().enumerate() {
-                *y += v * group[c * 4 + p as usize % 4] as f32;
+                *y = v.mul_add(group[c * 4 + p as usize % 4] as f32, *y);
             }
         }
     }
@@ -590,23 +591,35 @@ mod avx2 {
     ) {
         let step = _mm256_set1_ps(params.step);
         let zero = _mm256_set1_epi32(params.zero);
-        for h in 0..2 {
-            let a = _mm256_loadu_si256(acc.as_ptr().add(h * 8) as *const __m256i);
-            let s = _mm256_loadu_si256(sums.as_ptr().add(h * 8) as *const __m256i);
+        let mut f = [0, 8].map(|c| {
+            let a = _mm256_loadu_si256(acc.as_ptr().add(c) as *const __m256i);
+            let s = _mm256_loadu_si256(sums.as_ptr().add(c) as *const __m256i);
             let d = _mm256_sub_epi32(a, _mm256_mullo_epi32(zero, s));
-            let mut f = _mm256_mul_ps(_mm256_cvtepi32_ps(d), step);
-            for &(p, v) in &params.outliers {
-                if v != 0.0 {
-                    let (p, byte) = (p as usize / 4, p as usize % 4);
-                    let group = &panel_q[p * NR * 4 + h * 32..p * NR * 4 + h * 32 + 32];
-                    let words = _mm256_loadu_si256(group.as_ptr() as *const __m256i);
-                    // Byte `byte` of each column's word, sign-extended.
-                    let up = _mm_cvtsi32_si128(24 - 8 * byte as i32);
-                    let w = _mm256_srai_epi32(_mm256_sll_epi32(words, up), 24);
-                    f = _mm256_add_ps(f, _mm256_mul_ps(_mm256_set1_ps(v), _mm256_cvtepi32_ps(w)));
+            _mm256_mul_ps(_mm256_cvtepi32_ps(d), step)
+        });
+        // Outliers outside, halves inside: each outlier's group and shift
+        // are worked out once per row, not once per half (these few
+        // instructions run for every row of every panel: on Zen 3 the
+        // outliers were 8 % of a query, 0.45 ms).
+        for &(p, v) in &params.outliers {
+            if v != 0.0 {
+                let group = (p as usize / 4) * NR * 4;
+                debug_assert!(group + NR * 4 <= panel_q.len());
+                let words = panel_q.as_ptr().add(group) as *const __m256i;
+                // Byte `p % 4` of each column's word, sign-extended.
+                let up = _mm_cvtsi32_si128(24 - 8 * (p % 4) as i32);
+                let v = _mm256_set1_ps(v);
+                for (h, f) in f.iter_mut().enumerate() {
+                    let w = _mm256_srai_epi32(
+                        _mm256_sll_epi32(_mm256_loadu_si256(words.add(h)), up),
+                        24,
+                    );
+                    *f = _mm256_fmadd_ps(v, _mm256_cvtepi32_ps(w), *f);
                 }
             }
-            f = _mm256_mul_ps(f, _mm256_loadu_ps(scales.as_ptr().add(h * 8)));
+        }
+        for (h, f) in f.iter().enumerate() {
+            let f = _mm256_mul_ps(*f, _mm256_loadu_ps(scales.as_ptr().add(h * 8)));
             _mm256_storeu_ps(y.as_mut_ptr().add(h * 8), f);
         }
     }
@@ -639,7 +652,7 @@ mod avx2 {
                 let words = _mm512_loadu_si512(group.as_ptr() as *const __m512i);
                 let up = _mm_cvtsi32_si128(24 - 8 * byte as i32);
                 let w = _mm512_srai_epi32(_mm512_sll_epi32(words, up), 24);
-                f = _mm512_add_ps(f, _mm512_mul_ps(_mm512_set1_ps(v), _mm512_cvtepi32_ps(w)));
+                f = _mm512_fmadd_ps(_mm512_set1_ps(v), _mm512_cvtepi32_ps(w), f);
             }
         }
         f = _mm512_mul_ps(f, _mm512_loadu_ps(scales.as_ptr()));
