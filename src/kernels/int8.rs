@@ -575,6 +575,19 @@ mod avx2 {
         }
     }
 
+    /// Where the weights of outlier depth `p` sit in a panel: the byte
+    /// offset of its group of four depths, and the left shift (as `vpslld`
+    /// takes it) that moves byte `p % 4` of each column's word to the top,
+    /// so an arithmetic shift right by 24 sign-extends it. Shared by both
+    /// dequantisers so they pick the same bytes.
+    #[inline(always)]
+    unsafe fn outlier_word(p: u32) -> (usize, __m128i) {
+        (
+            (p as usize / 4) * NR * 4,
+            _mm_cvtsi32_si128(24 - 8 * (p % 4) as i32),
+        )
+    }
+
     /// [`super::dequantize`], eight columns at a time.
     ///
     /// # Safety
@@ -603,11 +616,9 @@ mod avx2 {
         // outliers were 8 % of a query, 0.45 ms).
         for &(p, v) in &params.outliers {
             if v != 0.0 {
-                let group = (p as usize / 4) * NR * 4;
+                let (group, up) = outlier_word(p);
                 debug_assert!(group + NR * 4 <= panel_q.len());
                 let words = panel_q.as_ptr().add(group) as *const __m256i;
-                // Byte `p % 4` of each column's word, sign-extended.
-                let up = _mm_cvtsi32_si128(24 - 8 * (p % 4) as i32);
                 let v = _mm256_set1_ps(v);
                 for (h, f) in f.iter_mut().enumerate() {
                     let w = _mm256_srai_epi32(
@@ -647,10 +658,9 @@ mod avx2 {
         let mut f = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(params.step));
         for &(p, v) in &params.outliers {
             if v != 0.0 {
-                let (p, byte) = (p as usize / 4, p as usize % 4);
-                let group = &panel_q[p * NR * 4..p * NR * 4 + 64];
+                let (group, up) = outlier_word(p);
+                let group = &panel_q[group..group + NR * 4];
                 let words = _mm512_loadu_si512(group.as_ptr() as *const __m512i);
-                let up = _mm_cvtsi32_si128(24 - 8 * byte as i32);
                 let w = _mm512_srai_epi32(_mm512_sll_epi32(words, up), 24);
                 f = _mm512_fmadd_ps(_mm512_set1_ps(v), _mm512_cvtepi32_ps(w), f);
             }
