@@ -71,13 +71,21 @@ impl CustomOp1 for PackedAttention<'_> {
             .flat_map(|s| (0..self.heads).map(move |head| (s, head)))
             .collect();
         tasks.par_iter().for_each(|&(s, head)| {
-            let (first, len) = (starts[s], self.lens[s]);
+            let task = Head {
+                qkv,
+                h,
+                d,
+                first: starts[s],
+                len: self.lens[s],
+                head,
+                out: out_ptr,
+            };
             // SAFETY: this task alone writes these rows' columns of this head;
             // the kernel was chosen by run-time detection.
             // Two blocks a step where AVX-512's 32 registers hold their
             // accumulators (AVX2's 16 would spill).
             let wide = self.kernel == Kernel::Avx512Vnni;
-            unsafe { attend_with(self.kernel, qkv, h, d, first, len, head, out_ptr, wide) };
+            unsafe { attend_with(self.kernel, task, wide) };
         });
         Ok((CpuStorage::F32(out), Shape::from((tokens, h))))
     }
@@ -88,11 +96,22 @@ dispatch!(
     ///
     /// # Safety
     /// As [`attend`]; `kernel` is supported by this CPU.
-    unsafe fn attend_with => attend, (
-        qkv: &[f32], h: usize, d: usize, first: usize, len: usize, head: usize, out: OutPtr,
-        wide: bool,
-    )
+    unsafe fn attend_with => attend, (task: Head<'_>, wide: bool)
 );
+
+/// One task of [`PackedAttention`]: head `head` of the sequence whose `len`
+/// rows start at row `first` of `qkv` (`[tokens, 3·h]`), heads of width `d`,
+/// written to the same rows of `out` (`[tokens, h]`).
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    qkv: &'a [f32],
+    h: usize,
+    d: usize,
+    first: usize,
+    len: usize,
+    head: usize,
+    out: OutPtr,
+}
 
 /// Query rows scored together (one key load feeds this many FMAs).
 const QROWS: usize = 4;
@@ -110,24 +129,14 @@ const LANES: usize = 16;
 /// whole blocks held in registers for [`QROWS`] query rows at a time.
 ///
 /// # Safety
-/// `out` holds `[tokens, h]` floats and no other task writes rows
-/// `first..first + len`, columns of `head`.
-#[allow(clippy::too_many_arguments)]
+/// `task.out` holds `[tokens, h]` floats and no other task writes rows
+/// `task.first..task.first + task.len`, columns of `task.head`.
 #[inline(always)]
-unsafe fn attend(
-    qkv: &[f32],
-    h: usize,
-    d: usize,
-    first: usize,
-    len: usize,
-    head: usize,
-    out: OutPtr,
-    wide: bool,
-) {
+unsafe fn attend(task: Head<'_>, wide: bool) {
     if wide {
-        attend_in::<2>(qkv, h, d, first, len, head, out)
+        attend_in::<2>(task)
     } else {
-        attend_in::<1>(qkv, h, d, first, len, head, out)
+        attend_in::<1>(task)
     }
 }
 
@@ -136,15 +145,16 @@ unsafe fn attend(
 /// # Safety
 /// As [`attend`].
 #[inline(always)]
-unsafe fn attend_in<const WIDE: usize>(
-    qkv: &[f32],
-    h: usize,
-    d: usize,
-    first: usize,
-    len: usize,
-    head: usize,
-    out: OutPtr,
-) {
+unsafe fn attend_in<const WIDE: usize>(task: Head<'_>) {
+    let Head {
+        qkv,
+        h,
+        d,
+        first,
+        len,
+        head,
+        out,
+    } = task;
     let row = |t: usize| &qkv[(first + t) * 3 * h..(first + t + 1) * 3 * h];
     let scale = 1.0 / (d as f32).sqrt();
     let (lp, dp) = (len.next_multiple_of(LANES), d.next_multiple_of(LANES));
