@@ -40,21 +40,31 @@ const HEADER_BYTES: usize = 4096;
 const FORMAT: u32 = 1;
 /// HNSW graph degree (usearch's default): ~130 bytes of graph per vector.
 const CONNECTIVITY: usize = 16;
-/// Candidate list size while inserting: graph quality, paid once at build.
+/// Candidate list size while inserting: graph quality, paid once per vector
+/// added. 128 up to [`SMALL_GRAPH`] vectors, 256 above: at 1M synthetic
+/// vectors (Zen 5, BENCHMARKS.md) a graph built with 128 reached recall@10
+/// 0.981 at search list 384 — its misses were nodes no walk reached — and
+/// one built with 256 reached 0.9986, for 1.7× the build time.
 const EXPANSION_ADD: usize = 128;
+const EXPANSION_ADD_LARGE: usize = 256;
 /// Candidate list size while searching (HNSW's ef; a search asking for more
-/// results widens it to that count), by index size: the list a search needs
-/// to keep its recall grows with the graph. Measured recall@10 against exact
-/// search (BENCHMARKS.md): real debian-dev vectors (9k) 0.991 at 128, 0.997
-/// at 256; synthetic 100k 0.9998 at 96, 128 and 256; synthetic 1M (500
-/// stored passages as queries, Zen 5) 0.977 at 256 (2.0 ms median), 0.981
-/// at 384 (3.3 ms), 0.982 at 512 (4.6 ms), 0.983 at 768 (6.4 ms): the misses
-/// left are nodes the walk does not reach, not near-ties. So 128 up to
-/// [`SMALL_GRAPH`] vectors, where it saves about a millisecond a query, and
-/// 384 above. `PAREIL_ANN_EF` overrides both, for measuring recall against
-/// latency (`cargo bench --bench scale`).
-const EXPANSION_SEARCH: usize = 384;
+/// results widens it to that count), by index size and by the insertion
+/// list the graph was built with: the list a search needs to keep its
+/// recall grows with the graph. Measured recall@10 against exact search
+/// (BENCHMARKS.md): real debian-dev vectors (9k) 0.991 at 128, 0.997 at
+/// 256; synthetic 100k 0.9998 at 96, 128 and 256; synthetic 1M (500 stored
+/// passages as queries) on a graph built with 128, Zen 5: 0.977 at 256
+/// (2.0 ms median), 0.981 at 384 (3.3 ms), 0.982 at 512 (4.6 ms), 0.983 at
+/// 768 (6.4 ms) — the misses left are nodes the walk does not reach, not
+/// near-ties; on a graph built with 256, Zen 3: 0.999 at 256 (3.0 ms) and
+/// at 384 (4.9 ms). So 128 up to [`SMALL_GRAPH`] vectors, where it saves
+/// about a millisecond a query; above, 256 on a graph built with the wide
+/// insertion list and 384 on one built (or begun) with the narrow one.
+/// `PAREIL_ANN_EF` overrides them all, for measuring recall against latency
+/// (`cargo bench --bench scale`).
 const EXPANSION_SEARCH_SMALL: usize = 128;
+const EXPANSION_SEARCH: usize = 256;
+const EXPANSION_SEARCH_NARROW_GRAPH: usize = 384;
 const SMALL_GRAPH: usize = 250_000;
 /// When a bulk search reads the index into huge pages first
 /// ([`AnnIndex::make_resident`]): from this many searches in one call, on
@@ -69,7 +79,12 @@ pub(super) const RESIDENT_MIN_SEARCHES: usize = 20_000;
 const RESIDENT_MIN_BYTES: u64 = 256 << 20;
 /// The candidate list for the k-NN graph behind `dups`: a million searches,
 /// so cheaper; the semantic rule needs the few neighbours above its floor.
-pub(super) const EXPANSION_GRAPH: usize = 96;
+/// 96 on a graph built with the narrow insertion list; a graph built with
+/// the wide one links more neighbours per node, so each step of a walk
+/// costs more (1M synthetic, Zen 3: `dups` 986 s at 96) and a shorter list
+/// finds what the rule needs: 64 (no wider than the results asked for).
+const EXPANSION_GRAPH: usize = 96;
+const EXPANSION_GRAPH_WIDE: usize = 64;
 /// The candidate list of a walk restricted to candidates (the
 /// cross-language searches of `dups`), which visits ~1/share of the graph
 /// more nodes than a plain search to fill it: no wider than the results
@@ -80,15 +95,28 @@ pub(super) const EXPANSION_GRAPH: usize = 96;
 /// exactly unless an index was built on purpose).
 pub(super) const EXPANSION_WALK: usize = 64;
 
-fn expansion_search(vectors: usize) -> usize {
+/// The insertion list for an index about to hold `vectors` vectors.
+fn expansion_add(vectors: usize) -> usize {
+    if vectors <= SMALL_GRAPH {
+        EXPANSION_ADD
+    } else {
+        EXPANSION_ADD_LARGE
+    }
+}
+
+/// The search list for a graph of `vectors` vectors whose narrowest
+/// insertion list was `built_with`.
+pub(super) fn expansion_search(vectors: usize, built_with: usize) -> usize {
     std::env::var("PAREIL_ANN_EF")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&ef| ef >= 1)
         .unwrap_or(if vectors <= SMALL_GRAPH {
             EXPANSION_SEARCH_SMALL
-        } else {
+        } else if built_with >= EXPANSION_ADD_LARGE {
             EXPANSION_SEARCH
+        } else {
+            EXPANSION_SEARCH_NARROW_GRAPH
         })
 }
 
@@ -103,6 +131,14 @@ pub(super) struct Header {
     pub covered: ChunkId,
     /// Vectors added (live or since removed from the store).
     pub vectors: usize,
+    /// The narrowest insertion list any of them was added with (headers
+    /// written before it was recorded: the only list there was then).
+    #[serde(default = "narrow_insertion_list")]
+    pub expansion_add: usize,
+}
+
+fn narrow_insertion_list() -> usize {
+    EXPANSION_ADD
 }
 
 /// An index file opened for searching (memory-mapped, read-only).
@@ -224,7 +260,7 @@ impl AnnIndex {
         if index.dimensions() != dim {
             return Ok(None);
         }
-        index.change_expansion_search(expansion_search(index.size()));
+        index.change_expansion_search(expansion_search(index.size(), header.expansion_add));
         Ok(Some(AnnIndex {
             index,
             resident: OnceLock::new(),
@@ -294,8 +330,19 @@ impl AnnIndex {
     /// Sets the search candidate list size (`None`: the default). The store
     /// is used from one thread at a time, so this does not race a search.
     pub(super) fn set_expansion(&self, ef: Option<usize>) {
-        self.index
-            .change_expansion_search(ef.unwrap_or_else(|| expansion_search(self.len())));
+        self.index.change_expansion_search(
+            ef.unwrap_or_else(|| expansion_search(self.len(), self.header.expansion_add)),
+        );
+    }
+
+    /// The candidate list for the k-NN graph behind `dups` (see
+    /// [`EXPANSION_GRAPH`]).
+    pub(super) fn graph_expansion(&self) -> usize {
+        if self.header.expansion_add >= EXPANSION_ADD_LARGE {
+            EXPANSION_GRAPH_WIDE
+        } else {
+            EXPANSION_GRAPH
+        }
     }
 
     /// Vectors in the graph (including chunks removed from the store since).
@@ -389,6 +436,7 @@ impl Builder {
                 dim,
                 covered: 0,
                 vectors: 0,
+                expansion_add: EXPANSION_ADD_LARGE,
             },
         })
     }
@@ -423,6 +471,11 @@ impl Builder {
                 needed.max(2 * self.index.capacity()),
             )?;
         }
+        // By the size reserved (a rebuild reserves the whole store), so a
+        // large index gets the wider list from its first vector.
+        let list = expansion_add(self.index.capacity());
+        self.index.change_expansion_add(list);
+        self.header.expansion_add = self.header.expansion_add.min(list);
         ids.par_iter()
             .zip(data.par_chunks_exact(dim))
             .try_for_each(|(&id, v)| self.index.add(id as u64, v))

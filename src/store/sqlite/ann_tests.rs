@@ -294,6 +294,40 @@ fn foreign_damaged_or_torn_index_files_are_ignored_then_rebuilt() {
     assert!(uses_index(&b));
 }
 
+/// An index whose header was written before it recorded the insertion list
+/// (the same format otherwise) is still used, as a graph built with the
+/// narrow list: were it large, it would keep the longer search list.
+#[test]
+fn an_index_header_from_before_the_insertion_list_is_still_used() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "a.db", 4, 9);
+    s.maintain_index(&mut |_| {}).unwrap();
+    let path = ann::path_for(s.path());
+    let db = s.path().to_path_buf();
+    drop(s);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[12..12 + len]).unwrap();
+    assert_eq!(
+        header["expansion_add"], 128,
+        "a small graph: the narrow list"
+    );
+    header.as_object_mut().unwrap().remove("expansion_add");
+    let old = serde_json::to_vec(&header).unwrap();
+    bytes[12..12 + len].fill(0);
+    bytes[8..12].copy_from_slice(&(old.len() as u32).to_le_bytes());
+    bytes[12..12 + old.len()].copy_from_slice(&old);
+    let mut s = with_index_bytes(&db, &bytes);
+    assert!(uses_index(&s));
+    assert_eq!(
+        s.maintain_index(&mut |_| {}).unwrap(),
+        IndexUpkeep::Unchanged
+    );
+    assert_eq!(ann::expansion_search(1_000_000, 128), 384);
+    assert_eq!(ann::expansion_search(1_000_000, 256), 256);
+    assert_eq!(ann::expansion_search(10_000, 256), 128);
+}
+
 #[test]
 fn small_stores_build_no_index() {
     let dir = TempDir::new().unwrap();

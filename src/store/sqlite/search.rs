@@ -281,7 +281,7 @@ impl SqliteStore {
         }
         ann.set_expansion(Some(match among {
             Some(_) => ann::EXPANSION_WALK,
-            None => ann::EXPANSION_GRAPH,
+            None => ann.graph_expansion(),
         }));
         let lists = passages
             .par_iter()
