@@ -436,7 +436,7 @@ impl Builder {
                 dim,
                 covered: 0,
                 vectors: 0,
-                expansion_add: EXPANSION_ADD_LARGE,
+                expansion_add: expansion_add(capacity),
             },
         })
     }
