@@ -59,13 +59,18 @@ const EXPANSION_ADD_LARGE: usize = 256;
 /// near-ties; on a graph built with 256, Zen 3: 0.999 at 256 (3.0 ms) and
 /// at 384 (4.9 ms). So 128 up to [`SMALL_GRAPH`] vectors, where it saves
 /// about a millisecond a query; above, 256 on a graph built with the wide
-/// insertion list and 384 on one built (or begun) with the narrow one.
+/// insertion list and 384 on one built with the narrow one (an index written
+/// before the header recorded the list: the next time it grows,
+/// `maintain_index` rebuilds it wide, as it does an index begun below
+/// [`SMALL_GRAPH`] and growing past it).
 /// `PAREIL_ANN_EF` overrides them all, for measuring recall against latency
 /// (`cargo bench --bench scale`).
 const EXPANSION_SEARCH_SMALL: usize = 128;
 const EXPANSION_SEARCH: usize = 256;
 const EXPANSION_SEARCH_NARROW_GRAPH: usize = 384;
-const SMALL_GRAPH: usize = 250_000;
+/// Index sizes up to this are built with the narrow insertion list and
+/// searched with the short search list (a store's setting; tests lower it).
+pub(super) const SMALL_GRAPH: usize = 250_000;
 /// When a bulk search reads the index into huge pages first
 /// ([`AnnIndex::make_resident`]): from this many searches in one call, on
 /// an index file of at least [`RESIDENT_MIN_BYTES`]. Measured on Zen 5
@@ -95,9 +100,10 @@ const EXPANSION_GRAPH_WIDE: usize = 64;
 /// exactly unless an index was built on purpose).
 pub(super) const EXPANSION_WALK: usize = 64;
 
-/// The insertion list for an index about to hold `vectors` vectors.
-fn expansion_add(vectors: usize) -> usize {
-    if vectors <= SMALL_GRAPH {
+/// The insertion list for an index about to hold `vectors` vectors, when
+/// graphs above `small_graph` vectors get the wide one.
+pub(super) fn expansion_add(vectors: usize, small_graph: usize) -> usize {
+    if vectors <= small_graph {
         EXPANSION_ADD
     } else {
         EXPANSION_ADD_LARGE
@@ -420,11 +426,20 @@ pub(super) struct Builder {
     header: Header,
     /// Where it will be written (for messages).
     path: PathBuf,
+    /// Graphs above this many vectors get the wide insertion list.
+    small_graph: usize,
 }
 
 impl Builder {
     /// An empty index for the store `store_id`, to be written to `path`.
-    pub(super) fn new(path: &Path, store_id: &str, dim: usize, capacity: usize) -> Result<Builder> {
+    /// Graphs above `small_graph` vectors get the wide insertion list.
+    pub(super) fn new(
+        path: &Path,
+        store_id: &str,
+        dim: usize,
+        capacity: usize,
+        small_graph: usize,
+    ) -> Result<Builder> {
         let index = Index::new(&options(dim)).map_err(|e| ann_error(path, "usearch", e))?;
         reserve(&index, path, capacity)?;
         Ok(Builder {
@@ -436,14 +451,20 @@ impl Builder {
                 dim,
                 covered: 0,
                 vectors: 0,
-                expansion_add: expansion_add(capacity),
+                expansion_add: expansion_add(capacity, small_graph),
             },
+            small_graph,
         })
     }
 
     /// The index at `path`, loaded into memory to be extended by `extra`
     /// more vectors.
-    pub(super) fn load(path: &Path, header: Header, extra: usize) -> Result<Builder> {
+    pub(super) fn load(
+        path: &Path,
+        header: Header,
+        extra: usize,
+        small_graph: usize,
+    ) -> Result<Builder> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: see `AnnIndex::open`; the bytes are copied by `load`.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
@@ -456,6 +477,7 @@ impl Builder {
             index,
             header,
             path: path.to_path_buf(),
+            small_graph,
         })
     }
 
@@ -473,7 +495,7 @@ impl Builder {
         }
         // By the size reserved (a rebuild reserves the whole store), so a
         // large index gets the wider list from its first vector.
-        let list = expansion_add(self.index.capacity());
+        let list = expansion_add(self.index.capacity(), self.small_graph);
         self.index.change_expansion_add(list);
         self.header.expansion_add = self.header.expansion_add.min(list);
         ids.par_iter()

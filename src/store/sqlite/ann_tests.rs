@@ -247,6 +247,46 @@ fn maintain_folds_a_grown_tail_and_rebuilds_after_removals() {
     assert!(uses_index(&s));
 }
 
+/// A graph begun below the wide-list size and growing past it is rebuilt
+/// once with the wide list; from then on it is extended.
+#[test]
+fn a_narrow_graph_growing_past_the_small_size_is_rebuilt_wide_once() {
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "a.db", 4, 10);
+    s.set_small_graph(1_000);
+    assert_eq!(s.maintain_index(&mut |_| {}).unwrap(), IndexUpkeep::Built);
+    let header = |s: &SqliteStore| {
+        let id = s.store_id().unwrap().unwrap();
+        ann::header_of(&ann::path_for(s.path()), &id, DIM).unwrap()
+    };
+    assert_eq!(header(&s).expansion_add, 128, "200 vectors: narrow");
+    let mut rng = Rng::new(11);
+    let centres: Vec<Vec<f32>> = (0..50).map(|_| rng.unit_vector(DIM)).collect();
+    for d in 0..50 {
+        add_doc(&mut s, &format!("more{d}.txt"), &centres, &mut rng);
+    }
+    let mut notes = Vec::new();
+    let upkeep = s
+        .maintain_index(&mut |m| notes.push(m.to_string()))
+        .unwrap();
+    assert_eq!(upkeep, IndexUpkeep::Built);
+    assert!(
+        notes[0].contains("over 2700 vectors with a wider"),
+        "{notes:?}"
+    );
+    assert_eq!(header(&s).expansion_add, 256);
+    assert!(recall_at_10(&mut s, &queries(20)) >= 0.9);
+    for d in 50..100 {
+        add_doc(&mut s, &format!("more{d}.txt"), &centres, &mut rng);
+    }
+    assert_eq!(
+        s.maintain_index(&mut |_| {}).unwrap(),
+        IndexUpkeep::Extended,
+        "rebuilt once, then extended"
+    );
+    assert_eq!(header(&s).expansion_add, 256);
+}
+
 /// Opens `db` after replacing its index file with `bytes`.
 fn with_index_bytes(db: &Path, bytes: &[u8]) -> SqliteStore {
     std::fs::write(ann::path_for(db), bytes).unwrap();

@@ -65,6 +65,9 @@ pub struct SqliteStore {
     seen_generation: Option<i64>,
     /// Chunks from which `maintain_index` builds an index.
     ann_min_chunks: usize,
+    /// Index sizes above which the graph is built with the wide insertion
+    /// list ([`ann::SMALL_GRAPH`]; tests lower it).
+    small_graph: usize,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -145,6 +148,7 @@ impl SqliteStore {
             exact_search: false,
             seen_generation: None,
             ann_min_chunks: ANN_MIN_CHUNKS,
+            small_graph: ann::SMALL_GRAPH,
         };
         store.check_meta(meta)?;
         Ok(store)
@@ -206,6 +210,7 @@ impl SqliteStore {
             exact_search: false,
             seen_generation: None,
             ann_min_chunks: ANN_MIN_CHUNKS,
+            small_graph: ann::SMALL_GRAPH,
         })
     }
 
@@ -253,6 +258,14 @@ impl SqliteStore {
     /// lower it to exercise the index on small stores.
     pub fn set_ann_min_chunks(&mut self, chunks: usize) {
         self.ann_min_chunks = chunks;
+    }
+
+    /// Sets the index size above which the graph is built with the wide
+    /// insertion list, and a narrow graph growing past it is rebuilt
+    /// (default 250,000); tests lower it.
+    #[cfg(test)]
+    pub(crate) fn set_small_graph(&mut self, vectors: usize) {
+        self.small_graph = vectors;
     }
 }
 
