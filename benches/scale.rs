@@ -9,12 +9,17 @@
 //!                                  [--no-similar] [--no-dups] [--no-dups-breakdown]
 //!                                  [--dups-threads 1,2] [--dups-exact]
 //!                                  [--index-queries 200] [--real-store STORE.db]
+//!                                  [--graph-searches N]
 //!
 //! The approximate index: built after the store (`Store::maintain`, timed,
 //! file size); `nearest` through it vs `--exact` (median latency, recall@10
 //! over `--index-queries` stored passages as queries); with `--real-store`,
 //! the same recall on a copy of a store of real model vectors. `--dups-exact`
 //! also runs `dups --exact` and compares the pairs (quadratic: 100k at most).
+//! `--index-queries 0` skips that. `--graph-searches N` times the two index
+//! stages of `dups` alone (`Store::neighbours` for N stored passages, then
+//! `Store::neighbours_among` 30 % of the store for those outside it), to
+//! compare settings in seconds instead of a 15-minute run.
 //!
 //! Stores are cached under `--dir` (`store-N.db` + `store-N.plants.json`) and
 //! reused by later runs; `--rebuild` makes them again. Everything is
@@ -34,7 +39,9 @@
 //!   and a text query (model load + one query embedding), wall time and peak
 //!   RSS, median of `--cli-runs`;
 //! - `dups --json`, real binary: wall time and peak RSS, median of
-//!   `--dups-runs`, plus precision/recall per planted kind from its output;
+//!   `--dups-runs`, plus precision/recall per planted kind from its output
+//!   (`--dups-runs 0` scores the report an earlier run left), and the plants
+//!   it did not report as planted in `dups-N-missed.tsv`;
 //! - `dups`, in process once (`Engine::dups`): where the time goes, read from
 //!   the pipeline's own `tracing` spans (`dups`, `load_passages`,
 //!   `semantic_neighbours`, `detect`) by a small span-timing layer — nothing
@@ -54,7 +61,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pareil::dedup::Kind;
+use pareil::dedup::{Kind, Thresholds, SEMANTIC_NEIGHBOURS};
 use pareil::engine::{
     embedding_key, store_meta, DupsOptions, Engine, ModelSpec, Query, SimilarOptions,
 };
@@ -88,6 +95,8 @@ struct Args {
     index_queries: usize,
     /// A real store (real model vectors) to measure the index's recall on too.
     real_store: Option<PathBuf>,
+    /// Stored passages whose `dups` k-NN lists to time alone (0: none).
+    graph_searches: usize,
 }
 
 fn parse_args() -> Args {
@@ -103,6 +112,7 @@ fn parse_args() -> Args {
         sizes: val("--sizes")
             .map(|s| {
                 s.split(',')
+                    .filter(|x| !x.trim().is_empty()) // `--sizes ""`: none
                     .map(|x| x.trim().parse().expect("--sizes"))
                     .collect()
             })
@@ -131,6 +141,7 @@ fn parse_args() -> Args {
         dups_exact: flag("--dups-exact"),
         index_queries: num("--index-queries", 200),
         real_store: val("--real-store").map(PathBuf::from),
+        graph_searches: num("--graph-searches", 0),
     }
 }
 
@@ -666,6 +677,49 @@ fn bench_index(
     }
 }
 
+/// The plain k-NN stage of `dups` alone: `Store::neighbours` for `count`
+/// random stored passages at once (as `dups` asks: 32 neighbours above the
+/// semantic floor), wall time per search, on stderr; then the walks of the
+/// cross-language stage for them.
+fn bench_graph_searches(db: &Path, n: usize, count: usize) {
+    let store = SqliteStore::open_existing(db, true).unwrap();
+    let all: Vec<i64> = store
+        .dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect();
+    let mut rng = Rng::new(SEED ^ 0x9a4f);
+    let ids: Vec<i64> = (0..count).map(|_| all[rng.below(all.len())]).collect();
+    let floor = Thresholds::default().semantic_floor();
+    let t = Instant::now();
+    let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor).unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let found: usize = lists.iter().map(Vec::len).sum();
+    eprintln!(
+        "[{n}] graph searches: {count} in {wall:.2} s, {:.0} µs each (wall), {found} neighbours",
+        wall * 1e6 / count as f64
+    );
+    // The cross-language stage's walks: among 30 % of the store (as
+    // `dups` asks for a large language: 8 neighbours for each of 4 other
+    // languages).
+    let among: HashSet<i64> = all.iter().copied().filter(|id| id % 10 < 3).collect();
+    let asking: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !among.contains(id))
+        .collect();
+    let t = Instant::now();
+    let lists = store.neighbours_among(&asking, 32, floor, &among).unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let found: usize = lists.iter().map(Vec::len).sum();
+    eprintln!(
+        "[{n}] walks among 30 %: {} in {wall:.2} s, {:.0} µs each (wall), {found} neighbours",
+        asking.len(),
+        wall * 1e6 / asking.len() as f64
+    );
+}
+
 /// The index's recall on a copy of a store of real model vectors.
 fn bench_real_index(args: &Args, real: &Path) -> IndexResult {
     let copy = args.dir.join("real-store-copy.db");
@@ -1119,7 +1173,15 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
     let db = built.db.to_str().unwrap();
     let out = args.dir.join(format!("dups-{n}.json"));
     let mut by_threads = Vec::new();
-    for &t in &args.dups_threads {
+    // `--dups-runs 0`: score the report an earlier run left.
+    let threads = if args.dups_runs == 0 {
+        eprintln!("[{n}] scoring the existing {}", out.display());
+        by_threads.push((0, f64::NAN, f64::NAN, Vec::new()));
+        &[][..]
+    } else {
+        &args.dups_threads[..]
+    };
+    for &t in threads {
         let threads = t.to_string();
         let (wall_s, rss_mib, walls) = run_child_median(
             bin,
@@ -1165,6 +1227,7 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
         .map(|&v| (v, VariantScore::default()))
         .collect();
     let mut planted: HashMap<(i64, i64), Variant> = HashMap::new();
+    let mut missed = String::from("variant\tsource\tcopy\treported as\n");
     for p in &built.plants {
         let key = (p.source.min(p.copy), p.source.max(p.copy));
         planted.insert(key, p.variant);
@@ -1179,7 +1242,22 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
             Some(_) => s.other_kind += 1,
             None => {}
         }
+        if reported.get(&key) != Some(&p.variant.kind()) {
+            let got = reported
+                .get(&key)
+                .map_or("-".to_string(), |k| k.to_string());
+            missed.push_str(&format!(
+                "{}\t{}\t{}\t{got}\n",
+                p.variant.label(),
+                p.source,
+                p.copy
+            ));
+        }
     }
+    // The plants not reported as planted, for a closer look (ids are
+    // passage ids: `pareil similar --id`).
+    let missed_path = args.dir.join(format!("dups-{n}-missed.tsv"));
+    std::fs::write(&missed_path, missed).unwrap();
     let per_kind = Kind::ALL
         .iter()
         .map(|&k| {
@@ -1323,7 +1401,7 @@ fn main() {
             eprintln!("[{n}] store built in {s:.1} s");
         }
         let index_s = ensure_index(&built.db, None);
-        if index_path(&built.db).exists() {
+        if index_path(&built.db).exists() && args.index_queries > 0 {
             eprintln!("[{n}] index…");
             indexes.push(bench_index(
                 &built.db,
@@ -1332,6 +1410,9 @@ fn main() {
                 index_s,
                 args.index_queries,
             ));
+        }
+        if args.graph_searches > 0 {
+            bench_graph_searches(&built.db, n, args.graph_searches);
         }
         if args.similar {
             eprintln!("[{n}] similar…");
