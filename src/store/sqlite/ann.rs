@@ -69,7 +69,9 @@ const EXPANSION_SEARCH_SMALL: usize = 128;
 const EXPANSION_SEARCH: usize = 256;
 const EXPANSION_SEARCH_NARROW_GRAPH: usize = 384;
 /// Index sizes up to this are built with the narrow insertion list and
-/// searched with the short search list (a store's setting; tests lower it).
+/// searched with the short search list. The build side reads it through
+/// the store's setting, which tests lower to exercise a graph growing past
+/// it; the search lists always use this value.
 pub(super) const SMALL_GRAPH: usize = 250_000;
 /// When a bulk search reads the index into huge pages first
 /// ([`AnnIndex::make_resident`]): from this many searches in one call, on
