@@ -625,16 +625,7 @@ fn bench_index(
     queries: usize,
 ) -> IndexResult {
     let mut store = SqliteStore::open_existing(db, true).unwrap();
-    let ids: Vec<i64> = {
-        let all: Vec<i64> = store
-            .dedup_rows()
-            .unwrap()
-            .iter()
-            .map(|r| r.passage.id)
-            .collect();
-        let mut rng = Rng::new(SEED ^ 0x1dea);
-        (0..queries).map(|_| all[rng.below(all.len())]).collect()
-    };
+    let ids = sample_passages(&passage_ids(&store), queries, SEED ^ 0x1dea);
     let vectors: Vec<(i64, Vec<f32>)> = ids
         .iter()
         .filter_map(|&id| store.passage_vector(id).unwrap().map(|v| (id, v)))
@@ -677,20 +668,30 @@ fn bench_index(
     }
 }
 
+/// Every stored passage's id.
+fn passage_ids(store: &SqliteStore) -> Vec<i64> {
+    store
+        .dedup_rows()
+        .unwrap()
+        .iter()
+        .map(|r| r.passage.id)
+        .collect()
+}
+
+/// `count` ids drawn from `all` (with repeats), deterministically.
+fn sample_passages(all: &[i64], count: usize, seed: u64) -> Vec<i64> {
+    let mut rng = Rng::new(seed);
+    (0..count).map(|_| all[rng.below(all.len())]).collect()
+}
+
 /// The plain k-NN stage of `dups` alone: `Store::neighbours` for `count`
 /// random stored passages at once (as `dups` asks: 32 neighbours above the
 /// semantic floor), wall time per search, on stderr; then the walks of the
 /// cross-language stage for them.
 fn bench_graph_searches(db: &Path, n: usize, count: usize) {
     let store = SqliteStore::open_existing(db, true).unwrap();
-    let all: Vec<i64> = store
-        .dedup_rows()
-        .unwrap()
-        .iter()
-        .map(|r| r.passage.id)
-        .collect();
-    let mut rng = Rng::new(SEED ^ 0x9a4f);
-    let ids: Vec<i64> = (0..count).map(|_| all[rng.below(all.len())]).collect();
+    let all = passage_ids(&store);
+    let ids = sample_passages(&all, count, SEED ^ 0x9a4f);
     let floor = Thresholds::default().semantic_floor();
     let t = Instant::now();
     let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor).unwrap();

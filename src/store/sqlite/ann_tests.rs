@@ -220,6 +220,15 @@ fn writes_after_the_index_are_searched_and_removals_dropped() {
     assert!(texts.iter().all(|p| !removed.contains(&p.text)));
 }
 
+/// Runs `maintain_index`: what it did, and the notes it gave.
+fn maintain_noting(s: &mut SqliteStore) -> (IndexUpkeep, Vec<String>) {
+    let mut notes = Vec::new();
+    let upkeep = s
+        .maintain_index(&mut |m| notes.push(m.to_string()))
+        .unwrap();
+    (upkeep, notes)
+}
+
 #[test]
 fn maintain_folds_a_grown_tail_and_rebuilds_after_removals() {
     let dir = TempDir::new().unwrap();
@@ -234,10 +243,7 @@ fn maintain_folds_a_grown_tail_and_rebuilds_after_removals() {
     for d in 0..50 {
         add_doc(&mut s, &format!("more{d}.txt"), &centres, &mut rng);
     }
-    let mut notes = Vec::new();
-    let upkeep = s
-        .maintain_index(&mut |m| notes.push(m.to_string()))
-        .unwrap();
+    let (upkeep, notes) = maintain_noting(&mut s);
     assert_eq!(upkeep, IndexUpkeep::Extended);
     assert!(notes[0].contains("adding 2500 vectors"), "{notes:?}");
     for d in 0..50 {
@@ -265,10 +271,7 @@ fn a_narrow_graph_growing_past_the_small_size_is_rebuilt_wide_once() {
     for d in 0..50 {
         add_doc(&mut s, &format!("more{d}.txt"), &centres, &mut rng);
     }
-    let mut notes = Vec::new();
-    let upkeep = s
-        .maintain_index(&mut |m| notes.push(m.to_string()))
-        .unwrap();
+    let (upkeep, notes) = maintain_noting(&mut s);
     assert_eq!(upkeep, IndexUpkeep::Built);
     assert!(
         notes[0].contains("over 2700 vectors with a wider"),
