@@ -14,7 +14,8 @@
 //! [`SqliteStore::maintain_index`] is the only writer of the index: run by
 //! the engine after ingest and remove, it builds the index once the store is
 //! large enough, folds a grown tail into it, and rebuilds it when too many of
-//! its vectors belong to removed chunks.
+//! its vectors belong to removed chunks, or once when a graph built with the
+//! narrow insertion list grows past the size that calls for the wide one.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
