@@ -693,14 +693,19 @@ fn bench_graph_searches(db: &Path, n: usize, count: usize) {
     let all = passage_ids(&store);
     let ids = sample_passages(&all, count, SEED ^ 0x9a4f);
     let floor = Thresholds::default().semantic_floor();
-    let t = Instant::now();
-    let lists = store.neighbours(&ids, SEMANTIC_NEIGHBOURS, floor).unwrap();
-    let wall = t.elapsed().as_secs_f64();
-    let found: usize = lists.iter().map(Vec::len).sum();
-    eprintln!(
-        "[{n}] graph searches: {count} in {wall:.2} s, {:.0} µs each (wall), {found} neighbours",
-        wall * 1e6 / count as f64
-    );
+    let timed = |what: &str, asking: &[i64], search: &dyn Fn(&[i64]) -> Vec<Vec<_>>| {
+        let t = Instant::now();
+        let found: usize = search(asking).iter().map(Vec::len).sum();
+        let wall = t.elapsed().as_secs_f64();
+        eprintln!(
+            "[{n}] {what}: {} in {wall:.2} s, {:.0} µs each (wall), {found} neighbours",
+            asking.len(),
+            wall * 1e6 / asking.len() as f64
+        );
+    };
+    timed("graph searches", &ids, &|ids| {
+        store.neighbours(ids, SEMANTIC_NEIGHBOURS, floor).unwrap()
+    });
     // The cross-language stage's walks: among 30 % of the store (as
     // `dups` asks for a large language: 8 neighbours for each of 4 other
     // languages).
@@ -710,15 +715,9 @@ fn bench_graph_searches(db: &Path, n: usize, count: usize) {
         .copied()
         .filter(|id| !among.contains(id))
         .collect();
-    let t = Instant::now();
-    let lists = store.neighbours_among(&asking, 32, floor, &among).unwrap();
-    let wall = t.elapsed().as_secs_f64();
-    let found: usize = lists.iter().map(Vec::len).sum();
-    eprintln!(
-        "[{n}] walks among 30 %: {} in {wall:.2} s, {:.0} µs each (wall), {found} neighbours",
-        asking.len(),
-        wall * 1e6 / asking.len() as f64
-    );
+    timed("walks among 30 %", &asking, &|ids| {
+        store.neighbours_among(ids, 32, floor, &among).unwrap()
+    });
 }
 
 /// The index's recall on a copy of a store of real model vectors.

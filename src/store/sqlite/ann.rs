@@ -112,6 +112,12 @@ pub(super) fn expansion_add(vectors: usize, small_graph: usize) -> usize {
     }
 }
 
+/// Whether a graph whose narrowest insertion list was `built_with` is a
+/// wide one (it picks both the search list and the `dups` list).
+fn built_wide(built_with: usize) -> bool {
+    built_with >= EXPANSION_ADD_LARGE
+}
+
 /// The search list for a graph of `vectors` vectors whose narrowest
 /// insertion list was `built_with`.
 pub(super) fn expansion_search(vectors: usize, built_with: usize) -> usize {
@@ -121,7 +127,7 @@ pub(super) fn expansion_search(vectors: usize, built_with: usize) -> usize {
         .filter(|&ef| ef >= 1)
         .unwrap_or(if vectors <= SMALL_GRAPH {
             EXPANSION_SEARCH_SMALL
-        } else if built_with >= EXPANSION_ADD_LARGE {
+        } else if built_wide(built_with) {
             EXPANSION_SEARCH
         } else {
             EXPANSION_SEARCH_NARROW_GRAPH
@@ -346,7 +352,7 @@ impl AnnIndex {
     /// The candidate list for the k-NN graph behind `dups` (see
     /// [`EXPANSION_GRAPH`]).
     pub(super) fn graph_expansion(&self) -> usize {
-        if self.header.expansion_add >= EXPANSION_ADD_LARGE {
+        if built_wide(self.header.expansion_add) {
             EXPANSION_GRAPH_WIDE
         } else {
             EXPANSION_GRAPH
