@@ -1227,7 +1227,6 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
         .map(|&v| (v, VariantScore::default()))
         .collect();
     let mut planted: HashMap<(i64, i64), Variant> = HashMap::new();
-    let mut missed = String::from("variant\tsource\tcopy\treported as\n");
     for p in &built.plants {
         let key = (p.source.min(p.copy), p.source.max(p.copy));
         planted.insert(key, p.variant);
@@ -1242,22 +1241,9 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
             Some(_) => s.other_kind += 1,
             None => {}
         }
-        if reported.get(&key) != Some(&p.variant.kind()) {
-            let got = reported
-                .get(&key)
-                .map_or("-".to_string(), |k| k.to_string());
-            missed.push_str(&format!(
-                "{}\t{}\t{}\t{got}\n",
-                p.variant.label(),
-                p.source,
-                p.copy
-            ));
-        }
     }
-    // The plants not reported as planted, for a closer look (ids are
-    // passage ids: `pareil similar --id`).
     let missed_path = args.dir.join(format!("dups-{n}-missed.tsv"));
-    std::fs::write(&missed_path, missed).unwrap();
+    std::fs::write(&missed_path, missed_plants(&built.plants, &reported)).unwrap();
     let per_kind = Kind::ALL
         .iter()
         .map(|&k| {
@@ -1294,6 +1280,21 @@ fn bench_dups(args: &Args, built: &Built, n: usize, bin: &Path, spans: &SpanTime
         by_threads,
         versus_exact,
     }
+}
+
+/// The plants not reported with their planted kind, as a table for a
+/// closer look (ids are passage ids: `pareil similar --id`).
+fn missed_plants(plants: &[Plant], reported: &HashMap<(i64, i64), Kind>) -> String {
+    let mut out = String::from("variant\tsource\tcopy\treported as\n");
+    for p in plants {
+        let got = reported.get(&(p.source.min(p.copy), p.source.max(p.copy)));
+        if got != Some(&p.variant.kind()) {
+            let got = got.map_or("-".to_string(), |k| k.to_string());
+            let (label, source, copy) = (p.variant.label(), p.source, p.copy);
+            out.push_str(&format!("{label}\t{source}\t{copy}\t{got}\n"));
+        }
+    }
+    out
 }
 
 /// One in-process `Engine::dups` (default options, as `pareil dups`), timed
