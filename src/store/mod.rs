@@ -15,6 +15,7 @@
 //!
 //! The plain data crossing this boundary lives in `types.rs`.
 
+pub(crate) mod clustered;
 pub(crate) mod exact;
 pub mod postgres;
 pub mod sqlite;

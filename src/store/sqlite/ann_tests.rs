@@ -120,6 +120,37 @@ fn index_answers_like_exact_search() {
 }
 
 #[test]
+fn clustered_neighbours_answer_as_exact_search_when_every_cluster_is_probed() {
+    // 3,000 passages: three clusters, fewer than a query probes, so the
+    // lists must be exact search's, for the whole store and among the
+    // passages of some (the cross-language searches of `dups`).
+    let dir = TempDir::new().unwrap();
+    let mut s = store_with(&dir, "clustered.db", 60, 9);
+    s.maintain_index(&mut |_| {}).unwrap();
+    s.set_clustered_min_queries(100);
+    let all = all_passages(&s);
+    let among: HashSet<PassageId> = all.iter().step_by(3).copied().collect();
+    let askers: Vec<PassageId> = all.iter().filter(|p| !among.contains(p)).copied().collect();
+    s.set_exact_search(true);
+    let exact = s.neighbours(&all, 5, 0.3).unwrap();
+    let exact_among = s.neighbours_among(&askers, 5, 0.3, &among).unwrap();
+    s.set_exact_search(false);
+    assert!(uses_index(&s));
+    let clustered = s.neighbours(&all, 5, 0.3).unwrap();
+    let clustered_among = s.neighbours_among(&askers, 5, 0.3, &among).unwrap();
+    for (exact, clustered) in [(exact, clustered), (exact_among, clustered_among)] {
+        let total: usize = exact.iter().map(Vec::len).sum();
+        assert!(total > 1_000, "lists too short to tell: {total}");
+        for (e, c) in exact.iter().zip(&clustered) {
+            assert_eq!(ids(e), ids(c));
+            for (e, c) in e.iter().zip(c) {
+                assert!((e.score - c.score).abs() < 1e-5, "{e:?} vs {c:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn restricted_neighbours_answer_like_exact_search_for_few_and_many_candidates() {
     let dir = TempDir::new().unwrap();
     let mut s = store_with(&dir, "among.db", 60, 5);

@@ -68,6 +68,10 @@ pub struct SqliteStore {
     /// Index sizes above which the graph is built with the wide insertion
     /// list ([`ann::SMALL_GRAPH`]; tests lower it).
     small_graph: usize,
+    /// Passages asked about at once from which `neighbours` clusters the
+    /// stored vectors rather than walking the index for each
+    /// (`search::CLUSTERED_MIN_QUERIES`; tests lower it).
+    clustered_min: usize,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -149,6 +153,7 @@ impl SqliteStore {
             seen_generation: None,
             ann_min_chunks: ANN_MIN_CHUNKS,
             small_graph: ann::SMALL_GRAPH,
+            clustered_min: search::clustered_min_queries(),
         };
         store.check_meta(meta)?;
         Ok(store)
@@ -211,6 +216,7 @@ impl SqliteStore {
             seen_generation: None,
             ann_min_chunks: ANN_MIN_CHUNKS,
             small_graph: ann::SMALL_GRAPH,
+            clustered_min: search::clustered_min_queries(),
         })
     }
 
@@ -266,6 +272,13 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) fn set_small_graph(&mut self, vectors: usize) {
         self.small_graph = vectors;
+    }
+
+    /// Sets how many passages asked about at once take the clustered
+    /// search (default 50,000); tests lower it.
+    #[cfg(test)]
+    pub(crate) fn set_clustered_min_queries(&mut self, passages: usize) {
+        self.clustered_min = passages;
     }
 }
 

@@ -9,7 +9,11 @@
 //!   `nearest` re-scores every candidate with the vector stored in SQLite (a
 //!   chunk removed since the index was written is dropped there), and
 //!   `neighbours` (the k-NN graph behind `dups`) takes the index's cosines,
-//!   which are computed on the same f16 values the store holds.
+//!   which are computed on the same f16 values the store holds — except
+//!   when many passages are asked about at once (a whole-store `dups`):
+//!   then every stored vector is read and clustered, and each passage is
+//!   compared with the members of its nearest clusters (`store::clustered`),
+//!   which costs a fraction of a million walks.
 //!
 //! [`SqliteStore::maintain_index`] is the only writer of the index: run by
 //! the engine after ingest and remove, it builds the index once the store is
@@ -26,9 +30,12 @@ use super::ann::{self, AnnIndex, Builder};
 use super::places::{ChunkPlaces, ChunkSet};
 use super::SqliteStore;
 use crate::error::Result;
-use crate::store::exact::VectorIndex;
+use crate::store::clustered::{self, HalfRows};
+use crate::store::exact::{per_passage, VectorIndex};
 use crate::store::subset::{among_is_small, Subset};
-use crate::store::{ChunkId, DocumentId, Filter, Neighbour, PassageId, SearchIndexStats};
+use crate::store::{
+    ChunkId, DocumentId, Filter, Neighbour, PassageId, SearchIndexStats, VectorSet,
+};
 
 /// Chunks below which the store searches exactly and builds no index: exact
 /// search over this many vectors costs less than opening an index (measured
@@ -50,6 +57,21 @@ const DEAD_SHARE: usize = 4; // 1/4 = 25 %
 /// budget). 64 changes nothing on the development set (32 changes 41 of its
 /// 3,839 findings).
 const WALK_BUDGET: usize = 64;
+/// Passages asked about at once from which their lists come from clusters
+/// of the stored vectors ([`clustered`]) rather than from a walk of the
+/// index each: the clusters cost a read of every vector and a training run
+/// first, then far less per passage (measured in BENCHMARKS.md).
+/// `PAREIL_CLUSTERED_MIN` overrides it, for measuring both ways
+/// (`cargo bench --bench scale`).
+const CLUSTERED_MIN_QUERIES: usize = 50_000;
+
+pub(super) fn clustered_min_queries() -> usize {
+    std::env::var("PAREIL_CLUSTERED_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CLUSTERED_MIN_QUERIES)
+}
+
 /// Chunks read from SQLite per batch while building the index (and
 /// passages per batch of queries searched exactly).
 const BUILD_BATCH: usize = 20_000;
@@ -204,6 +226,9 @@ impl SqliteStore {
                     Some(among) if among_is_small(among.len(), places.passages()) => {
                         self.neighbours_in_subset(&places, passages, (k, floor), among)
                     }
+                    _ if passages.len() >= self.clustered_min => {
+                        self.clustered_neighbours(&places, passages, (k, floor), among)
+                    }
                     _ => self.approx_neighbours(ann, tail, &places, passages, (k, floor), among),
                 }
             }
@@ -237,6 +262,94 @@ impl SqliteStore {
             out.extend(batch.iter().map(|p| lists.remove(p).unwrap_or_default()));
         }
         Ok(out)
+    }
+
+    /// The k-NN graph for many `passages` at once, through clusters of the
+    /// candidates' vectors read from SQLite (see [`clustered`]): every
+    /// chunk, or those of `among`'s passages.
+    fn clustered_neighbours(
+        &self,
+        places: &ChunkPlaces,
+        passages: &[PassageId],
+        (k, floor): (usize, f32),
+        among: Option<&HashSet<PassageId>>,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let candidates = self.half_rows(|p| among.is_none_or(|a| a.contains(&p)))?;
+        let asked: Vec<ChunkId> = passages
+            .iter()
+            .flat_map(|&p| places.chunks_of(p).iter().copied())
+            .collect();
+        // The queries' vectors: rows of the candidates when every chunk is
+        // one, else read on their own.
+        let own_queries;
+        let (queries, query_rows) = match among {
+            None => {
+                let rows = asked
+                    .iter()
+                    .filter_map(|c| candidates.chunk_ids.binary_search(c).ok());
+                (&candidates, rows.collect::<Vec<usize>>())
+            }
+            Some(_) => {
+                let wanted: HashSet<ChunkId> = asked.into_iter().collect();
+                own_queries = self.half_rows_of_chunks(&wanted)?;
+                (&own_queries, (0..own_queries.rows.len()).collect())
+            }
+        };
+        let owners: Vec<PassageId> = query_rows.iter().map(|&r| queries.passage_ids[r]).collect();
+        // Queries that are candidates too get what their neighbours find.
+        let mirror = among.is_none().then(|| {
+            let mut at = vec![None; candidates.rows.len()];
+            for (i, &r) in query_rows.iter().enumerate() {
+                at[r] = Some(i);
+            }
+            at
+        });
+        let lists = clustered::neighbours(
+            &candidates.rows,
+            &queries.rows,
+            &query_rows,
+            (2 * k, floor),
+            |q, c| queries.passage_ids[q] != candidates.passage_ids[c],
+            mirror.as_deref(),
+        )?;
+        let mut lists = per_passage(
+            &candidates.passage_ids,
+            &candidates.chunk_idx,
+            &owners,
+            lists,
+            k,
+        );
+        Ok(passages
+            .iter()
+            .map(|p| lists.remove(p).unwrap_or_default())
+            .collect())
+    }
+
+    /// Every stored chunk vector whose passage `keep` accepts, as f16 rows.
+    fn half_rows(&self, keep: impl Fn(PassageId) -> bool) -> Result<HalfSet> {
+        let mut set = HalfSet::new(self.meta.dim);
+        let mut after = 0;
+        loop {
+            let batch = self.vectors_after(after, BUILD_BATCH)?;
+            let Some(&last) = batch.chunk_ids.last() else {
+                break;
+            };
+            after = last;
+            set.extend_where(&batch, |i| keep(batch.passage_ids[i]));
+        }
+        Ok(set)
+    }
+
+    /// The vectors of chunks `wanted`, as f16 rows.
+    fn half_rows_of_chunks(&self, wanted: &HashSet<ChunkId>) -> Result<HalfSet> {
+        let mut ids: Vec<ChunkId> = wanted.iter().copied().collect();
+        ids.sort_unstable();
+        let mut set = HalfSet::new(self.meta.dim);
+        for batch in ids.chunks(BUILD_BATCH) {
+            let batch = self.vectors_of_chunks(batch)?;
+            set.extend_where(&batch, |_| true);
+        }
+        Ok(set)
     }
 
     /// The k-NN graph for `passages`: each chunk's nearest chunks from the
@@ -413,6 +526,36 @@ impl SqliteStore {
         Ok(self
             .conn
             .query_row("SELECT coalesce(max(id), 0) FROM chunks", [], |r| r.get(0))?)
+    }
+}
+
+/// Chunk vectors as f16 rows, with each row's chunk id (ascending),
+/// passage and index in its passage.
+struct HalfSet {
+    rows: HalfRows,
+    chunk_ids: Vec<ChunkId>,
+    passage_ids: Vec<PassageId>,
+    chunk_idx: Vec<u32>,
+}
+
+impl HalfSet {
+    fn new(dim: usize) -> Self {
+        HalfSet {
+            rows: HalfRows::new(dim),
+            chunk_ids: Vec::new(),
+            passage_ids: Vec::new(),
+            chunk_idx: Vec::new(),
+        }
+    }
+
+    /// Appends the rows of `batch` that `keep` accepts (by row index).
+    fn extend_where(&mut self, batch: &VectorSet, keep: impl Fn(usize) -> bool) {
+        for i in (0..batch.len()).filter(|&i| keep(i)) {
+            self.rows.extend_from_f32(batch.row(i));
+            self.chunk_ids.push(batch.chunk_ids[i]);
+            self.passage_ids.push(batch.passage_ids[i]);
+            self.chunk_idx.push(batch.chunk_idx[i]);
+        }
     }
 }
 
