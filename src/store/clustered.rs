@@ -33,6 +33,7 @@ use half::{f16, slice::HalfFloatSliceExt};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::store::exact;
 
 /// Candidates per cluster on average: the clusters are `candidates / LIST`.
 /// The work is `queries × (clusters + PROBES × LIST)` products, so smaller
@@ -67,7 +68,6 @@ const ASKERS: usize = 4_096;
 const SPLIT_ABOVE: usize = 2;
 
 /// Unit vectors held as f16 rows.
-#[derive(Default)]
 pub(crate) struct HalfRows {
     pub dim: usize,
     data: Vec<f16>,
@@ -144,12 +144,6 @@ pub(crate) fn neighbours(
         &centre(queries, &mut query_rows.iter().copied()),
     )?;
     let probers = invert(&probes, members.len());
-    let offer = |lists: &mut Vec<Vec<(usize, f32)>>, at: usize, found: (usize, f32)| {
-        lists[at].push(found);
-        if lists[at].len() >= 4 * count {
-            keep_best(&mut lists[at], count);
-        }
-    };
     for (cluster, askers) in probers.iter().enumerate() {
         let inside = &members[cluster];
         for askers in askers.chunks(ASKERS) {
@@ -158,9 +152,9 @@ pub(crate) fn neighbours(
             )?;
             for (&a, found) in askers.iter().zip(found) {
                 for (c, s) in found {
-                    offer(&mut lists, a, (c, s));
+                    offer(&mut lists[a], (c, s), count);
                     if let Some(b) = mirror.and_then(|m| m[c]) {
-                        offer(&mut lists, b, (query_rows[a], s));
+                        offer(&mut lists[b], (query_rows[a], s), count);
                     }
                 }
             }
@@ -201,17 +195,21 @@ fn compare(
         .collect())
 }
 
+/// Adds `found` to a list, trimmed to its best `count` whenever it has
+/// grown to four times that.
+fn offer(list: &mut Vec<(usize, f32)>, found: (usize, f32), count: usize) {
+    list.push(found);
+    if list.len() >= 4 * count {
+        keep_best(list, count);
+    }
+}
+
 /// Keeps the `count` highest scores, one per row (a pair found from both
 /// sides is offered twice), best first, ties by lower row.
 fn keep_best(list: &mut Vec<(usize, f32)>, count: usize) {
     list.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     list.dedup_by_key(|x| x.0);
-    let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if list.len() > count {
-        list.select_nth_unstable_by(count - 1, order);
-        list.truncate(count);
-    }
-    list.sort_by(order);
+    exact::keep_best(list, count, |&(row, score)| (row as i64, score));
     list.shrink_to_fit();
 }
 

@@ -266,7 +266,7 @@ pub(crate) fn per_passage(
 }
 
 /// Keeps the `k` highest-scoring entries, best first (ties by lower id).
-fn keep_best<T>(list: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (i64, f32)) {
+pub(crate) fn keep_best<T>(list: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (i64, f32)) {
     let order = |a: &T, b: &T| {
         let (ia, sa) = key(a);
         let (ib, sb) = key(b);

@@ -290,8 +290,7 @@ impl SqliteStore {
                 (&candidates, rows.collect::<Vec<usize>>())
             }
             Some(_) => {
-                let wanted: HashSet<ChunkId> = asked.into_iter().collect();
-                own_queries = self.half_rows_of_chunks(&wanted)?;
+                own_queries = self.half_rows_of_chunks(asked)?;
                 (&own_queries, (0..own_queries.rows.len()).collect())
             }
         };
@@ -340,10 +339,10 @@ impl SqliteStore {
         Ok(set)
     }
 
-    /// The vectors of chunks `wanted`, as f16 rows.
-    fn half_rows_of_chunks(&self, wanted: &HashSet<ChunkId>) -> Result<HalfSet> {
-        let mut ids: Vec<ChunkId> = wanted.iter().copied().collect();
+    /// The vectors of chunks `ids`, as f16 rows in id order.
+    fn half_rows_of_chunks(&self, mut ids: Vec<ChunkId>) -> Result<HalfSet> {
         ids.sort_unstable();
+        ids.dedup();
         let mut set = HalfSet::new(self.meta.dim);
         for batch in ids.chunks(BUILD_BATCH) {
             let batch = self.vectors_of_chunks(batch)?;
