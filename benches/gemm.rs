@@ -1,12 +1,14 @@
 //! Linear-layer products at the encoder's shapes: candle's matmul plus
 //! bias add (the previous path) against pareil's packed kernels.
 //!
-//!     cargo bench --bench gemm -- [--threads N] [--sweeps-only]
+//!     cargo bench --bench gemm -- [--threads N] [--sweeps-only | --attention-only]
+//!
+//! `--attention-only` times the attention op alone at e5-small's shapes.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use pareil::bench::{detected_kernel, Activation, PackedLinear, Precision};
+use pareil::bench::{detected_kernel, packed_attention, Activation, PackedLinear, Precision};
 
 fn time(mut f: impl FnMut()) -> f64 {
     f();
@@ -61,6 +63,20 @@ fn model_sweep(precision: Precision, distinct_layers: usize) -> f64 {
     })
 }
 
+/// One layer's attention (12 heads of 32, e5-small) over `seqs` packed
+/// sequences of `len` tokens each.
+fn attention(seqs: usize, len: usize) -> f64 {
+    let h = 384;
+    let qkv: Vec<f32> = (0..seqs * len * 3 * h)
+        .map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5)
+        .collect();
+    let qkv = Tensor::from_vec(qkv, (seqs * len, 3 * h), &Device::Cpu).unwrap();
+    let lens = vec![len; seqs];
+    time(|| {
+        std::hint::black_box(packed_attention(&qkv, &lens, 12, detected_kernel()).unwrap());
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads = args
@@ -71,6 +87,14 @@ fn main() {
         .unwrap_or_else(|| "1".into());
     std::env::set_var("RAYON_NUM_THREADS", &threads);
     println!("threads {threads}");
+    println!(
+        "attention, one layer: 32 sequences of 188 tokens {:.2} ms, one of 16 tokens {:.3} ms",
+        attention(32, 188),
+        attention(1, 16)
+    );
+    if args.iter().any(|a| a == "--attention-only") {
+        return;
+    }
     println!(
         "12 layers, 16 rows, distinct weights: f32 {:.2} ms, f16 {:.2} ms, int8 {:.2} ms",
         model_sweep(Precision::F32, 12),

@@ -179,6 +179,7 @@ pub(crate) use dispatch;
 /// of the library's API.
 #[doc(hidden)]
 pub mod bench {
+    pub use super::attention::packed_attention;
     pub use super::detected_kernel;
     pub use super::gemm::{Activation, PackedLinear, Precision};
 }
