@@ -234,6 +234,20 @@ mod tests {
         }
     }
 
+    /// Every length around the eight lanes, the largest value anywhere
+    /// (remainder included), all values negative.
+    #[test]
+    fn lane_max_finds_the_largest_value() {
+        for len in 1..=25 {
+            for top in 0..len {
+                let s: Vec<f32> = (0..len)
+                    .map(|i| if i == top { -0.5 } else { -1.0 - i as f32 })
+                    .collect();
+                assert_eq!(lane_max(&s), -0.5, "length {len}, largest at {top}");
+            }
+        }
+    }
+
     #[test]
     fn exp_matches_std_within_two_ulps_scale() {
         let mut x = -87.0f32;
