@@ -114,6 +114,43 @@ struct Head<'a> {
     out: OutPtr,
 }
 
+/// [`Head::part`]'s parts of a QKV row.
+const QUERY: usize = 0;
+const KEY: usize = 1;
+const VALUE: usize = 2;
+
+impl<'a> Head<'a> {
+    /// This head's slice of part `part` ([`QUERY`], [`KEY`] or [`VALUE`])
+    /// of the sequence's row `t`.
+    #[inline(always)]
+    fn part(&self, t: usize, part: usize) -> &'a [f32] {
+        let at = (self.first + t) * 3 * self.h + part * self.h + self.head * self.d;
+        &self.qkv[at..at + self.d]
+    }
+
+    /// Kᵀ as `[d][lp]` and V as `[len][dp]`, zero-padded, fetching the
+    /// rows [`PREFETCH_ROWS`] ahead (their query too, read from L2 by the
+    /// query loop).
+    #[inline(always)]
+    fn keys_and_values(&self, lp: usize, dp: usize) -> (Vec<f32>, Vec<f32>) {
+        let (d, len) = (self.d, self.len);
+        let mut kt = vec![0f32; d * lp];
+        let mut v = vec![0f32; len * dp];
+        for j in 0..len {
+            if j + PREFETCH_ROWS < len {
+                for part in [QUERY, KEY, VALUE] {
+                    prefetch(self.part(j + PREFETCH_ROWS, part));
+                }
+            }
+            for (c, &k) in self.part(j, KEY).iter().enumerate() {
+                kt[c * lp + j] = k;
+            }
+            v[j * dp..j * dp + d].copy_from_slice(self.part(j, VALUE));
+        }
+        (kt, v)
+    }
+}
+
 /// Rows ahead whose query, key and value are fetched while this one's key
 /// and value are copied. QKV rows are `3·h` floats apart (4.6 KB for
 /// e5-small), more than a page, and the hardware prefetchers stop at page
@@ -176,34 +213,17 @@ unsafe fn attend(task: Head<'_>, wide: bool) {
 #[inline(always)]
 unsafe fn attend_in<const WIDE: usize>(task: Head<'_>) {
     let Head {
-        qkv,
         h,
         d,
         first,
         len,
         head,
         out,
+        ..
     } = task;
-    let row = |t: usize| &qkv[(first + t) * 3 * h..(first + t + 1) * 3 * h];
     let scale = 1.0 / (d as f32).sqrt();
     let (lp, dp) = (len.next_multiple_of(LANES), d.next_multiple_of(LANES));
-    // Kᵀ as [d][lp] and V as [len][dp].
-    let mut kt = vec![0f32; d * lp];
-    let mut v = vec![0f32; len * dp];
-    for j in 0..len {
-        let r = row(j);
-        if j + PREFETCH_ROWS < len {
-            let ahead = row(j + PREFETCH_ROWS);
-            // The query too, read from L2 by the loop below.
-            prefetch(&ahead[head * d..(head + 1) * d]);
-            prefetch(&ahead[h + head * d..h + (head + 1) * d]);
-            prefetch(&ahead[2 * h + head * d..2 * h + (head + 1) * d]);
-        }
-        for (c, &k) in r[h + head * d..h + (head + 1) * d].iter().enumerate() {
-            kt[c * lp + j] = k;
-        }
-        v[j * dp..j * dp + d].copy_from_slice(&r[2 * h + head * d..2 * h + (head + 1) * d]);
-    }
+    let (kt, v) = task.keys_and_values(lp, dp);
     // Queries as [d][QROWS]: the values one step of a block multiplies by
     // sit side by side.
     let mut qt = vec![0f32; d * QROWS];
@@ -214,7 +234,7 @@ unsafe fn attend_in<const WIDE: usize>(task: Head<'_>) {
         // Rows past the end stay zero; their results are dropped.
         qt.fill(0.0);
         for r in 0..rows {
-            for (c, &x) in row(i0 + r)[head * d..(head + 1) * d].iter().enumerate() {
+            for (c, &x) in task.part(i0 + r, QUERY).iter().enumerate() {
                 qt[c * QROWS + r] = x * scale;
             }
         }
