@@ -98,7 +98,7 @@ fn finding(items: &[Item], run: Vec<Pair>, da: i64, db: i64) -> Finding {
         .iter()
         .enumerate()
         .filter_map(|(k, p)| {
-            let d = super::explain(p, &items[p.canonical], &items[p.duplicate])?;
+            let d = super::explain(p, items, p.canonical, p.duplicate)?;
             match (d.is_empty(), n > 1) {
                 (true, _) => None,
                 (false, true) => Some(format!("#{}: {d}", k + 1)),

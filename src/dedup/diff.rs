@@ -143,7 +143,7 @@ fn clip(ws: &[&str]) -> String {
     }
 }
 
-fn truncate(s: &str, max_len: usize) -> String {
+pub(super) fn truncate(s: &str, max_len: usize) -> String {
     if s.chars().count() <= max_len {
         return s.to_string();
     }

@@ -44,6 +44,7 @@ pub(super) fn exact_pairs(ctx: &Context, report: bool, best: &mut BestScores) ->
                             kind: Kind::Exact,
                             score: 1.0,
                             margin: None,
+                            second_to: None,
                         });
                     }
                 }

@@ -111,7 +111,7 @@ pub fn group(items: &[Item], pairs: &[Pair]) -> Vec<Group> {
                     } else {
                         p.canonical
                     };
-                    let explanation = super::explain(p, &items[via], &items[m]);
+                    let explanation = super::explain(p, items, via, m);
                     Member {
                         index: m,
                         kind: p.kind,

@@ -275,6 +275,11 @@ pub struct Pair {
     /// pair stands out of its neighbourhood). `None` for other pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub margin: Option<f32>,
+    /// Semantic pairs across languages that are a best match one way only:
+    /// the other side's own best match, a text in the first side's language
+    /// that this one renders a second time (see the semantic rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_to: Option<usize>,
 }
 
 /// Neighbours kept per passage for the semantic layer. Boilerplate repeats
@@ -296,11 +301,17 @@ pub struct SemanticNeighbour {
 /// The one-line reason of pair `p` between `a` and `b` (its two sides, in
 /// the order the caller shows them): the word diff for near and contained,
 /// the languages, margin and names for semantic, none for exact.
-pub fn explain(p: &Pair, a: &Item, b: &Item) -> Option<String> {
+pub fn explain(p: &Pair, items: &[Item], a: usize, b: usize) -> Option<String> {
+    let (a, b) = (&items[a], &items[b]);
     match p.kind {
         Kind::Exact => None,
         Kind::Near | Kind::Contained => Some(word_diff(a.text, b.text, group::EXPLAIN_LEN)),
-        Kind::Semantic => Some(semantic::explain(a, b, p.margin)),
+        Kind::Semantic => Some(semantic::explain(
+            a,
+            b,
+            p.margin,
+            p.second_to.map(|z| &items[z]),
+        )),
     }
 }
 
@@ -397,6 +408,7 @@ impl Context<'_> {
             kind,
             score,
             margin: None,
+            second_to: None,
         }
     }
 }

@@ -560,7 +560,7 @@ fn a_template_reworded_is_one_text_a_template_refilled_is_two() {
                 pairs.iter().map(|p| (p.canonical, p.duplicate)).collect();
             let why = pairs
                 .first()
-                .and_then(|p| explain(p, &items[p.canonical], &items[p.duplicate]));
+                .and_then(|p| explain(p, &items, p.canonical, p.duplicate));
             (got, why)
         };
         let (got, why) = run(0.99, 0.975);
@@ -661,6 +661,167 @@ fn a_translation_must_be_the_best_match_both_ways() {
     let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
     let got: Vec<(usize, usize)> = pairs.iter().map(|p| (p.canonical, p.duplicate)).collect();
     assert_eq!(got, vec![(0, 2)]);
+}
+
+/// `texts`, one document each.
+fn corpus_of(texts: &[(&str, &str)]) -> Corpus {
+    let mut c = Corpus::default();
+    for (d, (text, _)) in texts.iter().enumerate() {
+        c.doc(d as i64, &[text]);
+    }
+    c
+}
+
+/// The items of `corpus_of(texts)`, in the languages `texts` give.
+fn items_in_languages<'a>(c: &'a Corpus, texts: &[(&'a str, &'a str)]) -> Vec<Item<'a>> {
+    let mut items = c.items();
+    for (item, (_, lang)) in items.iter_mut().zip(texts) {
+        item.lang = Some(lang);
+    }
+    items
+}
+
+/// The pairs `find_pairs` accepts among `texts` (one document each, in
+/// the given languages) from neighbour lists `nb`, sorted.
+fn pairs_in_languages(texts: &[(&str, &str)], nb: &[&[(usize, f32)]]) -> Vec<Pair> {
+    let c = corpus_of(texts);
+    let items = items_in_languages(&c, texts);
+    let nb = neighbour_lists(nb);
+    let mut pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
+    pairs.sort_by_key(|p| (p.canonical, p.duplicate));
+    pairs
+}
+
+fn index_pairs(pairs: &[Pair]) -> Vec<(usize, usize)> {
+    pairs.iter().map(|p| (p.canonical, p.duplicate)).collect()
+}
+
+#[test]
+fn one_translation_of_two_originals_joins_both() {
+    // Debian's German translators write "Laufzeitbibliothek" for both
+    // "runtime library" and "shared library": the German sentence is the
+    // runtime one's best match, and the best match of the shared one,
+    // whose own German sentence is one of its copies.
+    let texts = [
+        ("Dieses Paket enthält die Laufzeitbibliothek.", "de"),
+        ("Dieses Paket enthält die Laufzeitbibliothek.", "de"),
+        ("This package contains the runtime library.", "en"),
+        ("This package contains the shared library.", "en"),
+    ];
+    let nb: &[&[(usize, f32)]] = &[
+        &[(1, 1.0), (2, 0.92), (3, 0.90)],
+        &[(0, 1.0), (2, 0.92), (3, 0.90)],
+        &[(0, 0.92), (1, 0.92), (3, 0.95)],
+        &[(0, 0.90), (1, 0.90), (2, 0.95)],
+    ];
+    let pairs = pairs_in_languages(&texts, nb);
+    let semantic: Vec<&Pair> = pairs.iter().filter(|p| p.kind == Kind::Semantic).collect();
+    assert!(
+        semantic
+            .iter()
+            .any(|p| p.duplicate == 2 && p.second_to.is_none()),
+        "{pairs:?}"
+    );
+    let second = semantic
+        .iter()
+        .find(|p| p.duplicate == 3)
+        .expect("shared library joined");
+    assert_eq!(second.second_to, Some(2), "{pairs:?}");
+    let c = corpus_of(&texts);
+    let items = items_in_languages(&c, &texts);
+    let e = explain(second, &items, second.canonical, second.duplicate).unwrap();
+    assert!(
+        e.contains(
+            "best match one way, a second rendering beside \"This package contains the runtime"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn one_original_translated_two_ways_joins_both() {
+    // Two French renderings of one English sentence stored twice: the
+    // second is a best match one way, beside the first.
+    let texts = [
+        ("This package is part of the KDE education module.", "en"),
+        ("This package is part of the KDE education module.", "en"),
+        ("Ce paquet fait partie du module éducatif de KDE.", "fr"),
+        (
+            "Ce programme fait partie du module d'éducation de KDE.",
+            "fr",
+        ),
+    ];
+    let nb: &[&[(usize, f32)]] = &[
+        &[(1, 1.0), (2, 0.93), (3, 0.91)],
+        &[(0, 1.0), (2, 0.93), (3, 0.91)],
+        &[(0, 0.93), (1, 0.93), (3, 0.96)],
+        &[(0, 0.91), (1, 0.91), (2, 0.96)],
+    ];
+    let pairs = pairs_in_languages(&texts, nb);
+    let to_3: Vec<&Pair> = pairs.iter().filter(|p| p.duplicate == 3).collect();
+    assert!(to_3.iter().any(|p| p.second_to == Some(2)), "{pairs:?}");
+    // With one English copy, that copy is the first rendering's: the
+    // second is left out, as before.
+    let nb: &[&[(usize, f32)]] = &[
+        &[(1, 0.93), (2, 0.91)],
+        &[(0, 0.93), (2, 0.96)],
+        &[(0, 0.91), (1, 0.96)],
+    ];
+    assert_eq!(index_pairs(&pairs_in_languages(&texts[1..], nb)), [(0, 1)]);
+}
+
+#[test]
+fn a_second_rendering_needs_spare_copies_and_the_same_names() {
+    // "The documentation" has no German sentence of its own; its best
+    // German match is the development files' translation, which has no
+    // copy to spare: not joined.
+    let texts = [
+        ("This package contains the development files.", "en"),
+        ("This package contains the documentation.", "en"),
+        ("Dieses Paket enthält die Entwicklungsdateien.", "de"),
+    ];
+    let nb: &[&[(usize, f32)]] = &[
+        &[(2, 0.93), (1, 0.95)],
+        &[(2, 0.90), (0, 0.95)],
+        &[(0, 0.93), (1, 0.90)],
+    ];
+    assert_eq!(index_pairs(&pairs_in_languages(&texts, nb)), [(0, 2)]);
+    // Copies to spare, but "Slovenian" is not "Swedish": a name differs
+    // between the two English texts, so the German one renders only one.
+    let texts = [
+        (
+            "This package contains the Swedish localisation of Firefox.",
+            "en",
+        ),
+        (
+            "This package contains the Slovenian localisation of Firefox.",
+            "en",
+        ),
+        (
+            "Dieses Paket enthält die schwedische Lokalisierung von Firefox.",
+            "de",
+        ),
+        (
+            "Dieses Paket enthält die schwedische Lokalisierung von Firefox.",
+            "de",
+        ),
+    ];
+    let nb: &[&[(usize, f32)]] = &[
+        &[(2, 0.93), (3, 0.93), (1, 0.96)],
+        &[(2, 0.91), (3, 0.91), (0, 0.96)],
+        &[(3, 1.0), (0, 0.93), (1, 0.91)],
+        &[(2, 1.0), (0, 0.93), (1, 0.91)],
+    ];
+    let semantic: Vec<(usize, usize)> = pairs_in_languages(&texts, nb)
+        .iter()
+        .filter(|p| p.kind == Kind::Semantic)
+        .map(|p| (p.canonical, p.duplicate))
+        .collect();
+    assert!(
+        !semantic.iter().any(|&(a, b)| a == 1 || b == 1),
+        "{semantic:?}"
+    );
+    assert!(semantic.contains(&(0, 2)), "{semantic:?}");
 }
 
 #[test]

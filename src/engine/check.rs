@@ -9,7 +9,9 @@
 //! the text. So a check answers what a `dups` run after ingesting the text
 //! would, except for a copy whose vector is not among the
 //! [`CHECK_CANDIDATES`] nearest (a short quote inside a much longer stored
-//! passage can be missed).
+//! passage can be missed), and except that the semantic rule's copy counts
+//! (second renderings) are taken among the passages the check reads, not
+//! the whole store.
 
 use std::collections::HashMap;
 
@@ -171,7 +173,7 @@ impl Engine {
                     score: p.score,
                     canonical: Location::from(row),
                     text: row.text.clone(),
-                    explanation: crate::dedup::explain(p, &items[other], &items[first_new]),
+                    explanation: crate::dedup::explain(p, &items, other, first_new),
                 })
             })
             .collect();
