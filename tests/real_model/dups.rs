@@ -349,3 +349,40 @@ fn a_short_heading_takes_its_documents_language_at_ingest_and_in_dups() {
         "the quoted English paragraphs have no partner: {findings:?}"
     );
 }
+
+#[test]
+fn a_sentence_that_renders_two_originals_joins_both() {
+    // Debian's German translators render "the runtime library" and "the
+    // shared library" alike ("die Laufzeitbibliothek"): the German sentence
+    // is the runtime line's best English match both ways, and the shared
+    // line's best German match one way only. It joins both, as a second
+    // rendering; the two packages' headings stay apart.
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("docs");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(repo_root().join("tests/data/second-rendering")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let out = pareil(dir.path(), &["ingest", "--quiet", "docs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let findings = dups_json(dir.path(), &[]);
+    assert!(
+        same_group(&findings, ("en_b", 5), ("de_b", 5)),
+        "{findings:#?}"
+    );
+    assert!(
+        same_group(&findings, ("en_a", 5), ("de_a", 5)),
+        "{findings:#?}"
+    );
+    let second = find(&findings, ("en_b", 5), ("de_a", 5)).expect("the shared line joined");
+    let why = second["explanation"].as_str().unwrap();
+    assert!(
+        why.contains("a second rendering beside \"This package contains the runtime library.\""),
+        "{why}"
+    );
+    assert!(
+        !same_group(&findings, ("en_a", 1), ("en_b", 1)),
+        "{findings:#?}"
+    );
+}
