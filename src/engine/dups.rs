@@ -81,6 +81,11 @@ pub struct DuplicateFinding {
     /// Lowest pair score in the block.
     pub score: f32,
     pub mean_score: f32,
+    /// Semantic findings across languages: the lowest margin of the block's
+    /// pairs (cosine over the mean of each side's nearest neighbours in
+    /// the other's language).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f32>,
     pub canonical: Place,
     pub duplicate: Place,
     pub explanation: Option<String>,
@@ -616,6 +621,7 @@ impl Corpus {
                 kind: f.kind,
                 score: f.score,
                 mean_score: f.mean_score,
+                margin: f.pairs.iter().filter_map(|p| p.margin).reduce(f32::min),
                 canonical: self.place(f.canonical.first, f.canonical.last),
                 duplicate: self.place(f.duplicate.first, f.duplicate.last),
                 explanation: f.explanation,

@@ -381,6 +381,15 @@ fn a_sentence_that_renders_two_originals_joins_both() {
         why.contains("a second rendering beside \"This package contains the runtime library.\""),
         "{why}"
     );
+    let margin = second["margin"]
+        .as_f64()
+        .expect("a margin across languages");
+    assert!(
+        margin >= 1.0 && why.contains(&format!("margin {margin:.3}")),
+        "{second:#}"
+    );
+    let exact = find(&findings, ("de_a", 5), ("de_b", 5)).expect("the German copies");
+    assert!(exact.get("margin").is_none(), "{exact:#}");
     assert!(
         !same_group(&findings, ("en_a", 1), ("en_b", 1)),
         "{findings:#?}"
