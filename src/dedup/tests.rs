@@ -96,6 +96,11 @@ fn lexical(items: &[Item]) -> Vec<Pair> {
     find_pairs(items, None, &Thresholds::default(), &Kind::LEXICAL).unwrap()
 }
 
+/// Each pair as `(canonical, duplicate)`, in the given order.
+fn index_pairs(pairs: &[Pair]) -> Vec<(usize, usize)> {
+    pairs.iter().map(|p| (p.canonical, p.duplicate)).collect()
+}
+
 fn only_pair(items: &[Item]) -> Pair {
     let p = lexical(items);
     assert_eq!(p.len(), 1, "expected one pair, got {p:?}");
@@ -556,8 +561,7 @@ fn a_template_reworded_is_one_text_a_template_refilled_is_two() {
             ]);
             let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &[Kind::Semantic]);
             let pairs = pairs.unwrap();
-            let got: Vec<(usize, usize)> =
-                pairs.iter().map(|p| (p.canonical, p.duplicate)).collect();
+            let got = index_pairs(&pairs);
             let why = pairs
                 .first()
                 .and_then(|p| explain(p, &items, p.canonical, p.duplicate));
@@ -659,8 +663,7 @@ fn a_translation_must_be_the_best_match_both_ways() {
     // 0's best English match is 2, so 0~1 is not accepted; 0~2 is.
     let nb = neighbour_lists(&[&[(1, 0.9), (2, 0.93)], &[(0, 0.9)], &[(0, 0.93)]]);
     let pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
-    let got: Vec<(usize, usize)> = pairs.iter().map(|p| (p.canonical, p.duplicate)).collect();
-    assert_eq!(got, vec![(0, 2)]);
+    assert_eq!(index_pairs(&pairs), vec![(0, 2)]);
 }
 
 /// `texts`, one document each.
@@ -690,10 +693,6 @@ fn pairs_in_languages(texts: &[(&str, &str)], nb: &[&[(usize, f32)]]) -> Vec<Pai
     let mut pairs = find_pairs(&items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
     pairs.sort_by_key(|p| (p.canonical, p.duplicate));
     pairs
-}
-
-fn index_pairs(pairs: &[Pair]) -> Vec<(usize, usize)> {
-    pairs.iter().map(|p| (p.canonical, p.duplicate)).collect()
 }
 
 #[test]
@@ -851,8 +850,7 @@ fn translations_of_different_originals_are_not_joined() {
     ]);
     let run = |items: &[Item]| {
         let pairs = find_pairs(items, Some(&nb), &Thresholds::default(), &Kind::ALL).unwrap();
-        let mut got: Vec<(usize, usize)> =
-            pairs.iter().map(|p| (p.canonical, p.duplicate)).collect();
+        let mut got = index_pairs(&pairs);
         got.sort();
         got
     };
@@ -907,8 +905,7 @@ fn touching_returns_only_pairs_with_new_passages() {
     let all = find_pairs(&items, None, &Thresholds::default(), &Kind::LEXICAL).unwrap();
     assert_eq!(all.len(), 4); // 0=2, 0=4, 2=4, 1⊂3
     let new = find_pairs_touching(&items, 4, None, &Thresholds::default(), &Kind::LEXICAL).unwrap();
-    let got: Vec<(usize, usize)> = new.iter().map(|p| (p.canonical, p.duplicate)).collect();
-    assert_eq!(got, vec![(0, 4), (2, 4)]);
+    assert_eq!(index_pairs(&new), vec![(0, 4), (2, 4)]);
 }
 
 #[test]

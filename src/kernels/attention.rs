@@ -426,14 +426,11 @@ mod tests {
 
     #[test]
     fn packed_attention_matches_per_sequence_candle_attention() {
-        let d = Device::Cpu;
-        let lens = [1usize, 7, 33, 130];
-        let total: usize = lens.iter().sum();
         let heads = 4;
-        let qkv = Tensor::randn(0f32, 2.0, (total, 3 * 64), &d).unwrap();
-        let want = reference_attention(&qkv, &lens, heads);
+        let qkv = random_qkv(64);
+        let want = reference_attention(&qkv, &LENS, heads);
         for kernel in kernels() {
-            let got = packed_attention(&qkv, &lens, heads, kernel).unwrap();
+            let got = packed_attention(&qkv, &LENS, heads, kernel).unwrap();
             let worst = (&got - &want)
                 .unwrap()
                 .abs()
@@ -444,6 +441,7 @@ mod tests {
                 .unwrap();
             assert!(worst < 1e-5, "{kernel:?}: {worst}");
         }
+        let total: usize = LENS.iter().sum();
         let bad = packed_attention(&qkv, &[total - 1], heads, Kernel::Portable);
         assert!(bad.is_err());
     }
@@ -465,15 +463,14 @@ mod tests {
     fn every_kernel_gives_the_same_bits() {
         for (h, heads) in [(64, 2), (80, 1)] {
             let qkv = random_qkv(h);
-            let lens = LENS;
-            let want = packed_attention(&qkv, &lens, heads, Kernel::Portable)
+            let want = packed_attention(&qkv, &LENS, heads, Kernel::Portable)
                 .unwrap()
                 .flatten_all()
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap();
             for kernel in kernels() {
-                let got = packed_attention(&qkv, &lens, heads, kernel)
+                let got = packed_attention(&qkv, &LENS, heads, kernel)
                     .unwrap()
                     .flatten_all()
                     .unwrap()
