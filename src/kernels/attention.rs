@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::math::{exp, lane_max, lane_sum};
+use super::team::{Shared, Team};
 use super::{dispatch, Kernel};
 
 /// Multi-head self-attention over packed sequences, as one candle op.
@@ -61,34 +62,47 @@ impl CustomOp1 for PackedAttention<'_> {
                 self.lens
             );
         }
-        let qkv = &data[start..end];
-        let d = h / self.heads;
         let mut out = vec![0f32; tokens * h];
-        let out_ptr = OutPtr(out.as_mut_ptr());
-        let mut starts = Vec::with_capacity(self.lens.len());
-        let mut offset = 0;
-        for &len in self.lens {
-            starts.push(offset);
-            offset += len;
-        }
-        let tasks: Vec<(usize, usize)> = (0..self.lens.len())
-            .flat_map(|s| (0..self.heads).map(move |head| (s, head)))
-            .collect();
-        tasks.par_iter().for_each(|&(s, head)| {
-            let task = Head {
-                qkv,
-                h,
-                d,
-                first: starts[s],
-                len: self.lens[s],
-                head,
-                out: out_ptr,
-            };
+        let tasks = self.tasks(&data[start..end], OutPtr(out.as_mut_ptr()));
+        tasks.par_iter().for_each(|&task| {
             // SAFETY: this task alone writes these rows' columns of this head;
             // the kernel was chosen by run-time detection.
             unsafe { attend_with(self.kernel, task, self.wide) };
         });
         Ok((CpuStorage::F32(out), Shape::from((tokens, h))))
+    }
+}
+
+impl<'a> PackedAttention<'a> {
+    /// Steps as wide as `kernel`'s registers allow.
+    pub fn new(lens: &'a [usize], heads: usize, kernel: Kernel) -> Self {
+        PackedAttention {
+            lens,
+            heads,
+            kernel,
+            wide: kernel == Kernel::Avx512Vnni,
+        }
+    }
+
+    /// One [`Head`] per (sequence, head) of `qkv`, writing through `out`.
+    fn tasks<'q>(&self, qkv: &'q [f32], out: OutPtr) -> Vec<Head<'q>> {
+        let h = qkv.len() / self.lens.iter().sum::<usize>().max(1) / 3;
+        let d = h / self.heads;
+        let mut tasks = Vec::with_capacity(self.lens.len() * self.heads);
+        let mut first = 0;
+        for &len in self.lens {
+            tasks.extend((0..self.heads).map(|head| Head {
+                qkv,
+                h,
+                d,
+                first,
+                len,
+                head,
+                out,
+            }));
+            first += len;
+        }
+        tasks
     }
 }
 
@@ -379,17 +393,41 @@ pub fn packed_attention(
     heads: usize,
     kernel: Kernel,
 ) -> candle_core::Result<Tensor> {
-    qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention {
-        lens,
-        heads,
-        kernel,
-        wide: kernel == Kernel::Avx512Vnni,
-    })
+    qkv.contiguous()?
+        .apply_op1_no_bwd(&PackedAttention::new(lens, heads, kernel))
+}
+
+/// [`packed_attention`] run by a team over `qkv` (`[Σ lens, 3·h]`), each
+/// thread its share of the (sequence, head) tasks, into `out` (`[Σ lens,
+/// h]`), the same values bit for bit. Returns when every task is written.
+///
+/// # Safety
+/// Every thread of `team` calls this together with the same arguments;
+/// nothing else reads or writes `out`'s first `Σ lens · h` values
+/// meanwhile, and `qkv` is not written.
+pub unsafe fn attend_team(
+    team: &Team,
+    qkv: &[f32],
+    lens: &[usize],
+    heads: usize,
+    kernel: Kernel,
+    out: &Shared<f32>,
+) {
+    let tokens: usize = lens.iter().sum();
+    assert!(tokens > 0 && qkv.len().is_multiple_of(3 * heads * tokens));
+    assert!(out.len() >= qkv.len() / 3);
+    let op = PackedAttention::new(lens, heads, kernel);
+    let tasks = op.tasks(qkv, OutPtr(out.as_mut_ptr()));
+    for &task in &tasks[team.share(tasks.len())] {
+        attend_with(kernel, task, op.wide);
+    }
+    team.sync();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::team::testing::{in_team_of_two, two_cores};
     use candle_core::Device;
 
     fn kernels() -> Vec<Kernel> {
@@ -455,8 +493,9 @@ mod tests {
         Tensor::randn(0f32, 2.0, (total, 3 * h), &Device::Cpu).unwrap()
     }
 
-    /// Every kernel, whatever width of block it steps by, sums each value in
-    /// the same order: the same bits as the portable build. Head widths of
+    /// Every kernel, whatever width of block it steps by, run by a team or
+    /// not, sums each value in the same order: the same bits as the portable
+    /// build. Head widths of
     /// 32 (e5-small's) and 80 (wide steps then a narrow one), sequences
     /// shorter than a block and spanning several.
     #[test]
@@ -477,6 +516,19 @@ mod tests {
                     .to_vec1::<f32>()
                     .unwrap();
                 assert!(got == want, "{kernel:?}, head width {}", h / heads);
+                if two_cores() {
+                    let qkv = qkv.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let out = Shared::new(want.len());
+                    // SAFETY: both threads call it together; nothing else touches `out`.
+                    in_team_of_two(|team| unsafe {
+                        attend_team(team, &qkv, &LENS, heads, kernel, &out)
+                    });
+                    assert!(
+                        out.into_vec() == want,
+                        "{kernel:?}, head width {}, team",
+                        h / heads
+                    );
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use self::avx2::{for_rows, kernel_f16, kernel_f32};
 use super::int8;
 use super::math::finish_panel;
+use super::team::{Shared, Team};
 use super::{dispatch, Kernel, NR};
 /// Rows per microkernel call.
 const MR: usize = 6;
@@ -37,6 +38,15 @@ const MR: usize = 6;
 const KC: usize = 4096;
 /// Rows per parallel task when splitting by rows.
 const MC: usize = 72;
+
+/// Whether a product of `m` rows on the current rayon pool splits its work
+/// by column panels: too few rows to give every thread its own blocks.
+/// Such products are short, and a forward pass of them is where a
+/// [`team`](super::team) beats a fork-join per product.
+pub fn splits_by_columns(m: usize) -> bool {
+    let threads = rayon::current_num_threads();
+    threads > 1 && m.div_ceil(MC) < threads
+}
 
 /// The element-wise step fused after the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +246,7 @@ impl PackedLinear {
             _ => None,
         };
         let input = match &quantized {
-            Some(rows) => Input::Int8(rows),
+            Some(rows) => Input::Int8(rows.view()),
             None => Input::F32(x),
         };
         let out_ptr = SendPtr(out.as_mut_ptr());
@@ -265,6 +275,46 @@ impl PackedLinear {
         // each writes all its values.
         unsafe { out.set_len(m * self.n) };
         out
+    }
+
+    /// [`forward`](Self::forward) run by a team: the input quantised by
+    /// the team into `rows` (int8 weights only), then this thread's share
+    /// of the column panels written to `out` (`m` rows of `n`), the same
+    /// values bit for bit. Returns when every thread's share is written.
+    ///
+    /// # Safety
+    /// Every thread of `team` calls this together with the same arguments;
+    /// nothing else reads or writes `out`'s first `m * n` values meanwhile,
+    /// and `x` and `residual` are not written.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward_team(
+        &self,
+        team: &Team,
+        x: &[f32],
+        m: usize,
+        act: Activation,
+        residual: Option<&[f32]>,
+        rows: &int8::SharedRows,
+        out: &Shared<f32>,
+    ) {
+        assert!(self.k > 0 && x.len() == m * self.k && out.len() >= m * self.n);
+        if let Some(r) = residual {
+            assert_eq!(r.len(), m * self.n, "residual is not [{m}, {}]", self.n);
+        }
+        let input = match &self.panels {
+            Panels::I8(_) => Input::Int8(rows.quantize(team, self.kernel, x, m, self.k)),
+            _ => Input::F32(x),
+        };
+        let panels = team.share(self.n.div_ceil(NR));
+        self.tile(
+            input,
+            0..m,
+            panels,
+            act,
+            residual,
+            SendPtr(out.as_mut_ptr()),
+        );
+        team.sync();
     }
 
     /// Computes rows `rows` × panels `panels` of the output.
@@ -432,7 +482,7 @@ unsafe fn tile_inner(
 #[derive(Clone, Copy)]
 enum Input<'a> {
     F32(&'a [f32]),
-    Int8(&'a int8::Rows),
+    Int8(int8::RowsRef<'a>),
 }
 
 #[derive(Clone, Copy)]
@@ -603,6 +653,7 @@ mod tests {
     use super::*;
     use crate::kernels::detected_kernel;
     use crate::kernels::math::gelu;
+    use crate::kernels::team::testing::{in_team_of_two, two_cores};
 
     fn naive(
         x: &[f32],
@@ -698,6 +749,46 @@ mod tests {
             .map(|(a, b)| x_half_step * b.abs() + a.abs() * w_half_step + x_half_step * w_half_step)
             .sum();
         1.13 * err + 1e-3
+    }
+
+    /// A team computes every format's product bit for bit as `forward`
+    /// does, with and without residual and GELU, for short inputs of any
+    /// width (one panel, a share each, uneven shares).
+    #[test]
+    fn a_team_gives_the_same_bits_as_forward() {
+        if !two_cores() {
+            return;
+        }
+        for &(m, n, k) in &[(1, 16, 8), (7, 40, 300), (16, 1152, 384), (16, 384, 1536)] {
+            let (x, w, b, res) = (
+                values(m * k, 1),
+                values(n * k, 2),
+                values(n, 3),
+                values(m * n, 4),
+            );
+            for format in [Precision::F32, Precision::F16, Precision::Int8] {
+                for &kernel in &Kernel::supported() {
+                    let packed = PackedLinear::new(&w, b.clone(), n, k, format, kernel);
+                    for (act, residual) in
+                        [(Activation::None, Some(&res[..])), (Activation::Gelu, None)]
+                    {
+                        let want = packed.forward(&x, m, act, residual);
+                        let (rows, out) = (int8::SharedRows::new(m, k), Shared::new(m * n));
+                        // SAFETY: both threads call it together; nothing else touches `out`.
+                        in_team_of_two(|team| unsafe {
+                            packed.forward_team(team, &x, m, act, residual, &rows, &out)
+                        });
+                        let got = out.into_vec();
+                        assert!(
+                            got.iter()
+                                .zip(&want)
+                                .all(|(g, w)| g.to_bits() == w.to_bits()),
+                            "{m}x{n}x{k} {format:?} {kernel:?} {act:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

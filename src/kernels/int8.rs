@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use self::avx2::{for_rows, kernel_u8s8, kernel_vnni};
 use super::gemm::{put_u64, ByteReader};
 use super::math::finish_panel;
+use super::team::{Shared, Team};
 use super::{dispatch, Kernel, NR};
 
 /// What [`product_tile`] applies to each output row after the product.
@@ -140,6 +141,71 @@ pub struct Rows {
     /// `[m][k4]`, values `0..=127`; outliers and padding hold the zero point.
     q: Vec<u8>,
     params: Vec<RowParams>,
+}
+
+impl Rows {
+    pub fn view(&self) -> RowsRef<'_> {
+        RowsRef {
+            k4: self.k4,
+            q: &self.q,
+            params: &self.params,
+        }
+    }
+}
+
+/// Quantised rows as the products read them, wherever they are stored.
+#[derive(Clone, Copy)]
+pub struct RowsRef<'a> {
+    k4: usize,
+    q: &'a [u8],
+    params: &'a [RowParams],
+}
+
+/// Room for a team to quantise up to `m` rows of up to `k` values into,
+/// reused by every product of a forward pass.
+pub struct SharedRows {
+    q: Shared<u8>,
+    params: Shared<RowParams>,
+}
+
+impl SharedRows {
+    pub fn new(m: usize, k: usize) -> Self {
+        SharedRows {
+            q: Shared::new(m * k.div_ceil(4) * 4),
+            params: Shared::new(m),
+        }
+    }
+
+    /// The team quantises `m` rows of `k` values, each thread its share of
+    /// the rows (as [`quantize`] does, bit for bit), and returns them all.
+    ///
+    /// # Safety
+    /// Every thread of `team` calls this together, and no view returned by
+    /// an earlier call is used afterwards.
+    pub unsafe fn quantize(
+        &self,
+        team: &Team,
+        kernel: Kernel,
+        x: &[f32],
+        m: usize,
+        k: usize,
+    ) -> RowsRef<'_> {
+        let k4 = k.div_ceil(4) * 4;
+        assert!(x.len() == m * k && m * k4 <= self.q.len() && m <= self.params.len());
+        let mine = team.share(m);
+        let q = self.q.part_mut(mine.start * k4..mine.end * k4);
+        let params = self.params.part_mut(mine.clone());
+        let x = &x[mine.start * k..mine.end * k];
+        for ((q, x), p) in q.chunks_mut(k4).zip(x.chunks(k)).zip(params) {
+            quantize_row_with(kernel, x, q, p);
+        }
+        team.sync();
+        RowsRef {
+            k4,
+            q: self.q.part(0..m * k4),
+            params: self.params.part(0..m),
+        }
+    }
 }
 
 /// How one row was quantised: `x[p] ≈ step · (q[p] − zero)`, plus the
@@ -330,7 +396,7 @@ const MR: usize = 4;
 pub unsafe fn product_tile(
     kernel: Kernel,
     w: &Weights,
-    x: &Rows,
+    x: RowsRef<'_>,
     n: usize,
     rows: std::ops::Range<usize>,
     panel: usize,
@@ -349,7 +415,7 @@ dispatch!(
     unsafe fn tile_with => tile, (
         kernel: Kernel,
         w: &Weights,
-        x: &Rows,
+        x: RowsRef<'_>,
         n: usize,
         rows: std::ops::Range<usize>,
         panel: usize,
@@ -365,7 +431,7 @@ dispatch!(
 unsafe fn tile(
     kernel: Kernel,
     w: &Weights,
-    x: &Rows,
+    x: RowsRef<'_>,
     n: usize,
     rows: std::ops::Range<usize>,
     panel: usize,

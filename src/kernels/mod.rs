@@ -11,13 +11,17 @@
 //! - [`gemm`]: products against weights packed once (f32, f16);
 //! - [`int8`]: the 8-bit weights × 7-bit activations products (the default);
 //! - [`attention`]: per-sequence attention over packed QKV rows;
-//! - [`math`]: branch-free `exp`/`erf`/GELU and the products' epilogues.
+//! - [`math`]: branch-free `exp`/`erf`/GELU and the products' epilogues;
+//! - [`norm`]: layer normalisation of rows;
+//! - [`team`]: one parallel region per short forward pass, for the
+//!   products, attention and norms' `_team` forms.
 
 pub(crate) mod attention;
 pub(crate) mod gemm;
 pub(crate) mod int8;
 pub(crate) mod math;
 pub(crate) mod norm;
+pub(crate) mod team;
 
 pub use gemm::Precision;
 

@@ -14,6 +14,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::math::{lane_sum, lane_sum_by};
+use super::team::{Shared, Team};
 use super::{dispatch, Kernel};
 
 /// Rows × values below which one thread normalises everything (a query's
@@ -45,6 +46,33 @@ pub fn layer_norm(kernel: Kernel, x: &[f32], weight: &[f32], bias: &[f32], eps: 
     out
 }
 
+/// [`layer_norm`] run by a team, each thread its share of the rows, into
+/// `out`, the same values bit for bit. Returns when every row is written.
+///
+/// # Safety
+/// Every thread of `team` calls this together with the same arguments;
+/// nothing else reads or writes `out`'s first `x.len()` values meanwhile,
+/// and `x` is not written.
+pub unsafe fn layer_norm_team(
+    team: &Team,
+    kernel: Kernel,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+    out: &Shared<f32>,
+) {
+    let dim = weight.len();
+    assert!(dim > 0 && bias.len() == dim && x.len().is_multiple_of(dim) && out.len() >= x.len());
+    let rows = team.share(x.len() / dim);
+    let values = rows.start * dim..rows.end * dim;
+    let mine = out.part_mut(values.clone());
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `norm_rows` only writes.
+    let mine = &mut *(mine as *mut [f32] as *mut [MaybeUninit<f32>]);
+    norm_rows_with(kernel, &x[values], weight, bias, eps, mine);
+    team.sync();
+}
+
 dispatch!(
     /// [`norm_rows`] for `kernel`.
     ///
@@ -72,6 +100,7 @@ fn norm_rows(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [Maybe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::team::testing::{in_team_of_two, two_cores};
     use candle_core::{Device, Tensor};
 
     fn rows(m: usize, dim: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -105,7 +134,7 @@ mod tests {
         }
     }
 
-    /// Every kernel, threaded or not, gives the portable build's bits
+    /// Every kernel, threaded, by a team or not, gives the portable build's bits
     /// (dimensions with and without a remainder after the eight lanes).
     #[test]
     fn every_kernel_gives_the_same_bits() {
@@ -119,6 +148,14 @@ mod tests {
                 );
                 let one_row = layer_norm(kernel, &x[..dim], &w, &b, 1e-5);
                 assert!(one_row == want[..dim], "{kernel:?}, {dim}, one row");
+                if two_cores() {
+                    let out = Shared::new(x.len());
+                    // SAFETY: both threads call it together; nothing else touches `out`.
+                    in_team_of_two(|team| unsafe {
+                        layer_norm_team(team, kernel, &x, &w, &b, 1e-5, &out)
+                    });
+                    assert!(out.into_vec() == want, "{kernel:?}, {dim}, team");
+                }
             }
         }
     }

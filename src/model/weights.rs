@@ -13,6 +13,8 @@ use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{Activation, PackedLinear};
+use crate::kernels::int8::SharedRows;
+use crate::kernels::team::{Shared, Team};
 use crate::kernels::{norm, Kernel};
 use crate::model::EncoderOptions;
 
@@ -232,6 +234,26 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// [`PackedLinear::forward_team`].
+    ///
+    /// # Safety
+    /// As [`PackedLinear::forward_team`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn forward_team(
+        &self,
+        team: &Team,
+        x: &[f32],
+        m: usize,
+        act: Activation,
+        residual: Option<&[f32]>,
+        rows: &SharedRows,
+        out: &Shared<f32>,
+    ) {
+        self.0.forward_team(team, x, m, act, residual, rows, out)
+    }
+}
+
 /// [`PackedLinear::forward`] as a candle op, reading and producing tensor storage in place.
 struct LinearOp<'a>(&'a PackedLinear, Activation);
 
@@ -308,6 +330,24 @@ pub(super) struct LayerNorm {
 impl LayerNorm {
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.apply_op1_no_bwd(self)
+    }
+}
+
+impl LayerNorm {
+    /// [`norm::layer_norm_team`].
+    ///
+    /// # Safety
+    /// As [`norm::layer_norm_team`].
+    pub(super) unsafe fn forward_team(&self, team: &Team, x: &[f32], out: &Shared<f32>) {
+        norm::layer_norm_team(
+            team,
+            self.kernel,
+            x,
+            &self.weight,
+            &self.bias,
+            self.eps,
+            out,
+        )
     }
 }
 
