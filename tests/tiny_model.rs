@@ -572,6 +572,36 @@ fn batching_keeps_input_order_and_equals_single() {
     assert!(batch[0].vector != batch[1].vector);
 }
 
+/// A bulk job (thousands of tokens: each thread encodes its own batches)
+/// gives every text the bits it gets alone, in input order, and reports
+/// progress for every text once.
+#[test]
+fn bulk_jobs_equal_texts_alone_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), BERT);
+    let model = Embedder::load(dir.path()).unwrap();
+    let words = &VOCAB[6..14];
+    let texts: Vec<String> = (0..600)
+        .map(|i| {
+            (0..1 + i % 9)
+                .map(|j| words[(i * 7 + j * 3) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut reported = 0;
+    let bulk = model
+        .embed_with_progress(&refs, Role::Passage, &mut |n| reported += n)
+        .unwrap();
+    assert_eq!(reported, texts.len());
+    assert!(bulk.iter().map(|e| e.tokens).sum::<usize>() > 4096);
+    for (t, b) in refs.iter().zip(&bulk) {
+        let alone = &model.embed(&[t], Role::Passage).unwrap()[0];
+        assert!(b.vector == alone.vector, "{t}");
+    }
+}
+
 #[test]
 fn over_long_input_is_truncated_and_reported() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 //! onto the machine in `provision`, which depends on this module, not the
 //! reverse.
 
+mod batches;
 mod bert;
 pub mod config;
 pub mod encoder;
@@ -90,6 +91,9 @@ pub struct Embedder {
     /// instead of waking the pool from outside (a futex round trip per
     /// operation, a fifth of a short query's time).
     pool: rayon::ThreadPool,
+    /// One one-thread pool per thread of `pool`, for bulk jobs (see
+    /// [`batches`]); made on the first.
+    lanes: std::sync::OnceLock<Vec<rayon::ThreadPool>>,
     /// The model files' fingerprint, hashed once per loaded model: every
     /// engine sharing it (a server's readers and writer) checks its store
     /// against the same value without reading the files again.
@@ -149,6 +153,7 @@ impl Embedder {
             .map_err(|e| Error::Usage(format!("cannot start encoder threads: {e}")))?;
         Ok(Embedder {
             pool,
+            lanes: std::sync::OnceLock::new(),
             tokenizer,
             encoder,
             prompts,
@@ -259,42 +264,62 @@ impl Embedder {
     }
 
     /// Encodes pre-tokenised inputs in batches of at most [`TOKEN_BUDGET`]
-    /// tokens, formed over length-sorted inputs; returns vectors in input order.
+    /// tokens, formed over length-sorted inputs, every thread on each batch
+    /// or, in bulk, each thread on its own batches ([`batches`]); returns
+    /// vectors in input order.
     pub fn embed_tokenized(
         &self,
         inputs: &[Tokenized],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let mut order: Vec<usize> = (0..inputs.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].ids.len()));
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start;
-            let mut tokens = 0;
-            while end < order.len()
-                && (end == start || tokens + inputs[order[end]].ids.len() <= TOKEN_BUDGET)
-            {
-                tokens += inputs[order[end]].ids.len();
-                end += 1;
-            }
-            let batch: Vec<Vec<u32>> = order[start..end]
+        let total = inputs.iter().map(|t| t.ids.len()).sum();
+        let lane_budget = batches::lane_budget(total, self.pool.current_num_threads());
+        let (order, plan) = batches::plan(inputs, lane_budget.unwrap_or(TOKEN_BUDGET));
+        let ids = |i: usize| -> Vec<Vec<u32>> {
+            order[plan[i].clone()]
                 .iter()
-                .map(|&i| inputs[i].ids.clone())
-                .collect();
-            let hidden = self.pool.install(|| self.encoder.forward(&batch))?;
-            let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+                .map(|&j| inputs[j].ids.clone())
+                .collect()
+        };
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        let mut finish = |i: usize, hidden: Vec<f32>| {
+            let batch = &order[plan[i].clone()];
+            let lens: Vec<usize> = batch.iter().map(|&j| inputs[j].ids.len()).collect();
             let vectors = self.pooling.apply(&hidden, &lens, self.dim());
-            for (&i, v) in order[start..end].iter().zip(vectors) {
-                out[i] = Some(v);
+            for (&j, v) in batch.iter().zip(vectors) {
+                out[j] = Some(v);
             }
-            progress(end - start);
-            start = end;
+            progress(batch.len());
+        };
+        let lanes = lane_budget
+            .map(|_| self.lanes.get_or_init(|| self.make_lanes()))
+            .filter(|lanes| !lanes.is_empty());
+        if let Some(lanes) = lanes {
+            batches::run_on_lanes(lanes, plan.len(), |i| self.encoder.forward(&ids(i)), finish)?;
+        } else {
+            for i in 0..plan.len() {
+                let hidden = self.pool.install(|| self.encoder.forward(&ids(i)))?;
+                finish(i, hidden);
+            }
         }
         Ok(out
             .into_iter()
             .map(|v| v.expect("every input is in one batch"))
             .collect())
+    }
+
+    /// One one-thread pool per thread of the encoder's pool; none if the
+    /// threads cannot be started (bulk then splits each operation).
+    fn make_lanes(&self) -> Vec<rayon::ThreadPool> {
+        (0..self.pool.current_num_threads())
+            .map(|i| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(move |_| format!("pareil-lane-{i}"))
+                    .build()
+            })
+            .collect::<std::result::Result<_, _>>()
+            .unwrap_or_default()
     }
 }
 
