@@ -183,10 +183,12 @@ mod tests {
             |i| {
                 started.fetch_add(1, Ordering::Relaxed);
                 if i == 3 {
-                    Err(Error::Usage("batch 3".into()))
-                } else {
-                    Ok(())
+                    return Err(Error::Usage("batch 3".into()));
                 }
+                // Slow enough that the other lane cannot run through every
+                // batch before the error stops it, even on a loaded machine.
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                Ok(())
             },
             |_, ()| {},
         );

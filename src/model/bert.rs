@@ -119,21 +119,10 @@ impl Attention {
     /// Every thread of `team` calls this together with the same arguments.
     unsafe fn forward_team(&self, team: &Team, ws: &Workspace, lens: &[usize]) {
         let x = ws.hidden.all();
-        let m = ws.rows;
-        self.qkv
-            .forward_team(team, x, m, Activation::None, None, &ws.quantized, &ws.qkv);
+        ws.project(team, &self.qkv, x, Activation::None, None, &ws.qkv);
         let kernel = self.options.kernel;
         attention::attend_team(team, ws.qkv.all(), lens, self.heads, kernel, &ws.context);
-        self.output.forward_team(
-            team,
-            ws.context.all(),
-            m,
-            Activation::None,
-            Some(x),
-            &ws.quantized,
-            &ws.sum,
-        );
-        self.norm.forward_team(team, ws.sum.all(), &ws.mid);
+        ws.project_add_norm(team, &self.output, &self.norm, ws.context.all(), x, &ws.mid);
     }
 
     fn forward(&self, x: &Tensor, lens: &[usize]) -> Result<Tensor> {
@@ -166,26 +155,23 @@ impl FeedForward {
     /// # Safety
     /// Every thread of `team` calls this together with the same arguments.
     unsafe fn forward_team(&self, team: &Team, ws: &Workspace) {
-        let (x, m) = (ws.mid.all(), ws.rows);
-        self.intermediate.forward_team(
+        let x = ws.mid.all();
+        ws.project(
             team,
+            &self.intermediate,
             x,
-            m,
             Activation::Gelu,
             None,
-            &ws.quantized,
             &ws.inter,
         );
-        self.output.forward_team(
+        ws.project_add_norm(
             team,
+            &self.output,
+            &self.norm,
             ws.inter.all(),
-            m,
-            Activation::None,
-            Some(x),
-            &ws.quantized,
-            &ws.sum,
+            x,
+            &ws.hidden,
         );
-        self.norm.forward_team(team, ws.sum.all(), &ws.hidden);
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -248,6 +234,51 @@ struct Workspace {
 }
 
 impl Workspace {
+    /// `act(input · Wᵀ + b) + residual` into `out`, by the team.
+    ///
+    /// # Safety
+    /// Every thread of `team` calls this together with the same arguments;
+    /// `out` is neither `input`'s buffer nor `residual`'s.
+    unsafe fn project(
+        &self,
+        team: &Team,
+        linear: &Linear,
+        input: &[f32],
+        act: Activation,
+        residual: Option<&[f32]>,
+        out: &Shared<f32>,
+    ) {
+        let rows = &self.quantized;
+        linear
+            .packed()
+            .forward_team(team, input, self.rows, act, residual, rows, out)
+    }
+
+    /// `norm(input · Wᵀ + b + residual)` into `out`, through `sum`: the
+    /// last two steps of either block.
+    ///
+    /// # Safety
+    /// As [`project`](Self::project); neither `input` nor `residual` is `sum`.
+    unsafe fn project_add_norm(
+        &self,
+        team: &Team,
+        linear: &Linear,
+        norm: &LayerNorm,
+        input: &[f32],
+        residual: &[f32],
+        out: &Shared<f32>,
+    ) {
+        self.project(
+            team,
+            linear,
+            input,
+            Activation::None,
+            Some(residual),
+            &self.sum,
+        );
+        norm.forward_team(team, self.sum.all(), out);
+    }
+
     fn new(hidden: Vec<f32>, config: &ModelConfig) -> Self {
         let (h, ff) = (config.hidden_size, config.intermediate_size);
         let rows = hidden.len() / h;

@@ -13,7 +13,6 @@ use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{Activation, PackedLinear};
-use crate::kernels::int8::SharedRows;
 use crate::kernels::team::{Shared, Team};
 use crate::kernels::{norm, Kernel};
 use crate::model::EncoderOptions;
@@ -235,22 +234,9 @@ impl Linear {
 }
 
 impl Linear {
-    /// [`PackedLinear::forward_team`].
-    ///
-    /// # Safety
-    /// As [`PackedLinear::forward_team`].
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn forward_team(
-        &self,
-        team: &Team,
-        x: &[f32],
-        m: usize,
-        act: Activation,
-        residual: Option<&[f32]>,
-        rows: &SharedRows,
-        out: &Shared<f32>,
-    ) {
-        self.0.forward_team(team, x, m, act, residual, rows, out)
+    /// The packed weights, for the kernels' team forms.
+    pub(super) fn packed(&self) -> &PackedLinear {
+        &self.0
     }
 }
 
