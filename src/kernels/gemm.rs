@@ -228,10 +228,7 @@ impl PackedLinear {
         act: Activation,
         residual: Option<&[f32]>,
     ) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "input is not [{m}, {}]", self.k);
-        if let Some(r) = residual {
-            assert_eq!(r.len(), m * self.n, "residual is not [{m}, {}]", self.n);
-        }
+        self.check_shapes(x, m, residual);
         // Not zeroed: every value is written before it is read, and zeroing
         // a fresh 25 MB activation costs a pass over memory per product.
         if m == 0 || self.k == 0 {
@@ -277,6 +274,14 @@ impl PackedLinear {
         out
     }
 
+    /// Panics unless `x` is `m` rows of `k` and `residual` `m` rows of `n`.
+    fn check_shapes(&self, x: &[f32], m: usize, residual: Option<&[f32]>) {
+        assert_eq!(x.len(), m * self.k, "input is not [{m}, {}]", self.k);
+        if let Some(r) = residual {
+            assert_eq!(r.len(), m * self.n, "residual is not [{m}, {}]", self.n);
+        }
+    }
+
     /// [`forward`](Self::forward) run by a team: the input quantised by
     /// the team into `rows` (int8 weights only), then this thread's share
     /// of the column panels written to `out` (`m` rows of `n`), the same
@@ -297,10 +302,8 @@ impl PackedLinear {
         rows: &int8::SharedRows,
         out: &Shared<f32>,
     ) {
-        assert!(self.k > 0 && x.len() == m * self.k && out.len() >= m * self.n);
-        if let Some(r) = residual {
-            assert_eq!(r.len(), m * self.n, "residual is not [{m}, {}]", self.n);
-        }
+        self.check_shapes(x, m, residual);
+        assert!(self.k > 0 && out.len() >= m * self.n);
         let input = match &self.panels {
             Panels::I8(_) => Input::Int8(rows.quantize(team, self.kernel, x, m, self.k)),
             _ => Input::F32(x),

@@ -195,10 +195,7 @@ impl SharedRows {
         let mine = team.share(m);
         let q = self.q.part_mut(mine.start * k4..mine.end * k4);
         let params = self.params.part_mut(mine.clone());
-        let x = &x[mine.start * k..mine.end * k];
-        for ((q, x), p) in q.chunks_mut(k4).zip(x.chunks(k)).zip(params) {
-            quantize_row_with(kernel, x, q, p);
-        }
+        quantize_rows(kernel, &x[mine.start * k..mine.end * k], k, k4, q, params);
         team.sync();
         RowsRef {
             k4,
@@ -235,11 +232,27 @@ pub fn quantize(kernel: Kernel, x: &[f32], m: usize, k: usize) -> Rows {
             .with_min_len(rows_per_task)
             .for_each(|((q, x), p)| unsafe { quantize_row_with(kernel, x, q, p) });
     } else {
-        for ((q, x), p) in q.chunks_mut(k4).zip(x.chunks(k)).zip(params.iter_mut()) {
-            unsafe { quantize_row_with(kernel, x, q, p) }
-        }
+        unsafe { quantize_rows(kernel, x, k, k4, &mut q, &mut params) };
     }
     Rows { k4, q, params }
+}
+
+/// Quantises the rows of `x` (`k` values each) one after another into `q`
+/// (`k4` bytes each) and `params`.
+///
+/// # Safety
+/// `kernel` was chosen by run-time detection.
+unsafe fn quantize_rows(
+    kernel: Kernel,
+    x: &[f32],
+    k: usize,
+    k4: usize,
+    q: &mut [u8],
+    params: &mut [RowParams],
+) {
+    for ((q, x), p) in q.chunks_mut(k4).zip(x.chunks(k)).zip(params) {
+        quantize_row_with(kernel, x, q, p);
+    }
 }
 
 /// Quantises one row into `q` (`k4` long) and `params`.

@@ -67,8 +67,7 @@ fn share(n: usize, index: usize, parts: usize) -> Range<usize> {
 /// doc). A panic on any thread releases the others and is re-raised.
 pub fn run(step: impl Fn(&Team) + Sync) -> bool {
     let size = rayon::current_num_threads();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if size < 2 || size > cores {
+    if size < 2 || size > cores() {
         return false;
     }
     if TEAM_RUNNING
@@ -103,6 +102,13 @@ pub fn run(step: impl Fn(&Team) + Sync) -> bool {
         }
     }
     true
+}
+
+/// The machine's cores, read once: `available_parallelism` reads cgroup
+/// files on Linux, too slow to repeat for every query.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A sense-reversing spin barrier for a fixed number of threads.
@@ -230,11 +236,10 @@ pub(crate) mod testing {
     /// Whether this machine can run a team of two (the tests of team
     /// kernels pass trivially where it cannot, and say so).
     pub(crate) fn two_cores() -> bool {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cores < 2 {
+        if cores() < 2 {
             eprintln!("one core: no team of two can run here");
         }
-        cores >= 2
+        cores() >= 2
     }
 
     /// [`run`], retried while another test's team holds the process's one.

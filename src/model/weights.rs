@@ -231,9 +231,7 @@ impl Linear {
             &LinearOp(&self.0, Activation::None),
         )
     }
-}
 
-impl Linear {
     /// The packed weights, for the kernels' team forms.
     pub(super) fn packed(&self) -> &PackedLinear {
         &self.0
@@ -317,9 +315,7 @@ impl LayerNorm {
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.apply_op1_no_bwd(self)
     }
-}
 
-impl LayerNorm {
     /// [`norm::layer_norm_team`].
     ///
     /// # Safety
