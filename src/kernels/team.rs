@@ -67,7 +67,7 @@ fn share(n: usize, index: usize, parts: usize) -> Range<usize> {
 /// doc). A panic on any thread releases the others and is re-raised.
 pub fn run(step: impl Fn(&Team) + Sync) -> bool {
     let size = rayon::current_num_threads();
-    if size < 2 || size > cores() {
+    if size < 2 || size > super::placement::cores() {
         return false;
     }
     if TEAM_RUNNING
@@ -102,13 +102,6 @@ pub fn run(step: impl Fn(&Team) + Sync) -> bool {
         }
     }
     true
-}
-
-/// The machine's cores, read once: `available_parallelism` reads cgroup
-/// files on Linux, too slow to repeat for every query.
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A sense-reversing spin barrier for a fixed number of threads.
@@ -231,6 +224,7 @@ impl<T: Copy + Default> Shared<T> {
 /// Helpers for the tests of the team versions of each kernel.
 #[cfg(test)]
 pub(crate) mod testing {
+    use super::super::placement::cores;
     use super::*;
 
     /// Whether this machine can run a team of two (the tests of team

@@ -31,6 +31,7 @@ pub use sentence::{Pool, Pooling, Prompts};
 use tokenizer::{TextTokenizer, Tokenized};
 
 use crate::error::{Error, Result};
+use crate::kernels::placement;
 
 /// Upper bound on the tokens encoded in one forward pass: large enough for
 /// efficient matrix products, small enough to keep memory flat.
@@ -89,7 +90,8 @@ pub struct Embedder {
     /// The encoder runs inside its own pool, entered once per batch: every
     /// operation of the forward pass then splits work from a worker thread
     /// instead of waking the pool from outside (a futex round trip per
-    /// operation, a fifth of a short query's time).
+    /// operation, a fifth of a short query's time). Each thread is pinned
+    /// to its own CPU when the pool covers them all ([`placement`]).
     pool: rayon::ThreadPool,
     /// One one-thread pool per thread of `pool`, for bulk jobs (see
     /// [`batches`]); made on the first.
@@ -151,6 +153,9 @@ impl Embedder {
             .thread_name(|i| format!("pareil-encoder-{i}"))
             .build()
             .map_err(|e| Error::Usage(format!("cannot start encoder threads: {e}")))?;
+        if let Some(cpus) = placement::plan(pool.current_num_threads()) {
+            pool.broadcast(|thread| placement::pin_current_thread(cpus[thread.index()]));
+        }
         Ok(Embedder {
             pool,
             lanes: std::sync::OnceLock::new(),
@@ -310,12 +315,17 @@ impl Embedder {
 
     /// One one-thread pool per thread of the encoder's pool; none if the
     /// threads cannot be started (bulk then splits each operation).
+    /// Pinned like the pool, each to its own CPU.
     fn make_lanes(&self) -> Vec<rayon::ThreadPool> {
-        (0..self.pool.current_num_threads())
+        let lanes = self.pool.current_num_threads();
+        let cpus = placement::plan(lanes);
+        (0..lanes)
             .map(|i| {
+                let cpu = cpus.as_ref().map(|cpus| cpus[i]);
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .thread_name(move |_| format!("pareil-lane-{i}"))
+                    .start_handler(move |_| cpu.into_iter().for_each(placement::pin_current_thread))
                     .build()
             })
             .collect::<std::result::Result<_, _>>()
