@@ -20,6 +20,7 @@ use std::sync::mpsc;
 use super::tokenizer::Tokenized;
 use super::TOKEN_BUDGET;
 use crate::error::Result;
+use crate::kernels::team::StandAside;
 
 /// Tokens per lane batch at least: below this the products' row blocks
 /// run short and a job is better split by operation.
@@ -64,13 +65,14 @@ pub(super) fn lane_budget(total: usize, lanes: usize) -> Option<usize> {
 /// Runs `forward(i)` for every batch `i < batches`, one lane (a one-thread
 /// pool) per batch at a time, and calls `done(i, result)` on this thread as
 /// each finishes. After an error no batch starts; the first error is
-/// returned.
+/// returned. No team forms meanwhile (see [`StandAside`]).
 pub(super) fn run_on_lanes<T: Send>(
     lanes: &[rayon::ThreadPool],
     batches: usize,
     forward: impl Fn(usize) -> Result<T> + Sync,
     mut done: impl FnMut(usize, T),
 ) -> Result<()> {
+    let _busy = StandAside::new();
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
