@@ -16,9 +16,10 @@
 #      left out: slower than their fp32 / int8 siblings everywhere above);
 #   4. single-query latency again, pareil (int8, best kernel) and ONNX
 #      Runtime int8 (the fastest peer on queries) run one after the other,
-#      alternately, ROUNDS times (default 5) of 200 queries each: on a shared
-#      VM, one engine measured after the other can differ by 20 % through
-#      noise alone, alternation spreads it over both.
+#      alternately, ROUNDS times (default 5) of 200 queries back to back and
+#      100 after 50 ms idle each (a server between requests: sleeping threads
+#      must wake): on a shared VM, one engine measured after the other can
+#      differ by 20 % through noise alone, alternation spreads it over both.
 # Prints Markdown tables (paste them into BENCHMARKS.md).
 #
 #   bash scripts/bench.sh                 # pareil + peers (installs the peers' venv first)
@@ -102,13 +103,18 @@ alternate_queries() { # rounds
   head -n 1 "$seeds" > "$one"
   for t in 1 2; do
     for round in $(seq "$1"); do
-      cargo bench --bench encode --quiet -- --threads "$t" --input "$one" --query-runs 200 \
-        | sed "s/^{/{\"corpus\":\"alternated\",\"round\":$round,/" >> "$results"
-      if [ "$peers" != 0 ]; then
-        "$py" scripts/bench_peers.py --engine ort-int8 --threads "$t" --query-runs 200 \
-          --model-dir "$model_dir" --input "$one" \
-          | sed "s/^{/{\"corpus\":\"alternated\",\"round\":$round,/" >> "$results"
-      fi
+      # Back to back (200 queries), then after 50 ms idle each (100): a
+      # server between requests, whose threads must wake first.
+      for gap in 0 50; do
+        local runs=$((gap ? 100 : 200)) tag="\"corpus\":\"alternated\",\"round\":$round,"
+        cargo bench --bench encode --quiet -- --threads "$t" --input "$one" --query-runs "$runs" \
+          --query-gap-ms "$gap" | sed "s/^{/{$tag/" >> "$results"
+        if [ "$peers" != 0 ]; then
+          "$py" scripts/bench_peers.py --engine ort-int8 --threads "$t" --query-runs "$runs" \
+            --query-gap-ms "$gap" --model-dir "$model_dir" --input "$one" \
+            | sed "s/^{/{$tag/" >> "$results"
+        fi
+      done
     done
   done
 }
@@ -158,14 +164,16 @@ for label in ("seeds", "synthetic", "real"):
 rs = [r for r in rows if r["corpus"] == "alternated"]
 if rs:
     import statistics
-    print(f"**single query, alternated**: the 16-token query, 200 runs per round, "
-          f"{max(r['round'] for r in rs)} rounds per engine, engines taking turns. "
+    print(f"**single query, alternated**: the 16-token query, "
+          f"{max(r['round'] for r in rs)} rounds per engine, engines taking turns; "
+          f"each round 200 queries back to back, then 100 after 50 ms idle each. "
           f"Machine: {cpu} ({simd}), {os.cpu_count()} cores; {datetime.date.today()}")
     print()
-    print("| engine | threads | median of the rounds' medians (ms) | fastest round | slowest round |")
-    print("|---|---|---|---|---|")
-    for key in sorted({(r["threads"], r["engine"]) for r in rs}):
-        ms = [r["query_ms_median"] for r in rs if (r["threads"], r["engine"]) == key]
-        print(f"| {key[1]} | {key[0]} | {statistics.median(ms):.2f} | {min(ms):.2f} | {max(ms):.2f} |")
+    print("| engine | threads | idle before each (ms) | median of the rounds' medians (ms) | fastest round | slowest round |")
+    print("|---|---|---|---|---|---|")
+    gap = lambda r: r.get("query_gap_ms", 0)
+    for key in sorted({(r["threads"], gap(r), r["engine"]) for r in rs}):
+        ms = [r["query_ms_median"] for r in rs if (r["threads"], gap(r), r["engine"]) == key]
+        print(f"| {key[2]} | {key[0]} | {key[1]:g} | {statistics.median(ms):.2f} | {min(ms):.2f} | {max(ms):.2f} |")
     print()
 PY
