@@ -602,6 +602,42 @@ fn bulk_jobs_equal_texts_alone_in_input_order() {
     }
 }
 
+/// Short inputs embedded while a bulk job holds the cores (a server asked
+/// a query while it ingests: they then run on a thread of their own) give
+/// the bits they give alone.
+#[test]
+fn short_inputs_during_a_bulk_job_equal_them_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), BERT);
+    let model = Embedder::load(dir.path()).unwrap();
+    let texts: Vec<String> = (0..20_000)
+        .map(|i| VOCAB[6 + i % 8..14].join(" "))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let queries = ["le chat", "der hund schläft", "tapis"];
+    let alone: Vec<_> = queries
+        .iter()
+        .map(|q| model.embed(&[q], Role::Query).unwrap().remove(0).vector)
+        .collect();
+    let bulk_done = std::sync::atomic::AtomicBool::new(false);
+    let during = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            model.embed(&refs, Role::Passage).unwrap();
+            bulk_done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        let mut rounds = 0;
+        while !bulk_done.load(std::sync::atomic::Ordering::Acquire) || rounds == 0 {
+            for (q, want) in queries.iter().zip(&alone) {
+                let got = model.embed(&[q], Role::Query).unwrap().remove(0).vector;
+                assert!(&got == want, "{q}");
+            }
+            rounds += 1;
+        }
+        rounds
+    });
+    assert!(during > 0);
+}
+
 #[test]
 fn over_long_input_is_truncated_and_reported() {
     let dir = tempfile::tempdir().unwrap();

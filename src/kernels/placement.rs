@@ -1,5 +1,6 @@
-//! Where the encoder's threads run: a pool with a thread for every CPU the
-//! process may use puts each thread on its own CPU, for good.
+//! Where and how eagerly the encoder's threads run: a pool with a thread
+//! for every CPU the process may use puts each thread on its own CPU, for
+//! good; bulk threads yield to interactive ones ([`run_in_background`]).
 //!
 //! Why: after the machine has been idle a moment (a server between two
 //! requests), the scheduler wakes a pool's threads on the CPU of the thread
@@ -79,6 +80,25 @@ pub fn pin_current_thread(cpu: usize) {
     let _ = cpu;
 }
 
+/// Lowers the calling thread's priority (nice +5, Linux; elsewhere nothing)
+/// for bulk work: a query arriving meanwhile (a server ingesting while it
+/// answers) gets most of a core instead of a third. Measured on a 2-vCPU
+/// Zen 3 server answering `/v1/similar` during bulk `/v1/embeddings`:
+/// median 17.8 → 13.2–13.6 ms; on an otherwise idle machine it changes
+/// nothing. A thread cannot raise its priority back without privileges,
+/// so only dedicated bulk threads call this.
+pub fn run_in_background() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system call; on Linux `who = 0` with PRIO_PROCESS names
+    // the calling thread. A failure leaves the priority as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+    }
+}
+
+#[cfg(target_os = "linux")]
+const BACKGROUND_NICE: libc::c_int = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +134,23 @@ mod tests {
         .unwrap();
         assert_eq!(seen, (cpu as i32, 1));
         assert_eq!(cores(), cores_before);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_background_thread_runs_at_a_lower_priority() {
+        let nice = || {
+            // SAFETY: plain system call about the calling thread.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+        };
+        let here = nice();
+        let there = std::thread::spawn(move || {
+            run_in_background();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(there, (here + BACKGROUND_NICE).min(19));
+        assert_eq!(nice(), here, "only the calling thread");
     }
 }

@@ -59,6 +59,11 @@ impl Drop for StandAside {
     }
 }
 
+/// Whether a [`StandAside`] lives: bulk work holds the cores.
+pub fn standing_aside() -> bool {
+    STANDING_ASIDE.load(Ordering::Acquire) > 0
+}
+
 /// One thread's view of a running team.
 pub struct Team<'a> {
     index: usize,
@@ -96,7 +101,7 @@ fn share(n: usize, index: usize, parts: usize) -> Range<usize> {
 /// doc). A panic on any thread releases the others and is re-raised.
 pub fn run(step: impl Fn(&Team) + Sync) -> bool {
     let size = rayon::current_num_threads();
-    if size < 2 || size > super::placement::cores() || STANDING_ASIDE.load(Ordering::Acquire) > 0 {
+    if size < 2 || size > super::placement::cores() || standing_aside() {
         return false;
     }
     if TEAM_RUNNING
