@@ -1,11 +1,15 @@
 //! Load on `pareil serve`: latency p50/p99 and requests/s at several
 //! concurrency levels, for `POST /v1/similar` (stored-passage queries, the
-//! index-backed path) and `POST /v1/embeddings` (a 16-token text), and
-//! batch `similar --queries` against one process per query.
+//! index-backed path) and `POST /v1/embeddings` (a 16-token text); the same
+//! text from one client pausing 50 ms between requests (the server's
+//! threads fall asleep between them) and while another client embeds
+//! paragraphs in bulk; and batch `similar --queries` against one process
+//! per query.
 //!
 //! ```sh
 //! cargo bench --bench serve -- [--db STORE] [--seconds 5] [--clients 1,8,64]
 //! ```
+//! `PAREIL_BIN=path/to/pareil` serves with another build (before/after).
 //! The default store is the scale bench's synthetic 100k store
 //! (`cargo bench --bench scale -- --sizes 100000` makes it). The clients are
 //! threads of this process with keep-alive connections: they share the
@@ -55,7 +59,8 @@ struct Server {
 
 impl Server {
     fn start(db: &std::path::Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pareil"))
+        let bin = std::env::var_os("PAREIL_BIN").unwrap_or(env!("CARGO_BIN_EXE_pareil").into());
+        let mut child = Command::new(bin)
             .arg("--db")
             .arg(db)
             .args(["serve", "--addr", "127.0.0.1:0", "--queue", "1024"])
@@ -80,6 +85,18 @@ impl Drop for Server {
 
 /// Latencies of every request `clients` threads made in `seconds`.
 fn load(base: &str, path: &str, clients: usize, seconds: f64, body: fn(u64) -> String) -> Row {
+    load_paced(base, path, clients, seconds, Duration::ZERO, body)
+}
+
+/// [`load`], each client idle `pause` before each request.
+fn load_paced(
+    base: &str,
+    path: &str,
+    clients: usize,
+    seconds: f64,
+    pause: Duration,
+    body: fn(u64) -> String,
+) -> Row {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let url = format!("{base}{path}");
     let started = Instant::now();
@@ -96,6 +113,7 @@ fn load(base: &str, path: &str, clients: usize, seconds: f64, body: fn(u64) -> S
                     let mut errors = 0;
                     let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ t as u64;
                     while Instant::now() < deadline {
+                        std::thread::sleep(pause);
                         seed = seed
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
@@ -224,8 +242,59 @@ fn main() {
         })
         .collect();
     print_rows("`POST /v1/embeddings` (one 16-token text)", &rows);
+    one_text_after_pauses_and_during_bulk(&server.base, a.seconds);
     drop(server);
     batch_against_processes(&a.db, passages);
+}
+
+/// One client embedding the 16-token text: pausing 50 ms before each
+/// request, then back to back while another client embeds 64 paragraphs of
+/// about 180 tokens per request, again and again.
+fn one_text_after_pauses_and_during_bulk(base: &str, seconds: f64) {
+    let pause = Duration::from_millis(50);
+    let paced = load_paced(base, "/v1/embeddings", 1, seconds, pause, embeddings_body);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (during, bulk_requests) = std::thread::scope(|s| {
+        let bulk = s.spawn(|| {
+            let url = format!("{base}/v1/embeddings");
+            let mut done = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut r = ureq::post(&url)
+                    .header("content-type", "application/json")
+                    .send(bulk_body())
+                    .expect("bulk embeddings");
+                let _ = r.body_mut().read_to_vec();
+                done += 1;
+            }
+            done
+        });
+        // Let the first bulk request get going.
+        std::thread::sleep(Duration::from_millis(500));
+        let row = load(base, "/v1/embeddings", 1, seconds, embeddings_body);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (row, bulk.join().unwrap())
+    });
+    println!("\n### `POST /v1/embeddings` (one 16-token text), one client\n");
+    println!("| while | requests | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (how, r) in [
+        ("idle 50 ms before each request".to_string(), paced),
+        (
+            format!("another client embeds 64 paragraphs per request ({bulk_requests} requests)"),
+            during,
+        ),
+    ] {
+        println!("| {how} | {} | {:.2} | {:.2} |", r.requests, r.p50_ms, r.p99_ms);
+    }
+}
+
+/// 64 paragraphs of about 180 tokens: bulk work (lanes) for the server.
+fn bulk_body() -> String {
+    let paragraph = "le prix de l'électricité en France cet hiver dépendra du nucléaire, \
+        du gaz et de la météo, disent les opérateurs du réseau. "
+        .repeat(6);
+    let inputs: Vec<String> = (0..64).map(|i| format!("{i} {paragraph}")).collect();
+    serde_json::json!({"input": inputs, "model": "multilingual-e5-small"}).to_string()
 }
 
 /// `similar --queries` (one process) against one `pareil similar --id`
