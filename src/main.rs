@@ -30,10 +30,14 @@ fn main() {
     if matches!(cli.command, Command::Ingest(_) | Command::Embed(_)) {
         pareil::allocator::keep_freed_pages();
     }
-    if let Some(n) = cli::worker_threads(&cli.global) {
-        // candle's matmuls and rayon both read this before their first use.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    // candle's matmuls and rayon both read this before their first use. Set
+    // even for the default (every core): without it, candle counts the
+    // physical cores by parsing /proc/cpuinfo on every matmul (the store's
+    // searches: once per query, seen in `strace` of `pareil serve`), a read
+    // that grows with the machine's CPU count.
+    let threads = cli::worker_threads(&cli.global)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     match cli::run(cli) {
         Ok(Outcome::Ok) => {}
         Ok(Outcome::Exit(code)) => std::process::exit(code),

@@ -77,7 +77,7 @@ pub fn max_threads() -> usize {
 /// `RAYON_NUM_THREADS`: the encoder's, the global one the duplicate scan
 /// uses, candle's): `--threads` (clap has refused 0), else an inherited
 /// `RAYON_NUM_THREADS`; above [`max_threads`] it is lowered, with a warning.
-/// `None`: leave rayon's default (every core).
+/// `None`: the default (every core).
 pub fn worker_threads(g: &GlobalArgs) -> Option<usize> {
     let (n, from) = match g.threads {
         Some(n) => (n, "--threads"),
