@@ -284,7 +284,10 @@ fn one_text_after_pauses_and_during_bulk(base: &str, seconds: f64) {
             during,
         ),
     ] {
-        println!("| {how} | {} | {:.2} | {:.2} |", r.requests, r.p50_ms, r.p99_ms);
+        println!(
+            "| {how} | {} | {:.2} | {:.2} |",
+            r.requests, r.p50_ms, r.p99_ms
+        );
     }
 }
 

@@ -14,7 +14,9 @@
 //! Only a pool that covers every CPU is pinned: it uses them all anyway, so
 //! pinning takes no CPU away from the process. A smaller pool (`--threads`
 //! below the core count) is left to the scheduler, so that several such
-//! processes do not all crowd onto the first CPUs.
+//! processes do not all crowd onto the first CPUs. Neither is a pool on a
+//! hybrid CPU (Intel's performance + efficiency cores): there the scheduler
+//! puts the busiest threads on the fast cores, which pinning would forbid.
 
 use std::sync::OnceLock;
 
@@ -63,7 +65,21 @@ pub fn plan(threads: usize) -> Option<Vec<usize>> {
     // then gets the process's count, whichever thread it runs on.
     let cores = cores();
     let cpus = allowed_cpus();
-    (threads >= 2 && threads == cpus.len() && threads == cores).then(|| cpus.to_vec())
+    (threads >= 2 && threads == cpus.len() && threads == cores && !hybrid()).then(|| cpus.to_vec())
+}
+
+/// Whether the CPU mixes core types, read once.
+fn hybrid() -> bool {
+    static HYBRID: OnceLock<bool> = OnceLock::new();
+    *HYBRID.get_or_init(|| hybrid_under(std::path::Path::new("/sys")))
+}
+
+/// Linux lists a hybrid CPU's efficiency cores in
+/// `devices/cpu_atom/cpus` under sysfs (`root`); the file is absent or
+/// empty elsewhere.
+fn hybrid_under(root: &std::path::Path) -> bool {
+    std::fs::read_to_string(root.join("devices/cpu_atom/cpus"))
+        .is_ok_and(|cpus| !cpus.trim().is_empty())
 }
 
 /// Pins the calling thread to `cpu`; a failure (a CPU taken away since)
@@ -108,11 +124,23 @@ mod tests {
         assert_eq!(plan(0), None);
         assert_eq!(plan(1), None);
         assert_eq!(plan(cores() + 1), None);
-        if cfg!(target_os = "linux") && cores() >= 2 && allowed_cpus().len() == cores() {
+        if cfg!(target_os = "linux") && cores() >= 2 && allowed_cpus().len() == cores() && !hybrid()
+        {
             let cpus = plan(cores()).expect("a full-width pool is pinned");
             assert_eq!(cpus.len(), cores());
             assert!(cpus.windows(2).all(|w| w[0] < w[1]), "distinct CPUs");
         }
+    }
+
+    #[test]
+    fn a_cpu_with_efficiency_cores_is_hybrid() {
+        let sys = tempfile::tempdir().unwrap();
+        assert!(!hybrid_under(sys.path()), "no cpu_atom: not hybrid");
+        std::fs::create_dir_all(sys.path().join("devices/cpu_atom")).unwrap();
+        std::fs::write(sys.path().join("devices/cpu_atom/cpus"), "\n").unwrap();
+        assert!(!hybrid_under(sys.path()), "no efficiency core listed");
+        std::fs::write(sys.path().join("devices/cpu_atom/cpus"), "12-19\n").unwrap();
+        assert!(hybrid_under(sys.path()));
     }
 
     /// A pinned thread runs on its CPU, and the core count stays the
