@@ -8,7 +8,7 @@
 //! forward pass split over two threads then runs both halves on one CPU,
 //! the halves waiting for each other at every step. Measured on a 2-vCPU
 //! Zen 3 VM, a 16-token query at 2 threads after 50 ms idle: 13.8 ms
-//! (both threads seen on CPU 0 at the start of the pass), 4.0–4.7 ms
+//! (both threads seen on CPU 0 at the start of the pass), 3.6–4.5 ms
 //! pinned; back to back, 2.7–3.4 ms either way.
 //!
 //! Only a pool that covers every CPU is pinned: it uses them all anyway, so
@@ -59,7 +59,8 @@ pub fn cores() -> usize {
 }
 
 /// The CPU for each of a pool's `threads` threads, or `None` when the pool
-/// should not be pinned: fewer than two threads, or not one per usable CPU.
+/// should not be pinned: fewer than two threads, not one per usable CPU, or
+/// a hybrid CPU.
 pub fn plan(threads: usize) -> Option<Vec<usize>> {
     // Read before any pinned thread exists: every later caller of `cores`
     // then gets the process's count, whichever thread it runs on.
