@@ -636,6 +636,51 @@ fn short_inputs_during_a_bulk_job_equal_them_alone() {
     });
 }
 
+/// With a thread for every CPU (the default), each encoder thread is
+/// pinned to one CPU (`kernels::placement`): every `pareil-encoder-` thread
+/// of this process allows one CPU only. Linux, two CPUs or more, not hybrid.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_width_encoder_pins_each_thread_to_one_cpu() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let cpus_allowed = |status: &str| -> Option<String> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+    };
+    let process = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let hybrid =
+        std::fs::read_to_string("/sys/devices/cpu_atom/cpus").is_ok_and(|c| !c.trim().is_empty());
+    // A contiguous "0-N" list of `cores` CPUs: the default pool covers it.
+    if cores < 2 || hybrid || process != format!("0-{}", cores - 1) {
+        eprintln!("skipped: {cores} cores, allowed {process}, hybrid {hybrid}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), BERT);
+    let model = Embedder::load(dir.path()).unwrap();
+    let mut pinned = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).ok();
+        // Threads of other tests come and go: skip what has gone.
+        let (Some(comm), Some(status)) = (read("comm"), read("status")) else {
+            continue;
+        };
+        if comm.trim() == "pareil-encoder-" {
+            pinned.push(cpus_allowed(&status).unwrap());
+        }
+    }
+    drop(model);
+    assert!(pinned.len() >= cores, "encoder threads seen: {pinned:?}");
+    for allowed in &pinned {
+        assert!(
+            allowed.parse::<usize>().is_ok(),
+            "an encoder thread allows {allowed}"
+        );
+    }
+}
+
 #[test]
 fn over_long_input_is_truncated_and_reported() {
     let dir = tempfile::tempdir().unwrap();
