@@ -264,7 +264,8 @@ def main():
 
     lat = []
     for _ in range(args.query_runs):
-        time.sleep(args.query_gap_ms / 1000.0)
+        if args.query_gap_ms > 0:
+            time.sleep(args.query_gap_ms / 1000.0)
         t = time.perf_counter()
         query(args.query)
         lat.append((time.perf_counter() - t) * 1000.0)

@@ -35,8 +35,7 @@ fn main() {
     // physical cores by parsing /proc/cpuinfo on every matmul (the store's
     // searches: once per query, seen in `strace` of `pareil serve`), a read
     // that grows with the machine's CPU count.
-    let threads = cli::worker_threads(&cli.global)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cli::worker_threads(&cli.global);
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     match cli::run(cli) {
         Ok(Outcome::Ok) => {}

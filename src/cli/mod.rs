@@ -66,29 +66,33 @@ impl Ui {
     }
 }
 
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The most worker threads a run starts: 4 × the cores this process may
 /// use. More only adds switching (and `--threads 100000` used to spend
 /// minutes creating threads).
 pub fn max_threads() -> usize {
-    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    4 * cores()
 }
 
 /// The worker thread count to hand rayon (every pool reads
 /// `RAYON_NUM_THREADS`: the encoder's, the global one the duplicate scan
 /// uses, candle's): `--threads` (clap has refused 0), else an inherited
-/// `RAYON_NUM_THREADS`; above [`max_threads`] it is lowered, with a warning.
-/// `None`: the default (every core).
-pub fn worker_threads(g: &GlobalArgs) -> Option<usize> {
-    let (n, from) = match g.threads {
-        Some(n) => (n, "--threads"),
-        None => {
-            let n = std::env::var("RAYON_NUM_THREADS")
-                .ok()?
-                .trim()
-                .parse()
-                .ok()?;
-            (n, "RAYON_NUM_THREADS")
-        }
+/// `RAYON_NUM_THREADS`, else every core; above [`max_threads`] it is
+/// lowered, with a warning.
+pub fn worker_threads(g: &GlobalArgs) -> usize {
+    let asked = match g.threads {
+        Some(n) => Some((n, "--threads")),
+        None => std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(|n| (n, "RAYON_NUM_THREADS")),
+    };
+    let Some((n, from)) = asked.filter(|&(n, _)| n > 0) else {
+        return cores();
     };
     let max = max_threads();
     if n > max {
@@ -98,9 +102,9 @@ pub fn worker_threads(g: &GlobalArgs) -> Option<usize> {
                 max / 4
             );
         }
-        return Some(max);
+        return max;
     }
-    (n > 0).then_some(n)
+    n
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {

@@ -15,7 +15,8 @@
 //! - [`norm`]: layer normalisation of rows;
 //! - [`team`]: one parallel region per short forward pass, for the
 //!   products, attention and norms' `_team` forms;
-//! - [`placement`]: each thread of a full-width pool on its own CPU.
+//! - [`placement`]: each thread of a full-width pool on its own CPU; bulk
+//!   threads at a lower priority.
 
 pub(crate) mod attention;
 pub(crate) mod gemm;
