@@ -9,9 +9,13 @@
 //!   every operation of a bulk batch cost a fifth of the throughput: on a
 //!   Zen 3 with 2 cores, two 1-thread encodes of the 188-token synthetic
 //!   paragraphs side by side ran at 2,557 tokens/s each (as fast as one
-//!   alone), the 2-thread encode at 3,700–4,300 tokens/s in all. Lanes take
-//!   smaller batches so that every thread gets several, and memory stays
-//!   that of one [`TOKEN_BUDGET`] batch.
+//!   alone), the 2-thread encode at 3,700–4,300 tokens/s in all.
+//!
+//! A batch one thread runs alone (a lane's, or any batch of a one-thread
+//! encoder) holds at most [`THREAD_BATCH_TOKENS`]: its activations then
+//! stay in that core's caches from one operation to the next, where a
+//! [`TOKEN_BUDGET`] batch's (25 MB for the feed-forward layer's) go to
+//! memory and back at every step.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,9 +26,13 @@ use super::TOKEN_BUDGET;
 use crate::error::Result;
 use crate::kernels::team::StandAside;
 
-/// Tokens per lane batch at least: below this the products' row blocks
-/// run short and a job is better split by operation.
-const LANE_MIN_TOKENS: usize = 512;
+/// Tokens per batch when one thread runs it. Measured on a Zen 4 (1 MB
+/// L2 per core), `cargo bench --bench encode`, int8, alternated rounds:
+/// at 1 thread, against 4,096-token batches, the 188-token synthetic
+/// paragraphs +10–20 % (256 ≈ 384 > 512 > 768 > 4,096), 3,000 debian-dev
+/// paragraphs of 42 tokens +27–35 %, f32 weights +5–15 %; as 2 lanes,
+/// against 2,048, synthetic +5–16 %, debian-dev level.
+pub(super) const THREAD_BATCH_TOKENS: usize = 256;
 
 /// Input indices, longest first, cut into batches of at most `budget`
 /// tokens (a longer input alone); returned as ranges of that order.
@@ -47,19 +55,23 @@ pub(super) fn plan(inputs: &[Tokenized], budget: usize) -> (Vec<usize>, Vec<Rang
     (order, batches)
 }
 
-/// The batch budget when `total` tokens go to `lanes` threads as lanes:
-/// about two batches per lane (so the last ones even out), within
-/// [`LANE_MIN_TOKENS`] and a [`TOKEN_BUDGET`] shared by the lanes; `None`
-/// when there are too few tokens (or threads) for lanes.
-pub(super) fn lane_budget(total: usize, lanes: usize) -> Option<usize> {
-    if lanes < 2 || total < 2 * lanes * LANE_MIN_TOKENS {
-        return None;
+/// Whether a job of `total` tokens runs as lanes on `threads` threads:
+/// only with two threads or more, and tokens enough for at least two
+/// batches per lane (so the last ones even out).
+pub(super) fn runs_as_lanes(total: usize, threads: usize) -> bool {
+    threads >= 2 && total >= 2 * threads * THREAD_BATCH_TOKENS
+}
+
+/// Tokens per batch: [`THREAD_BATCH_TOKENS`] when one thread runs each
+/// batch (lanes, or a one-thread encoder), [`TOKEN_BUDGET`] when every
+/// thread splits each operation of a batch (a short job: fewer tokens than
+/// lanes need).
+pub(super) fn budget(threads: usize, lanes: bool) -> usize {
+    if lanes || threads <= 1 {
+        THREAD_BATCH_TOKENS
+    } else {
+        TOKEN_BUDGET
     }
-    Some(
-        (total / (2 * lanes))
-            .min(TOKEN_BUDGET / lanes)
-            .max(LANE_MIN_TOKENS),
-    )
 }
 
 /// Runs `forward(i)` for every batch `i < batches`, one lane (a one-thread
@@ -138,15 +150,17 @@ mod tests {
 
     #[test]
     fn lanes_only_for_enough_tokens_and_threads() {
-        assert_eq!(lane_budget(100_000, 1), None);
-        assert_eq!(lane_budget(2 * 2 * LANE_MIN_TOKENS - 1, 2), None);
-        assert_eq!(
-            lane_budget(2 * 2 * LANE_MIN_TOKENS, 2),
-            Some(LANE_MIN_TOKENS)
-        );
-        assert_eq!(lane_budget(6000, 2), Some(1500));
-        assert_eq!(lane_budget(100_000, 2), Some(TOKEN_BUDGET / 2));
-        assert_eq!(lane_budget(100_000, 16), Some(LANE_MIN_TOKENS));
+        assert!(!runs_as_lanes(100_000, 1));
+        assert!(!runs_as_lanes(2 * 2 * THREAD_BATCH_TOKENS - 1, 2));
+        assert!(runs_as_lanes(2 * 2 * THREAD_BATCH_TOKENS, 2));
+        assert!(!runs_as_lanes(100_000, 200));
+    }
+
+    #[test]
+    fn one_thread_per_batch_takes_small_batches() {
+        assert_eq!(budget(1, false), THREAD_BATCH_TOKENS);
+        assert_eq!(budget(2, true), THREAD_BATCH_TOKENS);
+        assert_eq!(budget(2, false), TOKEN_BUDGET);
     }
 
     fn lanes(n: usize) -> Vec<rayon::ThreadPool> {

@@ -34,7 +34,8 @@ use crate::error::{Error, Result};
 use crate::kernels::{placement, team};
 
 /// Upper bound on the tokens encoded in one forward pass: large enough for
-/// efficient matrix products, small enough to keep memory flat.
+/// efficient matrix products, small enough to keep memory flat. A batch
+/// that one thread runs alone is smaller still (see [`batches`]).
 pub const TOKEN_BUDGET: usize = 4096;
 
 /// How the encoder computes: weight precision and matrix kernel.
@@ -273,17 +274,18 @@ impl Embedder {
     }
 
     /// Encodes pre-tokenised inputs in batches of at most [`TOKEN_BUDGET`]
-    /// tokens, formed over length-sorted inputs, every thread on each batch
-    /// or, in bulk, each thread on its own batches ([`batches`]); returns
-    /// vectors in input order.
+    /// tokens (fewer where one thread runs each), formed over length-sorted
+    /// inputs, every thread on each batch or, in bulk, each thread on its
+    /// own batches ([`batches`]); returns vectors in input order.
     pub fn embed_tokenized(
         &self,
         inputs: &[Tokenized],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
         let total = inputs.iter().map(|t| t.ids.len()).sum();
-        let lane_budget = batches::lane_budget(total, self.pool.current_num_threads());
-        let (order, plan) = batches::plan(inputs, lane_budget.unwrap_or(TOKEN_BUDGET));
+        let threads = self.pool.current_num_threads();
+        let as_lanes = batches::runs_as_lanes(total, threads);
+        let (order, plan) = batches::plan(inputs, batches::budget(threads, as_lanes));
         let ids = |i: usize| -> Vec<Vec<u32>> {
             order[plan[i].clone()]
                 .iter()
@@ -300,8 +302,8 @@ impl Embedder {
             }
             progress(batch.len());
         };
-        let lanes = lane_budget
-            .map(|_| self.lanes.get_or_init(|| self.make_lanes()))
+        let lanes = as_lanes
+            .then(|| self.lanes.get_or_init(|| self.make_lanes()))
             .filter(|lanes| !lanes.is_empty());
         if let Some(lanes) = lanes {
             batches::run_on_lanes(lanes, plan.len(), |i| self.encoder.forward(&ids(i)), finish)?;
